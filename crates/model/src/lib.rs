@@ -1,0 +1,17 @@
+//! Shared vocabulary of Gatehouse: what a route key, an integration and a deployed
+//! configuration snapshot are, and how a stage's routes are compiled into a matcher.
+//!
+//! Both planes depend on this crate, so the control plane rejects at the admin API exactly
+//! what the proxy would fail to compile. Nothing here does I/O.
+
+pub mod integration;
+pub mod matcher;
+pub mod names;
+pub mod route_key;
+pub mod snapshot;
+
+pub use integration::{HttpProxyIntegration, Integration, MockIntegration, UriTemplate};
+pub use matcher::{CompileError, RouteMatch, RouteTable};
+pub use names::{ApiSlug, NameError, StageName, StageVariables};
+pub use route_key::{Method, RouteKey, RouteKeyError};
+pub use snapshot::{ConfigSnapshot, DeployedRoute, DeployedStage, Protocol};

@@ -1,0 +1,220 @@
+//! The compiled route table of one stage: a request's method and path find their route
+//! with one lookup in a prefix tree, never by scanning the route list.
+//!
+//! Precedence follows AWS HTTP APIs: the most specific path wins (literal segments over
+//! `{param}`, `{param}` over a greedy `{proxy+}`), a route naming the method wins over an
+//! `ANY` route of the same path, and `$default` takes whatever nothing else matched.
+//!
+//! Each method has two trees: one of routes without a greedy segment, tried first, and one
+//! of greedy routes, so `GET /pets/{id}/toys` and `GET /pets/{proxy+}` can live together.
+
+use std::collections::HashMap;
+
+use crate::route_key::{Method, RouteKey};
+
+/// Why a set of routes cannot be compiled together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error("route `{route_key}` matches the same requests as `{existing}`")]
+    Duplicate { route_key: String, existing: String },
+    #[error("route `{route_key}` conflicts with another route: {reason}")]
+    Conflict { route_key: String, reason: String },
+}
+
+impl CompileError {
+    /// The route key that could not be added.
+    pub fn route_key(&self) -> &str {
+        match self {
+            CompileError::Duplicate { route_key, .. } | CompileError::Conflict { route_key, .. } => route_key,
+        }
+    }
+}
+
+/// One slot per method a route key can name; slot 0 serves methods no key can name
+/// (only `ANY` routes reach them).
+const SLOTS: usize = Method::ALL.len();
+
+fn slot_of_route_method(m: Method) -> usize {
+    Method::ALL.iter().position(|x| *x == m).unwrap_or(0)
+}
+
+fn slot_of_request_method(m: &http::Method) -> usize {
+    match *m {
+        http::Method::GET => 1,
+        http::Method::POST => 2,
+        http::Method::PUT => 3,
+        http::Method::PATCH => 4,
+        http::Method::DELETE => 5,
+        http::Method::HEAD => 6,
+        http::Method::OPTIONS => 7,
+        _ => 0,
+    }
+}
+
+/// A stage's routes, compiled for lookup. `T` is what a match yields (the proxy keeps its
+/// compiled integration there).
+#[derive(Debug)]
+pub struct RouteTable<T> {
+    routes: Vec<T>,
+    exact: Vec<matchit::Router<usize>>,
+    greedy: Vec<matchit::Router<usize>>,
+    default: Option<usize>,
+}
+
+/// A matched route and the values of its path parameters, in route-key order.
+#[derive(Debug)]
+pub struct RouteMatch<'t, 'p, T> {
+    pub value: &'t T,
+    pub params: matchit::Params<'t, 'p>,
+}
+
+impl<T> RouteTable<T> {
+    pub fn compile(routes: impl IntoIterator<Item = (RouteKey, T)>) -> Result<Self, CompileError> {
+        let mut values = Vec::new();
+        let mut keyed: Vec<(Method, String, String, usize)> = Vec::new();
+        let mut seen: HashMap<(Method, String), String> = HashMap::new();
+        let mut default = None;
+        for (key, value) in routes {
+            let index = values.len();
+            values.push(value);
+            match &key {
+                RouteKey::Default => {
+                    if default.replace(index).is_some() {
+                        return Err(CompileError::Duplicate { route_key: key.to_string(), existing: key.to_string() });
+                    }
+                }
+                RouteKey::Route { method, path } => {
+                    let shape = path.shape();
+                    if let Some(existing) = seen.insert((*method, shape.clone()), key.to_string()) {
+                        return Err(CompileError::Duplicate { route_key: key.to_string(), existing });
+                    }
+                    keyed.push((*method, shape, key.to_string(), index));
+                }
+            }
+        }
+        let mut exact: Vec<matchit::Router<usize>> = (0..SLOTS).map(|_| matchit::Router::new()).collect();
+        let mut greedy: Vec<matchit::Router<usize>> = (0..SLOTS).map(|_| matchit::Router::new()).collect();
+        for slot in 0..SLOTS {
+            let own = keyed.iter().filter(|(m, ..)| slot != 0 && slot_of_route_method(*m) == slot);
+            let any = keyed.iter().filter(|(m, shape, ..)| {
+                *m == Method::Any
+                    && (slot == 0
+                        || !keyed.iter().any(|(m2, s2, ..)| slot_of_route_method(*m2) == slot && s2 == shape))
+            });
+            for (_, shape, route_key, index) in own.chain(any) {
+                let router = if shape.contains("{*") { &mut greedy[slot] } else { &mut exact[slot] };
+                router.insert(shape.as_str(), *index).map_err(|e| CompileError::Conflict {
+                    route_key: route_key.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        Ok(RouteTable { routes: values, exact, greedy, default })
+    }
+
+    /// The route for a request, or `None` when no route and no `$default` matches.
+    pub fn at<'t, 'p>(&'t self, method: &http::Method, path: &'p str) -> Option<RouteMatch<'t, 'p, T>> {
+        let slot = slot_of_request_method(method);
+        for router in [&self.exact[slot], &self.greedy[slot]] {
+            if let Ok(found) = router.at(path) {
+                return Some(RouteMatch { value: &self.routes[*found.value], params: found.params });
+            }
+        }
+        self.default.map(|i| RouteMatch { value: &self.routes[i], params: matchit::Params::new() })
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(keys: &[&str]) -> RouteTable<&'static str> {
+        let keys: Vec<(RouteKey, &'static str)> = keys
+            .iter()
+            .map(|k| (RouteKey::parse(k).expect("valid key"), Box::leak(k.to_string().into_boxed_str()) as &'static str))
+            .collect();
+        RouteTable::compile(keys).expect("compiles")
+    }
+
+    fn hit(t: &RouteTable<&'static str>, method: &str, path: &str) -> Option<&'static str> {
+        let method = http::Method::from_bytes(method.as_bytes()).expect("method");
+        t.at(&method, path).map(|m| *m.value)
+    }
+
+    #[test]
+    fn literal_beats_parameter_beats_greedy_beats_default() {
+        let t = table(&["GET /pets/dog", "GET /pets/{id}", "ANY /{proxy+}", "$default"]);
+        assert_eq!(hit(&t, "GET", "/pets/dog"), Some("GET /pets/dog"));
+        assert_eq!(hit(&t, "GET", "/pets/7"), Some("GET /pets/{id}"));
+        assert_eq!(hit(&t, "GET", "/pets/7/toys"), Some("ANY /{proxy+}"));
+        assert_eq!(hit(&t, "POST", "/pets/7"), Some("ANY /{proxy+}"));
+        assert_eq!(hit(&t, "GET", "/"), Some("$default"));
+    }
+
+    #[test]
+    fn named_method_beats_any_on_the_same_path() {
+        let t = table(&["ANY /pets", "POST /pets"]);
+        assert_eq!(hit(&t, "POST", "/pets"), Some("POST /pets"));
+        assert_eq!(hit(&t, "GET", "/pets"), Some("ANY /pets"));
+        assert_eq!(hit(&t, "PROPFIND", "/pets"), Some("ANY /pets"));
+    }
+
+    #[test]
+    fn falls_back_to_a_greedy_route_when_a_longer_parameter_route_does_not_fit() {
+        let t = table(&["GET /pets/{id}/toys", "GET /pets/{proxy+}"]);
+        assert_eq!(hit(&t, "GET", "/pets/1/toys"), Some("GET /pets/{id}/toys"));
+        assert_eq!(hit(&t, "GET", "/pets/1/food"), Some("GET /pets/{proxy+}"));
+    }
+
+    #[test]
+    fn backtracks_from_a_literal_to_a_parameter() {
+        let t = table(&["GET /pets/dog/x", "GET /pets/{id}/y"]);
+        assert_eq!(hit(&t, "GET", "/pets/dog/y"), Some("GET /pets/{id}/y"));
+    }
+
+    #[test]
+    fn nested_greedy_routes_prefer_the_longer_prefix() {
+        let t = table(&["ANY /{proxy+}", "ANY /pets/{rest+}"]);
+        assert_eq!(hit(&t, "GET", "/pets/1/2"), Some("ANY /pets/{rest+}"));
+        assert_eq!(hit(&t, "GET", "/cats/1"), Some("ANY /{proxy+}"));
+    }
+
+    #[test]
+    fn parameters_come_back_in_route_key_order() {
+        let t = table(&["GET /users/{user}/pets/{pet}"]);
+        let m = t.at(&http::Method::GET, "/users/ann/pets/rex").expect("matches");
+        let values: Vec<&str> = m.params.iter().map(|(_, v)| v).collect();
+        assert_eq!(values, vec!["ann", "rex"]);
+    }
+
+    #[test]
+    fn without_default_an_unmatched_request_finds_nothing() {
+        let t = table(&["GET /pets"]);
+        assert_eq!(hit(&t, "GET", "/cats"), None);
+        assert_eq!(hit(&t, "DELETE", "/pets"), None);
+    }
+
+    #[test]
+    fn refuses_two_routes_that_match_the_same_requests() {
+        let keys = ["GET /pets/{id}", "GET /pets/{name}"].map(|k| (RouteKey::parse(k).expect("valid"), ()));
+        let e = RouteTable::compile(keys).expect_err("duplicate");
+        assert_eq!(e.route_key(), "GET /pets/{name}");
+        let keys = ["$default", "$default"].map(|k| (RouteKey::parse(k).expect("valid"), ()));
+        assert!(RouteTable::compile(keys).is_err());
+    }
+
+    #[test]
+    fn parameter_names_do_not_conflict_across_routes() {
+        let t = table(&["GET /{a}/x", "GET /{b}/y", "GET /{c}"]);
+        assert_eq!(hit(&t, "GET", "/1/y"), Some("GET /{b}/y"));
+        assert_eq!(hit(&t, "GET", "/1"), Some("GET /{c}"));
+    }
+}
