@@ -65,7 +65,19 @@ pub struct RouteTable<T> {
 #[derive(Debug)]
 pub struct RouteMatch<'t, 'p, T> {
     pub value: &'t T,
-    pub params: matchit::Params<'t, 'p>,
+    params: Option<matchit::Params<'t, 'p>>,
+}
+
+impl<'t, 'p, T> RouteMatch<'t, 'p, T> {
+    /// The value of the route's `index`-th path parameter ("" if there is none).
+    pub fn param(&self, index: usize) -> &'p str {
+        self.params.as_ref().and_then(|p| p.iter().nth(index)).map_or("", |(_, v)| v)
+    }
+
+    /// All path parameter values, in route-key order.
+    pub fn param_values(&self) -> impl Iterator<Item = &'p str> + '_ {
+        self.params.iter().flat_map(|p| p.iter().map(|(_, v)| v))
+    }
 }
 
 impl<T> RouteTable<T> {
@@ -117,10 +129,10 @@ impl<T> RouteTable<T> {
         let slot = slot_of_request_method(method);
         for router in [&self.exact[slot], &self.greedy[slot]] {
             if let Ok(found) = router.at(path) {
-                return Some(RouteMatch { value: &self.routes[*found.value], params: found.params });
+                return Some(RouteMatch { value: &self.routes[*found.value], params: Some(found.params) });
             }
         }
-        self.default.map(|i| RouteMatch { value: &self.routes[i], params: matchit::Params::new() })
+        self.default.map(|i| RouteMatch { value: &self.routes[i], params: None })
     }
 
     pub fn len(&self) -> usize {
@@ -191,7 +203,8 @@ mod tests {
     fn parameters_come_back_in_route_key_order() {
         let t = table(&["GET /users/{user}/pets/{pet}"]);
         let m = t.at(&http::Method::GET, "/users/ann/pets/rex").expect("matches");
-        let values: Vec<&str> = m.params.iter().map(|(_, v)| v).collect();
+        let values: Vec<&str> = m.param_values().collect();
+        assert_eq!(m.param(1), "rex");
         assert_eq!(values, vec!["ann", "rex"]);
     }
 

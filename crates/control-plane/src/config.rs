@@ -1,0 +1,30 @@
+//! Settings of the control plane, filled in by the `gatehouse` binary from flags and
+//! environment variables.
+
+use std::time::Duration;
+
+use crate::auth::Secret;
+
+/// How the control plane behaves. Tokens are [`Secret`]s: they never print.
+#[derive(Debug, Clone)]
+pub struct ControlPlaneConfig {
+    /// Accepted as an admin token on `/api/v1` (`GATEHOUSE_ADMIN_TOKEN`).
+    pub admin_token: Option<Secret>,
+    /// What proxies must present on `/dp/v1` (`GATEHOUSE_NODE_TOKEN`).
+    pub node_token: Option<Secret>,
+    /// Longest a config poll is held open when nothing changes.
+    pub long_poll_timeout: Duration,
+    /// Largest admin request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ControlPlaneConfig {
+    fn default() -> Self {
+        ControlPlaneConfig {
+            admin_token: None,
+            node_token: None,
+            long_poll_timeout: Duration::from_secs(30),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! HTTP surface of the control plane: one `router()` per resource, merged here.
+
+pub mod apis;
+pub mod deployments;
+pub mod health;
+pub mod nodes;
+pub mod routes;
+pub mod stages;
+pub mod sync;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use tower_http::trace::TraceLayer;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .merge(apis::router())
+        .merge(routes::router())
+        .merge(deployments::router())
+        .merge(stages::router())
+        .merge(nodes::router())
+        .fallback(|| async { ApiError::NotFound("resource") });
+    Router::new()
+        .nest("/api/v1", admin)
+        .nest("/dp/v1", sync::router())
+        .merge(health::router())
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Parses an id from the URL; anything that is not a UUID names nothing that exists.
+pub fn parse_id(raw: &str, what: &'static str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(what))
+}
+
+/// A list response: `{"items": [...]}`, leaving room for paging fields.
+#[derive(serde::Serialize)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}

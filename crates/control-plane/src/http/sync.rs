@@ -1,0 +1,145 @@
+//! `GET /dp/v1/config`: the long poll proxies fetch their configuration with.
+//!
+//! A proxy sends the version it last received. If the deployed version differs, the
+//! snapshot comes back at once; otherwise the request is held until a change is notified
+//! or the wait runs out (304). Each poll also records the node: its id, software version,
+//! address, the config version it serves and the last compile error, if any.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::auth::Node;
+use crate::changes::stopped;
+use crate::error::{ApiError, ApiResult};
+use crate::repo::config_state;
+use crate::repo::nodes::{self, NodeReport};
+use crate::AppState;
+
+pub const NODE_ID_HEADER: &str = "x-gatehouse-node-id";
+pub const NODE_VERSION_HEADER: &str = "x-gatehouse-node-version";
+pub const NODE_ADDRESS_HEADER: &str = "x-gatehouse-node-address";
+pub const CONFIG_VERSION_HEADER: &str = "x-gatehouse-config-version";
+const MAX_HEADER_LEN: usize = 256;
+const MAX_ERROR_LEN: usize = 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/config", get(poll))
+}
+
+/// The last snapshot served, as encoded bytes, keyed by version.
+#[derive(Default)]
+pub struct SnapshotCache {
+    last: Mutex<Option<(i64, Bytes)>>,
+}
+
+impl SnapshotCache {
+    fn get(&self, version: i64) -> Option<Bytes> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref().filter(|(v, _)| *v == version).map(|(_, b)| b.clone())
+    }
+
+    fn put(&self, version: i64, bytes: Bytes) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_ref().is_none_or(|(v, _)| *v < version) {
+            *last = Some((version, bytes));
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollQuery {
+    /// The version the proxy last received (served or refused).
+    version: Option<i64>,
+    /// The version the proxy is serving.
+    active: Option<i64>,
+    /// Why the last snapshot was refused, if it was.
+    error: Option<String>,
+    /// How long to hold the request, in milliseconds (capped by the server's setting).
+    wait_ms: Option<u64>,
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> ApiResult<Option<String>> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => {
+            let text = v.to_str().ok().filter(|t| !t.is_empty() && t.len() <= MAX_HEADER_LEN);
+            text.map(|t| Some(t.to_owned()))
+                .ok_or_else(|| ApiError::BadRequest(format!("{name} must be 1 to {MAX_HEADER_LEN} visible characters")))
+        }
+    }
+}
+
+async fn poll(
+    _: Node,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<PollQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let node_id = header_text(&headers, NODE_ID_HEADER)?
+        .ok_or_else(|| ApiError::BadRequest(format!("{NODE_ID_HEADER} is required")))?;
+    let report = NodeReport {
+        id: node_id,
+        version: header_text(&headers, NODE_VERSION_HEADER)?.unwrap_or_default(),
+        address: header_text(&headers, NODE_ADDRESS_HEADER)?.unwrap_or_default(),
+        config_version: query.active,
+        config_error: query.error.map(|e| e.chars().take(MAX_ERROR_LEN).collect()),
+    };
+    nodes::record(&state.pool, &report).await?;
+
+    let wait = query
+        .wait_ms
+        .map_or(state.config.long_poll_timeout, Duration::from_millis)
+        .min(state.config.long_poll_timeout);
+    let deadline = Instant::now() + wait;
+    let mut changes = state.changes.clone();
+    changes.borrow_and_update();
+    loop {
+        let current = config_state::current_version(&state.pool).await?;
+        if query.version != Some(current) {
+            return snapshot_response(&state, current).await;
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    // The listener is gone; fall back to waiting out the poll.
+                    tokio::select! {
+                        () = tokio::time::sleep_until(deadline) => {}
+                        () = stopped(state.shutdown.clone()) => {}
+                    }
+                    return Ok(StatusCode::NOT_MODIFIED.into_response());
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => return Ok(StatusCode::NOT_MODIFIED.into_response()),
+            () = stopped(state.shutdown.clone()) => return Ok(StatusCode::NOT_MODIFIED.into_response()),
+        }
+    }
+}
+
+async fn snapshot_response(state: &AppState, version: i64) -> ApiResult<Response> {
+    let bytes = match state.snapshot_cache.get(version) {
+        Some(bytes) => bytes,
+        None => {
+            let snapshot = config_state::load_snapshot(&state.pool).await?;
+            let bytes = Bytes::from(snapshot.encode());
+            state.snapshot_cache.put(snapshot.version, bytes.clone());
+            bytes
+        }
+    };
+    let mut response = (StatusCode::OK, bytes).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONFIG_VERSION_HEADER, HeaderValue::from(version));
+    Ok(response)
+}

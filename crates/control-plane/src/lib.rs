@@ -1,0 +1,68 @@
+//! The Gatehouse control plane: the admin API (`/api/v1`), the sync endpoint proxies poll
+//! (`/dp/v1`) and health checks, over one PostgreSQL database.
+//!
+//! [`router`] builds the whole HTTP application from an [`AppState`] without binding a
+//! socket, so tests can drive it directly; [`serve`] runs it on a listener.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod changes;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod json;
+pub mod repo;
+
+use std::sync::Arc;
+
+use axum::Router;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::ControlPlaneConfig;
+
+/// The schema migrations, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub config: Arc<ControlPlaneConfig>,
+    /// Wakes long polls when the deployed configuration may have changed.
+    pub changes: watch::Receiver<u64>,
+    /// The last snapshot built, reused while the config version stays the same.
+    pub snapshot_cache: Arc<http::sync::SnapshotCache>,
+    /// Flips to true when the server shuts down, so long polls return at once.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The full application: admin API, proxy sync and health endpoints.
+pub fn router(state: AppState) -> Router {
+    http::router(state)
+}
+
+/// Serves the application on `listener` until `shutdown` turns true.
+pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    let mut shutdown = state.shutdown.clone();
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
+}
+
+/// Builds the state for a pool: starts the change listener that wakes long polls.
+pub fn state(pool: PgPool, config: ControlPlaneConfig, shutdown: watch::Receiver<bool>) -> AppState {
+    let changes = changes::listen(pool.clone(), shutdown.clone());
+    AppState {
+        pool,
+        config: Arc::new(config),
+        changes,
+        snapshot_cache: Arc::default(),
+        shutdown,
+    }
+}

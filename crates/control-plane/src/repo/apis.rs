@@ -1,0 +1,82 @@
+//! The `apis` table.
+
+use chrono::{DateTime, Utc};
+use gatehouse_model::{ApiSlug, Protocol};
+use serde::Serialize;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Api {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub protocol: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub struct NewApi {
+    pub name: String,
+    pub slug: ApiSlug,
+    pub protocol: Protocol,
+    pub description: String,
+}
+
+const COLUMNS: &str = "id, name, slug, protocol, description, created_at, updated_at";
+
+pub async fn insert(db: impl PgExecutor<'_>, new: &NewApi) -> sqlx::Result<Api> {
+    sqlx::query_as(&format!(
+        "INSERT INTO apis (id, name, slug, protocol, description) VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(&new.name)
+    .bind(new.slug.as_str())
+    .bind(new.protocol.as_str())
+    .bind(&new.description)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn list(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Api>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM apis ORDER BY slug")).fetch_all(db).await
+}
+
+pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Api>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM apis WHERE id = $1")).bind(id).fetch_optional(db).await
+}
+
+/// Reads the API and locks its row until the transaction ends, so concurrent changes to
+/// its routes are checked one after the other.
+pub async fn get_for_update(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Api>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM apis WHERE id = $1 FOR UPDATE"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+pub struct ApiChanges {
+    pub name: Option<String>,
+    pub slug: Option<ApiSlug>,
+    pub description: Option<String>,
+}
+
+pub async fn update(db: impl PgExecutor<'_>, id: Uuid, changes: &ApiChanges) -> sqlx::Result<Option<Api>> {
+    sqlx::query_as(&format!(
+        "UPDATE apis SET name = COALESCE($2, name), slug = COALESCE($3, slug),
+                description = COALESCE($4, description), updated_at = now()
+         WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(changes.name.as_deref())
+    .bind(changes.slug.as_ref().map(ApiSlug::as_str))
+    .bind(changes.description.as_deref())
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM apis WHERE id = $1").bind(id).execute(db).await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,80 @@
+//! The `deployments` table: immutable snapshots of an API's routes.
+
+use chrono::{DateTime, Utc};
+use gatehouse_model::DeployedRoute;
+use serde::Serialize;
+use sqlx::types::Json;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// A deployment as listed: without its routes.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Deployment {
+    pub id: Uuid,
+    pub api_id: Uuid,
+    pub description: String,
+    pub author: String,
+    pub route_count: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A deployment with the routes it froze.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DeploymentDetail {
+    pub id: Uuid,
+    pub api_id: Uuid,
+    pub description: String,
+    pub author: String,
+    pub route_count: i32,
+    pub created_at: DateTime<Utc>,
+    pub routes: Json<Vec<DeployedRoute>>,
+}
+
+const COLUMNS: &str = "id, api_id, description, author, jsonb_array_length(routes) AS route_count, created_at";
+
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    api_id: Uuid,
+    description: &str,
+    author: &str,
+    routes: &[DeployedRoute],
+) -> sqlx::Result<DeploymentDetail> {
+    sqlx::query_as(&format!(
+        "INSERT INTO deployments (id, api_id, description, author, routes) VALUES ($1, $2, $3, $4, $5)
+         RETURNING {COLUMNS}, routes"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(api_id)
+    .bind(description)
+    .bind(author)
+    .bind(Json(routes))
+    .fetch_one(db)
+    .await
+}
+
+pub async fn list(db: impl PgExecutor<'_>, api_id: Uuid) -> sqlx::Result<Vec<Deployment>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM deployments WHERE api_id = $1 ORDER BY created_at DESC, id DESC"
+    ))
+    .bind(api_id)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn get(db: impl PgExecutor<'_>, api_id: Uuid, id: Uuid) -> sqlx::Result<Option<DeploymentDetail>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS}, routes FROM deployments WHERE api_id = $1 AND id = $2"))
+        .bind(api_id)
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Deletes a deployment no stage points at (the foreign key refuses otherwise).
+pub async fn delete(db: impl PgExecutor<'_>, api_id: Uuid, id: Uuid) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM deployments WHERE api_id = $1 AND id = $2")
+        .bind(api_id)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

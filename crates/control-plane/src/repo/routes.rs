@@ -1,0 +1,81 @@
+//! The `routes` table: the editable routes of an API, before they are deployed.
+
+use chrono::{DateTime, Utc};
+use gatehouse_model::{Integration, RouteKey};
+use serde::Serialize;
+use sqlx::types::Json;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Route {
+    pub id: Uuid,
+    pub api_id: Uuid,
+    pub route_key: String,
+    pub api_key_required: bool,
+    pub integration: Json<Integration>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A route's content, whether new or changed.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub route_key: RouteKey,
+    pub api_key_required: bool,
+    pub integration: Integration,
+}
+
+const COLUMNS: &str = "id, api_id, route_key, api_key_required, integration, created_at, updated_at";
+
+pub async fn insert(db: impl PgExecutor<'_>, api_id: Uuid, spec: &RouteSpec) -> sqlx::Result<Route> {
+    sqlx::query_as(&format!(
+        "INSERT INTO routes (id, api_id, route_key, api_key_required, integration)
+         VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(api_id)
+    .bind(spec.route_key.to_string())
+    .bind(spec.api_key_required)
+    .bind(Json(&spec.integration))
+    .fetch_one(db)
+    .await
+}
+
+pub async fn list(db: impl PgExecutor<'_>, api_id: Uuid) -> sqlx::Result<Vec<Route>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM routes WHERE api_id = $1 ORDER BY route_key"))
+        .bind(api_id)
+        .fetch_all(db)
+        .await
+}
+
+pub async fn get(db: impl PgExecutor<'_>, api_id: Uuid, id: Uuid) -> sqlx::Result<Option<Route>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM routes WHERE api_id = $1 AND id = $2"))
+        .bind(api_id)
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn update(db: impl PgExecutor<'_>, api_id: Uuid, id: Uuid, spec: &RouteSpec) -> sqlx::Result<Option<Route>> {
+    sqlx::query_as(&format!(
+        "UPDATE routes SET route_key = $3, api_key_required = $4, integration = $5, updated_at = now()
+         WHERE api_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(api_id)
+    .bind(id)
+    .bind(spec.route_key.to_string())
+    .bind(spec.api_key_required)
+    .bind(Json(&spec.integration))
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn delete(db: impl PgExecutor<'_>, api_id: Uuid, id: Uuid) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM routes WHERE api_id = $1 AND id = $2")
+        .bind(api_id)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,81 @@
+//! The `stages` table: named environments of an API, each pointing at one deployment.
+
+use chrono::{DateTime, Utc};
+use gatehouse_model::{StageName, StageVariables};
+use serde::Serialize;
+use sqlx::types::Json;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Stage {
+    pub api_id: Uuid,
+    pub name: String,
+    pub deployment_id: Uuid,
+    pub variables: Json<StageVariables>,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "api_id, name, deployment_id, variables, description, created_at, updated_at";
+
+pub struct NewStage {
+    pub name: StageName,
+    pub deployment_id: Uuid,
+    pub variables: StageVariables,
+    pub description: String,
+}
+
+pub async fn insert(db: impl PgExecutor<'_>, api_id: Uuid, new: &NewStage) -> sqlx::Result<Stage> {
+    sqlx::query_as(&format!(
+        "INSERT INTO stages (api_id, name, deployment_id, variables, description) VALUES ($1, $2, $3, $4, $5)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(api_id)
+    .bind(new.name.as_str())
+    .bind(new.deployment_id)
+    .bind(Json(&new.variables))
+    .bind(&new.description)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn list(db: impl PgExecutor<'_>, api_id: Uuid) -> sqlx::Result<Vec<Stage>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM stages WHERE api_id = $1 ORDER BY name"))
+        .bind(api_id)
+        .fetch_all(db)
+        .await
+}
+
+pub async fn get(db: impl PgExecutor<'_>, api_id: Uuid, name: &str) -> sqlx::Result<Option<Stage>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM stages WHERE api_id = $1 AND name = $2"))
+        .bind(api_id)
+        .bind(name)
+        .fetch_optional(db)
+        .await
+}
+
+/// The whole new state of a stage (the handler merges a PATCH into the current one).
+pub async fn update(db: impl PgExecutor<'_>, api_id: Uuid, stage: &NewStage) -> sqlx::Result<Option<Stage>> {
+    sqlx::query_as(&format!(
+        "UPDATE stages SET deployment_id = $3, variables = $4, description = $5, updated_at = now()
+         WHERE api_id = $1 AND name = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(api_id)
+    .bind(stage.name.as_str())
+    .bind(stage.deployment_id)
+    .bind(Json(&stage.variables))
+    .bind(&stage.description)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn delete(db: impl PgExecutor<'_>, api_id: Uuid, name: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM stages WHERE api_id = $1 AND name = $2")
+        .bind(api_id)
+        .bind(name)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
