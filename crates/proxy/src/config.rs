@@ -1,0 +1,63 @@
+//! Settings of a proxy, filled in by the `gatehouse` binary from flags and environment.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a proxy runs.
+#[derive(Clone)]
+pub struct ProxyConfig {
+    /// Where API traffic is served.
+    pub listen: SocketAddr,
+    /// Where `/healthz` and `/readyz` are served.
+    pub status_listen: SocketAddr,
+    /// Base URL of the control plane, e.g. `http://127.0.0.1:8001`.
+    pub control_plane_url: String,
+    /// Token presented to the control plane's sync endpoint.
+    pub node_token: String,
+    /// How this proxy names itself to the control plane.
+    pub node_id: String,
+    /// Where the last good snapshot is kept; `None` keeps nothing on disk.
+    pub data_dir: Option<PathBuf>,
+    /// Largest request body forwarded upstream.
+    pub max_body_bytes: u64,
+    /// How long the control plane may hold a config poll.
+    pub poll_wait: Duration,
+    /// Longest wait for the upstream's TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl ProxyConfig {
+    /// Defaults for a proxy of `control_plane_url` authenticated by `node_token`.
+    pub fn new(control_plane_url: impl Into<String>, node_token: impl Into<String>) -> ProxyConfig {
+        ProxyConfig {
+            listen: ([127, 0, 0, 1], 8000).into(),
+            status_listen: ([127, 0, 0, 1], 8100).into(),
+            control_plane_url: control_plane_url.into(),
+            node_token: node_token.into(),
+            node_id: "proxy".to_owned(),
+            data_dir: None,
+            max_body_bytes: 10 * 1024 * 1024,
+            poll_wait: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("listen", &self.listen)
+            .field("status_listen", &self.status_listen)
+            .field("control_plane_url", &self.control_plane_url)
+            .field("node_token", &"****")
+            .field("node_id", &self.node_id)
+            .field("data_dir", &self.data_dir)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}

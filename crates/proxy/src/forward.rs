@@ -1,0 +1,137 @@
+//! Calling upstreams: one pooled keep-alive client for the whole process, and the header
+//! rewriting a reverse proxy owes both sides (hop-by-hop headers dropped, `X-Forwarded-*`
+//! added). Bodies stream through in both directions; the request body is capped.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http_body_util::Limited;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+/// The client every upstream request goes through.
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Limited<Incoming>>;
+
+/// A TLS-capable connector: system root certificates, HTTP/1.1, TCP_NODELAY.
+pub fn connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // A certificate the system store holds but rustls cannot parse is skipped.
+        let _ = roots.add(cert);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
+        Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
+        Err(e) => {
+            tracing::error!(error = %e, "TLS setup failed; https upstreams will not work");
+            rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
+        }
+    };
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http)
+}
+
+pub fn upstream_client(connect_timeout: Duration) -> UpstreamClient {
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .build(connector(connect_timeout))
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers, including those the `Connection` header names. `Upgrade`
+/// goes too: WebSocket pass-through is not offered yet.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Prepares a client's headers for the upstream: hop-by-hop removed, `Host` replaced by
+/// the upstream's (set by the client from the URI), `X-Forwarded-*` added.
+pub fn rewrite_request_headers(headers: &mut HeaderMap, client_ip: IpAddr) {
+    strip_hop_by_hop(headers);
+    if let Some(host) = headers.remove(header::HOST) {
+        headers.insert(X_FORWARDED_HOST, host);
+    }
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(previous) => HeaderValue::try_from(format!("{previous}, {client_ip}")),
+        None => HeaderValue::try_from(client_ip.to_string()),
+    };
+    if let Ok(value) = forwarded_for {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_hop_by_hop_headers_and_those_connection_names() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert("x-kept", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn adds_forwarded_headers_and_appends_to_an_existing_chain() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("api.example.com"));
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.1.1.1"));
+        rewrite_request_headers(&mut h, "127.0.0.1".parse().expect("ip"));
+        assert_eq!(h[X_FORWARDED_FOR], "10.1.1.1, 127.0.0.1");
+        assert_eq!(h[X_FORWARDED_HOST], "api.example.com");
+        assert_eq!(h[X_FORWARDED_PROTO], "http");
+        assert!(!h.contains_key(header::HOST));
+    }
+}

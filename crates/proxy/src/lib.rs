@@ -1,0 +1,22 @@
+//! The Gatehouse proxy: serves API traffic from an in-memory snapshot of the deployed
+//! configuration, which it long-polls from the control plane and keeps on disk.
+//!
+//! The request path touches no lock and no database: it loads the compiled snapshot
+//! from one `ArcSwap`, finds the stage by hash and the route in a prefix tree, and either
+//! answers a mock or streams the request to the upstream over a pooled client.
+
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod compiled;
+pub mod config;
+pub mod errors;
+pub mod forward;
+pub mod handler;
+pub mod poller;
+pub mod request_id;
+pub mod server;
+pub mod status;
+
+pub use config::ProxyConfig;
+pub use server::{start, RunningProxy};

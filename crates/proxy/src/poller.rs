@@ -1,0 +1,217 @@
+//! Keeps the proxy's snapshot current: long-polls the control plane, compiles what it
+//! receives off the request path, publishes it with one atomic store and writes it to the
+//! disk cache. A snapshot that fails to decode or compile is refused and reported on the
+//! next poll; the old one keeps serving. Errors back off exponentially, with jitter.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gatehouse_model::ConfigSnapshot;
+use http::{header, HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
+
+use crate::cache;
+use crate::compiled::CompiledConfig;
+use crate::handler::Shared;
+use crate::server::stopped;
+
+/// Largest snapshot accepted from the control plane.
+const MAX_SNAPSHOT_BYTES: usize = 512 * 1024 * 1024;
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub struct Poller {
+    shared: Arc<Shared>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    base_url: String,
+    token: HeaderValue,
+    node_id: HeaderValue,
+    node_address: HeaderValue,
+    wait: Duration,
+    data_dir: Option<PathBuf>,
+    /// Last version received, served or refused: the control plane holds the poll while
+    /// nothing newer exists.
+    received: Option<i64>,
+    /// Version being served.
+    active: Option<i64>,
+    /// Why the last received snapshot was refused.
+    refusal: Option<String>,
+}
+
+impl Poller {
+    pub fn new(
+        shared: Arc<Shared>,
+        config: &crate::ProxyConfig,
+        node_address: &str,
+        active: Option<i64>,
+    ) -> anyhow::Result<Poller> {
+        let client = Client::builder(TokioExecutor::new()).build(crate::forward::connector(config.connect_timeout));
+        Ok(Poller {
+            shared,
+            client,
+            base_url: config.control_plane_url.trim_end_matches('/').to_owned(),
+            token: HeaderValue::try_from(format!("Bearer {}", config.node_token))
+                .map_err(|_| anyhow::anyhow!("the node token must be printable ASCII"))?,
+            node_id: HeaderValue::try_from(config.node_id.as_str())
+                .map_err(|_| anyhow::anyhow!("the node id must be printable ASCII"))?,
+            node_address: HeaderValue::try_from(node_address)?,
+            wait: config.poll_wait,
+            data_dir: config.data_dir.clone(),
+            received: active,
+            active,
+            refusal: None,
+        })
+    }
+
+    /// Polls until `shutdown` turns true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = MIN_BACKOFF;
+        let mut failures = 0u32;
+        loop {
+            let outcome = tokio::select! {
+                outcome = self.poll_once() => outcome,
+                () = stopped(&mut shutdown) => return,
+            };
+            match outcome {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "control plane reachable again");
+                    }
+                    failures = 0;
+                    backoff = MIN_BACKOFF;
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::warn!(error = %e, failures, "config poll failed; serving the last good snapshot");
+                    }
+                    let jitter = Duration::from_millis(rand::random::<u64>() % 100);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff + jitter) => {}
+                        () = stopped(&mut shutdown) => return,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    fn poll_url(&self) -> String {
+        let mut url = format!("{}/dp/v1/config?wait_ms={}", self.base_url, self.wait.as_millis());
+        if let Some(v) = self.received {
+            let _ = write!(url, "&version={v}");
+        }
+        if let Some(v) = self.active {
+            let _ = write!(url, "&active={v}");
+        }
+        if let Some(reason) = &self.refusal {
+            url.push_str("&error=");
+            percent_encode_into(reason, &mut url);
+        }
+        url
+    }
+
+    async fn poll_once(&mut self) -> anyhow::Result<()> {
+        let mut request = Request::get(self.poll_url()).body(Empty::new())?;
+        let headers = request.headers_mut();
+        headers.insert(header::AUTHORIZATION, self.token.clone());
+        headers.insert("x-gatehouse-node-id", self.node_id.clone());
+        headers.insert("x-gatehouse-node-version", HeaderValue::from_static(env!("CARGO_PKG_VERSION")));
+        headers.insert("x-gatehouse-node-address", self.node_address.clone());
+
+        let exchange = async {
+            let response = self.client.request(request).await?;
+            let status = response.status();
+            let version_header = response
+                .headers()
+                .get("x-gatehouse-config-version")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i64>().ok());
+            let body = Limited::new(response.into_body(), MAX_SNAPSHOT_BYTES)
+                .collect()
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the snapshot: {e}"))?
+                .to_bytes();
+            anyhow::Ok((status, version_header, body))
+        };
+        let (status, version_header, body) = tokio::time::timeout(self.wait + Duration::from_secs(10), exchange)
+            .await
+            .map_err(|_| anyhow::anyhow!("control plane did not answer in time"))??;
+        match status {
+            StatusCode::NOT_MODIFIED => Ok(()),
+            StatusCode::OK => {
+                self.apply(body, version_header).await;
+                Ok(())
+            }
+            StatusCode::UNAUTHORIZED => Err(anyhow::anyhow!("control plane refused this node's token")),
+            other => Err(anyhow::anyhow!("control plane answered {other}")),
+        }
+    }
+
+    async fn apply(&mut self, body: Bytes, version_header: Option<i64>) {
+        let decoded = tokio::task::spawn_blocking(move || {
+            let snapshot = ConfigSnapshot::decode(&body).map_err(|e| (None, e.to_string()))?;
+            let version = snapshot.version;
+            let compiled = CompiledConfig::compile(&snapshot).map_err(|e| (Some(version), e.to_string()))?;
+            Ok::<_, (Option<i64>, String)>((compiled, body))
+        })
+        .await;
+        match decoded {
+            Ok(Ok((compiled, body))) => {
+                let version = compiled.version;
+                let stages = compiled.stage_count();
+                self.shared.config.store(Some(Arc::new(compiled)));
+                self.received = Some(version);
+                self.active = Some(version);
+                self.refusal = None;
+                tracing::info!(version, stages, "serving new configuration");
+                if let Some(dir) = &self.data_dir {
+                    if let Err(e) = cache::store(dir, &body).await {
+                        tracing::warn!(error = %e, dir = %dir.display(), "could not write the snapshot cache");
+                    }
+                }
+            }
+            Ok(Err((version, reason))) => {
+                tracing::error!(version = ?version.or(version_header), %reason, "refused a snapshot; still serving the previous one");
+                self.received = version.or(version_header).or(self.received);
+                self.refusal = Some(reason);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "snapshot compilation crashed; still serving the previous one");
+                self.received = version_header.or(self.received);
+                self.refusal = Some("snapshot compilation crashed".to_owned());
+            }
+        }
+    }
+}
+
+/// Encodes `text` for a query string: unreserved characters stay, the rest become `%XX`.
+fn percent_encode_into(text: &str, out: &mut String) {
+    for byte in text.bytes().take(1024) {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_encodes_everything_but_unreserved_characters() {
+        let mut out = String::new();
+        percent_encode_into("stage a/b: `x`", &mut out);
+        assert_eq!(out, "stage%20a%2Fb%3A%20%60x%60");
+    }
+}

@@ -1,0 +1,174 @@
+//! Starting and stopping a proxy: bind the traffic and status listeners, load the disk
+//! cache, start the poller, accept connections until told to stop, then let requests in
+//! flight finish within a grace period.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwapOption;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::compiled::CompiledConfig;
+use crate::config::ProxyConfig;
+use crate::handler::{handle, Shared};
+use crate::poller::Poller;
+use crate::request_id::RequestIds;
+use crate::{cache, forward, status};
+
+/// Longest wait for a client to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A started proxy. Dropping it does not stop it; call [`RunningProxy::stop`].
+pub struct RunningProxy {
+    pub addr: SocketAddr,
+    pub status_addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningProxy {
+    /// The config version being served, if any.
+    pub fn config_version(&self) -> Option<i64> {
+        self.shared.config.load().as_ref().map(|c| c.version)
+    }
+
+    /// Stops accepting, lets requests in flight finish (within the grace period) and stops
+    /// polling.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Binds the listeners and starts serving.
+pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen for traffic on {}", config.listen))?;
+    let status_listener = TcpListener::bind(config.status_listen)
+        .await
+        .with_context(|| format!("cannot listen for status on {}", config.status_listen))?;
+    let addr = listener.local_addr()?;
+    let status_addr = status_listener.local_addr()?;
+
+    let shared = Arc::new(Shared {
+        config: ArcSwapOption::empty(),
+        client: forward::upstream_client(config.connect_timeout),
+        request_ids: RequestIds::default(),
+        max_body_bytes: config.max_body_bytes,
+    });
+    let active = load_cache(&config, &shared).await;
+
+    let (shutdown, stop_rx) = watch::channel(false);
+    let poller = Poller::new(shared.clone(), &config, &addr.to_string(), active)?;
+    let tasks = vec![
+        tokio::spawn(poller.run(stop_rx.clone())),
+        tokio::spawn(serve_traffic(listener, shared.clone(), stop_rx.clone(), config.shutdown_grace)),
+        tokio::spawn(serve_status(status_listener, shared.clone(), stop_rx)),
+    ];
+    tracing::info!(%addr, %status_addr, control_plane = %config.control_plane_url, "proxy started");
+    Ok(RunningProxy { addr, status_addr, shared, shutdown, tasks })
+}
+
+/// Serves the disk cache, if there is a trustworthy one; returns its version.
+async fn load_cache(config: &ProxyConfig, shared: &Shared) -> Option<i64> {
+    let dir = config.data_dir.as_ref()?;
+    match cache::load(dir).await {
+        Ok(Some(snapshot)) => match CompiledConfig::compile(&snapshot) {
+            Ok(compiled) => {
+                let version = compiled.version;
+                shared.config.store(Some(Arc::new(compiled)));
+                tracing::info!(version, file = %cache::path(dir).display(), "serving the cached snapshot until the control plane answers");
+                Some(version)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, file = %cache::path(dir).display(), "cached snapshot does not compile; not serving it");
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, file = %cache::path(dir).display(), "cached snapshot is damaged; not serving it");
+            None
+        }
+    }
+}
+
+async fn serve_traffic(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>, grace: Duration) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors, typically: wait instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                let service = service_fn(move |req| {
+                    let shared = shared.clone();
+                    async move { Ok::<_, Infallible>(handle(shared, req, peer).await) }
+                });
+                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, %peer, "client connection ended with an error");
+                    }
+                });
+            }
+            () = stopped(&mut stop) => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; dropping requests still in flight"),
+    }
+}
+
+/// Resolves when the stop flag turns true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+async fn serve_status(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let http = hyper::server::conn::http1::Builder::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let shared = shared.clone();
+                let service = service_fn(move |req| {
+                    let response = status::respond(&shared, &req);
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let connection = http.serve_connection(TokioIo::new(stream), service);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            () = stopped(&mut stop) => return,
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! The status port: `/healthz` (the process answers) and `/readyz` (a snapshot is loaded
+//! and traffic can be served), kept apart from API traffic so no API route can shadow them.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use crate::handler::Shared;
+
+pub fn respond(shared: &Arc<Shared>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let (status, body) = match req.uri().path() {
+        "/healthz" => (StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
+        "/readyz" => match shared.config.load().as_ref() {
+            Some(config) => (
+                StatusCode::OK,
+                serde_json::json!({"status": "ready", "config_version": config.version, "stages": config.stage_count()})
+                    .to_string(),
+            ),
+            None => (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"no configuration yet"}"#.to_owned()),
+        },
+        _ => (StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#.to_owned()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
