@@ -1,0 +1,148 @@
+//! Command-line interface. Every flag can also be set by the environment variable shown in
+//! `--help` (`GATEHOUSE_<FLAG>`, plus `DATABASE_URL`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about = "A self-hosted API gateway: control plane and proxy in one binary.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything on one machine: PostgreSQL (private, unless DATABASE_URL is set), the
+    /// control plane, one proxy and a demo upstream. Ctrl-C stops all of it.
+    Up(UpArgs),
+    /// Run the control plane: admin API, proxy sync and health endpoints.
+    ControlPlane(ControlPlaneCommand),
+    /// Run a proxy that polls a control plane and serves API traffic.
+    Proxy(ProxyCommand),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Run only the demo upstream (a pet store and an echo service).
+    DemoUpstream(DemoArgs),
+    /// Start the private PostgreSQL cluster under the data folder, print its URL and exit,
+    /// leaving it running (what `just test` uses when DATABASE_URL is unset).
+    Postgres(PostgresCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL, e.g. postgres://user:password@host:5432/gatehouse.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DataDirArgs {
+    /// Folder for local state: the private PostgreSQL of `up`, generated tokens, the
+    /// proxy's snapshot cache.
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = ".gatehouse")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlPlaneArgs {
+    /// Address the control plane listens on.
+    #[arg(long, env = "GATEHOUSE_CONTROL_PLANE_LISTEN", default_value = "127.0.0.1:8001")]
+    pub control_plane_listen: SocketAddr,
+    /// Token accepted on the admin API as `Authorization: Bearer <token>` [`up`: generated
+    /// and kept in the data folder].
+    #[arg(long, env = "GATEHOUSE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Token proxies present to fetch configuration [`up`: generated and kept in the data
+    /// folder].
+    #[arg(long, env = "GATEHOUSE_NODE_TOKEN", hide_env_values = true)]
+    pub node_token: Option<String>,
+    /// Longest time, in seconds, a proxy's config poll is held when nothing changes.
+    #[arg(long, env = "GATEHOUSE_LONG_POLL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub long_poll_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Address the proxy serves API traffic on.
+    #[arg(long, env = "GATEHOUSE_PROXY_LISTEN", default_value = "127.0.0.1:8000")]
+    pub proxy_listen: SocketAddr,
+    /// Address of the proxy's status port (/healthz, /readyz).
+    #[arg(long, env = "GATEHOUSE_STATUS_LISTEN", default_value = "127.0.0.1:8100")]
+    pub status_listen: SocketAddr,
+    /// Name this proxy reports to the control plane [default: <hostname>:<proxy port>].
+    #[arg(long, env = "GATEHOUSE_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Largest request body forwarded, in bytes; larger ones get 413.
+    #[arg(long, env = "GATEHOUSE_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_bytes: u64,
+    /// Worker threads of the `proxy` command [default: one per CPU].
+    #[arg(long, env = "GATEHOUSE_PROXY_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub proxy_workers: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlPlaneCommand {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub control_plane: ControlPlaneArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyCommand {
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// Base URL of the control plane.
+    #[arg(long, env = "GATEHOUSE_CONTROL_PLANE_URL", default_value = "http://127.0.0.1:8001")]
+    pub control_plane_url: String,
+    /// Token presented to the control plane (its GATEHOUSE_NODE_TOKEN).
+    #[arg(long, env = "GATEHOUSE_NODE_TOKEN", hide_env_values = true)]
+    pub node_token: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// PostgreSQL URL; when unset, a private cluster is started under the data folder.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    #[command(flatten)]
+    pub control_plane: ControlPlaneArgs,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
+    #[command(flatten)]
+    pub demo: DemoArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address of the demo upstream.
+    #[arg(long, env = "GATEHOUSE_DEMO_LISTEN", default_value = "127.0.0.1:8080")]
+    pub demo_listen: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct PostgresCommand {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// Stop the cluster instead of starting it.
+    #[arg(long)]
+    pub stop: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

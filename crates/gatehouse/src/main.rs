@@ -1,0 +1,51 @@
+//! `gatehouse`: parse the command line, set up logging, run the chosen subcommand.
+
+#![forbid(unsafe_code)]
+
+use clap::Parser as _;
+use gatehouse::cli::{Cli, Command};
+use gatehouse::run;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Logs go through a background writer: a slow terminal or pipe never blocks a request.
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking(std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn")))
+        .with_writer(writer)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Command::Proxy(cmd) = &cli.command {
+        if let Some(workers) = cmd.proxy.proxy_workers {
+            runtime.worker_threads(usize::from(workers));
+        }
+    }
+    let runtime = match runtime.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) => run::up(args).await,
+            Command::ControlPlane(cmd) => run::control_plane(cmd).await,
+            Command::Proxy(cmd) => run::proxy(cmd).await,
+            Command::Migrate(args) => run::migrate(args).await,
+            Command::DemoUpstream(args) => run::demo_upstream(args).await,
+            Command::Postgres(cmd) => run::postgres(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

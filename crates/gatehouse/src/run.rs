@@ -1,0 +1,264 @@
+//! What each subcommand does. `up` composes the others in one process.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use gatehouse_control_plane::auth::Secret;
+use gatehouse_control_plane::ControlPlaneConfig;
+use gatehouse_proxy::{ProxyConfig, RunningProxy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cli::{ControlPlaneArgs, ControlPlaneCommand, DatabaseArgs, DemoArgs, PostgresCommand, ProxyArgs, ProxyCommand, UpArgs};
+use crate::embedded_pg::{self, EmbeddedPostgres};
+use crate::{database, demo, secrets};
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the {what} (is another instance running?)"))
+}
+
+fn control_plane_config(args: &ControlPlaneArgs, admin_token: Option<String>, node_token: Option<String>) -> ControlPlaneConfig {
+    ControlPlaneConfig {
+        admin_token: admin_token.map(Secret::new),
+        node_token: node_token.map(Secret::new),
+        long_poll_timeout: Duration::from_secs(args.long_poll_secs),
+        ..ControlPlaneConfig::default()
+    }
+}
+
+fn proxy_config(args: &ProxyArgs, control_plane_url: String, node_token: String, data_dir: &Path) -> ProxyConfig {
+    let mut config = ProxyConfig::new(control_plane_url, node_token);
+    config.listen = args.proxy_listen;
+    config.status_listen = args.status_listen;
+    config.node_id = args.node_id.clone().unwrap_or_else(|| format!("{}:{}", hostname(), args.proxy_listen.port()));
+    config.data_dir = Some(data_dir.join("proxy"));
+    config.max_body_bytes = args.max_body_bytes;
+    config
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "proxy".to_owned())
+}
+
+/// A control plane serving on a task, with the switch that stops it.
+struct ControlPlaneTask {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+async fn spawn_control_plane(pool: sqlx::PgPool, config: ControlPlaneConfig, listen: SocketAddr) -> anyhow::Result<ControlPlaneTask> {
+    let listener = bind(listen, "control plane").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stop_rx) = watch::channel(false);
+    let state = gatehouse_control_plane::state(pool, config, stop_rx);
+    let task = tokio::spawn(gatehouse_control_plane::serve(listener, state));
+    Ok(ControlPlaneTask { addr, stop, task })
+}
+
+impl ControlPlaneTask {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        match self.task.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "control plane stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "control plane task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+}
+
+pub async fn control_plane(cmd: ControlPlaneCommand) -> anyhow::Result<()> {
+    let args = &cmd.control_plane;
+    let node_token = args.node_token.clone().context("set GATEHOUSE_NODE_TOKEN (or --node-token): proxies need it to fetch configuration")?;
+    if args.admin_token.is_none() {
+        tracing::warn!("GATEHOUSE_ADMIN_TOKEN is not set: the admin API will refuse every call");
+    }
+    let pool = database::connect(&cmd.database.database_url).await?;
+    database::migrate(&pool).await?;
+    let config = control_plane_config(args, args.admin_token.clone(), Some(node_token));
+    let cp = spawn_control_plane(pool.clone(), config, args.control_plane_listen).await?;
+    tracing::info!(addr = %cp.addr, "control plane listening");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    cp.stop().await;
+    pool.close().await;
+    Ok(())
+}
+
+pub async fn proxy(cmd: ProxyCommand) -> anyhow::Result<()> {
+    let config = proxy_config(&cmd.proxy, cmd.control_plane_url.clone(), cmd.node_token.clone(), &cmd.data.data_dir);
+    let running = gatehouse_proxy::start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing requests in flight");
+    running.stop().await;
+    Ok(())
+}
+
+pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
+    let pool = database::connect(&args.database_url).await?;
+    database::migrate(&pool).await?;
+    pool.close().await;
+    println!("database is up to date");
+    Ok(())
+}
+
+async fn spawn_demo(listen: SocketAddr, mut stop: watch::Receiver<bool>) -> anyhow::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    let listener = bind(listen, "demo upstream").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        axum::serve(listener, demo::router())
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    Ok((addr, task))
+}
+
+pub async fn demo_upstream(args: DemoArgs) -> anyhow::Result<()> {
+    let (stop, stop_rx) = watch::channel(false);
+    let (addr, task) = spawn_demo(args.demo_listen, stop_rx).await?;
+    tracing::info!(%addr, "demo upstream listening");
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    task.await??;
+    Ok(())
+}
+
+pub async fn postgres(cmd: PostgresCommand) -> anyhow::Result<()> {
+    let pg = EmbeddedPostgres::start(&cmd.data.data_dir).await?;
+    if cmd.stop {
+        pg.stop().await?;
+        return Ok(());
+    }
+    pg.ensure_database(embedded_pg::DATABASE).await?;
+    println!("{}", pg.url(embedded_pg::DATABASE));
+    Ok(())
+}
+
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let data_dir = args.data.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
+    let (database_url, embedded) = match &args.database_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            println!("Starting a private PostgreSQL in {} ...", data_dir.join("postgres").display());
+            let pg = EmbeddedPostgres::start(&data_dir).await?;
+            (pg.url(embedded_pg::DATABASE), Some(pg))
+        }
+    };
+    let result = up_with_database(&args, &database_url, embedded.as_ref()).await;
+    if let Some(pg) = embedded {
+        println!("Stopping PostgreSQL ...");
+        if let Err(e) = pg.stop().await {
+            eprintln!("could not stop PostgreSQL cleanly: {e:#}");
+        }
+    }
+    result
+}
+
+async fn up_with_database(args: &UpArgs, database_url: &str, embedded: Option<&EmbeddedPostgres>) -> anyhow::Result<()> {
+    let data_dir = &args.data.data_dir;
+    if let Some(pg) = embedded {
+        pg.ensure_database(embedded_pg::DATABASE).await?;
+    }
+    let admin_token = match &args.control_plane.admin_token {
+        Some(t) => t.clone(),
+        None => secrets::load_or_create(data_dir, "admin-token", "gha")?,
+    };
+    let node_token = match &args.control_plane.node_token {
+        Some(t) => t.clone(),
+        None => secrets::load_or_create(data_dir, "node-token", "ghn")?,
+    };
+    let pool = database::connect(database_url).await?;
+    database::migrate(&pool).await?;
+
+    let cp_config = control_plane_config(&args.control_plane, Some(admin_token.clone()), Some(node_token.clone()));
+    let cp = spawn_control_plane(pool.clone(), cp_config, args.control_plane.control_plane_listen).await?;
+    let (demo_stop, demo_stop_rx) = watch::channel(false);
+    let started = async {
+        let (demo_addr, demo_task) = spawn_demo(args.demo.demo_listen, demo_stop_rx).await?;
+        let proxy_cfg = proxy_config(&args.proxy, format!("http://{}", cp.addr), node_token, data_dir);
+        let proxy = gatehouse_proxy::start(proxy_cfg).await?;
+        anyhow::Ok((demo_addr, demo_task, proxy))
+    }
+    .await;
+    let (demo_addr, demo_task, proxy) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            let _ = demo_stop.send(true);
+            cp.stop().await;
+            pool.close().await;
+            return Err(e);
+        }
+    };
+    print_banner(cp.addr, &proxy, demo_addr, data_dir, embedded.is_some(), &admin_token);
+
+    shutdown_signal().await;
+    println!("\nStopping Gatehouse ...");
+    proxy.stop().await;
+    cp.stop().await;
+    let _ = demo_stop.send(true);
+    let _ = demo_task.await;
+    pool.close().await;
+    Ok(())
+}
+
+fn print_banner(cp: SocketAddr, proxy: &RunningProxy, demo: SocketAddr, data_dir: &Path, embedded: bool, admin_token: &str) {
+    let database = if embedded {
+        format!("private PostgreSQL in {}", data_dir.join("postgres").display())
+    } else {
+        "DATABASE_URL".to_owned()
+    };
+    println!(
+        "
+Gatehouse is running.
+
+  Admin API        http://{cp}/api/v1
+  Proxy            http://{proxy_addr}/<api-slug>/<stage>/<path>
+  Proxy status     http://{status}/readyz
+  Demo upstream    http://{demo}/pets
+  Database         {database}
+  Admin token      {admin_token}
+
+Try it:
+  export GATEHOUSE_ADMIN_TOKEN={admin_token}
+  curl -s -H \"Authorization: Bearer $GATEHOUSE_ADMIN_TOKEN\" http://{cp}/api/v1/apis
+
+The README's tutorial continues from here. Press Ctrl-C to stop.",
+        proxy_addr = proxy.addr,
+        status = proxy.status_addr,
+    );
+}
