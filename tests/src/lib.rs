@@ -1,0 +1,215 @@
+//! Harness for end-to-end tests: starts a control plane on a fresh database, proxies and
+//! a demo upstream, each on its own loopback port, and drives the admin API over HTTP the
+//! way a user's script would.
+
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gatehouse_control_plane::auth::Secret;
+use gatehouse_control_plane::ControlPlaneConfig;
+use gatehouse_proxy::{ProxyConfig, RunningProxy};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const NODE_TOKEN: &str = "test-node-token";
+
+/// A control plane serving on a loopback port.
+pub struct ControlPlane {
+    pub addr: SocketAddr,
+    pub pool: PgPool,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl ControlPlane {
+    pub async fn start(pool: PgPool) -> ControlPlane {
+        Self::start_on(pool, "127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    /// Starts on a given address (to restart where proxies expect it).
+    pub async fn start_on(pool: PgPool, addr: SocketAddr) -> ControlPlane {
+        let listener = TcpListener::bind(addr).await.expect("bind control plane");
+        let addr = listener.local_addr().expect("local addr");
+        let config = ControlPlaneConfig {
+            admin_token: Some(Secret::new(ADMIN_TOKEN)),
+            node_token: Some(Secret::new(NODE_TOKEN)),
+            long_poll_timeout: Duration::from_secs(5),
+            ..ControlPlaneConfig::default()
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let state = gatehouse_control_plane::state(pool.clone(), config, stop_rx);
+        let task = tokio::spawn(gatehouse_control_plane::serve(listener, state));
+        ControlPlane { addr, pool, stop, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn admin(&self) -> Admin {
+        Admin { base: format!("http://{}/api/v1", self.addr), http: client() }
+    }
+
+    /// Stops serving and closes the listening socket.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// The demo upstream on a loopback port.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let addr = listener.local_addr().expect("local addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, gatehouse::demo::router()).await;
+        });
+        Upstream { addr, task }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An HTTP client that never goes through a proxy from the environment.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().expect("client")
+}
+
+/// Starts a proxy of `control_plane_url` keeping its cache in `data_dir`.
+pub async fn start_proxy(control_plane_url: &str, data_dir: &Path) -> RunningProxy {
+    let mut config = ProxyConfig::new(control_plane_url, NODE_TOKEN);
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.status_listen = "127.0.0.1:0".parse().expect("addr");
+    config.node_id = format!("test-proxy-{}", uuid::Uuid::new_v4());
+    config.data_dir = Some(data_dir.to_path_buf());
+    config.poll_wait = Duration::from_secs(5);
+    config.shutdown_grace = Duration::from_secs(2);
+    gatehouse_proxy::start(config).await.expect("proxy starts")
+}
+
+/// Calls `check` until it returns `Some`, for at most `limit`. Returns the value and the
+/// time it took.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<(T, Duration)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(value) = check().await {
+            return Some((value, start.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+/// Waits until `proxy` serves config `version` or newer.
+pub async fn wait_for_version(proxy: &RunningProxy, version: i64, limit: Duration) -> Duration {
+    eventually(limit, || async { proxy.config_version().filter(|v| *v >= version) })
+        .await
+        .map(|(_, took)| took)
+        .unwrap_or_else(|| panic!("proxy did not reach config version {version} within {limit:?} (has {:?})", proxy.config_version()))
+}
+
+/// The current deployed-config version.
+pub async fn config_version(pool: &PgPool) -> i64 {
+    gatehouse_control_plane::repo::config_state::current_version(pool).await.expect("version")
+}
+
+/// A client of the admin API with the test admin token.
+#[derive(Clone)]
+pub struct Admin {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Admin {
+    /// Sends `method path` with an optional JSON body; returns status and JSON (or Null).
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("admin API reachable");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Posts and insists on 201; returns the created resource.
+    pub async fn create(&self, path: &str, body: Value) -> Value {
+        let (status, value) = self.post(path, body).await;
+        assert_eq!(status, StatusCode::CREATED, "POST {path}: {value}");
+        value
+    }
+
+    pub async fn create_api(&self, slug: &str) -> String {
+        let api = self.create("/apis", json!({"name": slug, "slug": slug, "protocol": "HTTP"})).await;
+        id_of(&api)
+    }
+
+    pub async fn add_route(&self, api: &str, route_key: &str, integration: Value) -> String {
+        let route = self.create(&format!("/apis/{api}/routes"), json!({"route_key": route_key, "integration": integration})).await;
+        id_of(&route)
+    }
+
+    pub async fn deploy(&self, api: &str, description: &str) -> String {
+        let deployment = self.create(&format!("/apis/{api}/deployments"), json!({"description": description})).await;
+        id_of(&deployment)
+    }
+
+    pub async fn point_stage(&self, api: &str, stage: &str, deployment: &str) {
+        let (status, body) = self.patch(&format!("/apis/{api}/stages/{stage}"), json!({"deployment_id": deployment})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+pub fn id_of(value: &Value) -> String {
+    value["id"].as_str().unwrap_or_else(|| panic!("no id in {value}")).to_owned()
+}
+
+/// An HTTP_PROXY integration to `uri`.
+pub fn http_proxy(uri: &str) -> Value {
+    json!({"type": "HTTP_PROXY", "uri": uri})
+}
+
+/// A MOCK integration answering `body` with 200.
+pub fn mock(body: &str) -> Value {
+    json!({"type": "MOCK", "status": 200, "headers": {"content-type": "text/plain"}, "body": body})
+}
