@@ -66,12 +66,13 @@ impl EmbeddedPostgres {
     pub async fn start(root: &Path) -> anyhow::Result<EmbeddedPostgres> {
         let bin_dir = find_bin_dir().context(INSTALL_HINT)?;
         let root = std::path::absolute(root).context("cannot resolve the data folder")?;
-        let base = root.join("postgres");
+        std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+        let as_postgres_user = is_root().await;
+        let base = cluster_base(&root, as_postgres_user).await;
         let data_dir = base.join("data");
         let socket_dir = socket_dir_for(&base);
         std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
         std::fs::create_dir_all(&socket_dir).with_context(|| format!("cannot create {}", socket_dir.display()))?;
-        let as_postgres_user = is_root().await;
         let pg = EmbeddedPostgres { bin_dir, data_dir, socket_dir, as_postgres_user };
         if as_postgres_user {
             pg.chown(&base).await?;
@@ -190,6 +191,37 @@ impl EmbeddedPostgres {
     }
 }
 
+/// Where the cluster lives: `<root>/postgres`, unless the `postgres` user cannot reach
+/// that folder (a project under `/root`, say), in which case a folder of its own under
+/// `/var/tmp`, named after the data folder so the next start finds it again.
+async fn cluster_base(root: &Path, as_postgres_user: bool) -> PathBuf {
+    let preferred = root.join("postgres");
+    if !as_postgres_user {
+        return preferred;
+    }
+    let reachable = Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(root)
+        .status()
+        .await
+        .is_ok_and(|s| s.success());
+    if reachable {
+        return preferred;
+    }
+    let fallback = PathBuf::from("/var/tmp").join(format!("gatehouse-{:016x}", path_digest(root))).join("postgres");
+    eprintln!(
+        "note: the postgres user cannot reach {}; keeping PostgreSQL's files in {} instead",
+        root.display(),
+        fallback.display()
+    );
+    fallback
+}
+
+/// A stable 64-bit digest of a path (FNV-1a), to name folders after it.
+fn path_digest(path: &Path) -> u64 {
+    path.as_os_str().to_string_lossy().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// Unix socket paths are limited to about 100 bytes: a deep data folder gets its socket
 /// under the system's temporary folder instead, named after the folder.
 fn socket_dir_for(base: &Path) -> PathBuf {
@@ -197,8 +229,5 @@ fn socket_dir_for(base: &Path) -> PathBuf {
     if preferred.as_os_str().len() + "/.s.PGSQL.5432".len() < 100 {
         return preferred;
     }
-    let digest = base.as_os_str().to_string_lossy().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    std::env::temp_dir().join(format!("gatehouse-pg-{digest:016x}"))
+    std::env::temp_dir().join(format!("gatehouse-pg-{:016x}", path_digest(base)))
 }

@@ -1,0 +1,131 @@
+//! Repository tests: each runs against a fresh PostgreSQL database with the real schema.
+
+use gatehouse_control_plane::error::ApiError;
+use gatehouse_control_plane::repo::apis::{self, NewApi};
+use gatehouse_control_plane::repo::routes::{self, RouteSpec};
+use gatehouse_control_plane::repo::stages::{self, NewStage};
+use gatehouse_control_plane::repo::{config_state, deployments, nodes};
+use gatehouse_model::{ApiSlug, DeployedRoute, Integration, Protocol, RouteKey, StageName, StageVariables};
+use sqlx::PgPool;
+
+const MIGRATOR: &sqlx::migrate::Migrator = &gatehouse_control_plane::MIGRATOR;
+
+async fn new_api(pool: &PgPool, slug: &str) -> apis::Api {
+    let new = NewApi { name: slug.to_owned(), slug: ApiSlug::parse(slug).expect("slug"), protocol: Protocol::Http, description: String::new() };
+    apis::insert(pool, &new).await.expect("insert api")
+}
+
+fn spec(key: &str) -> RouteSpec {
+    let integration: Integration = serde_json::from_str(r#"{"type":"MOCK","body":"hi"}"#).expect("integration");
+    RouteSpec { route_key: RouteKey::parse(key).expect("key"), api_key_required: false, integration }
+}
+
+fn frozen(route: &routes::Route) -> DeployedRoute {
+    DeployedRoute {
+        id: route.id,
+        route_key: RouteKey::parse(&route.route_key).expect("key"),
+        api_key_required: route.api_key_required,
+        integration: route.integration.0.clone(),
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_taken_slug_is_a_conflict_on_the_slug_field(pool: PgPool) {
+    new_api(&pool, "pets").await;
+    let again = NewApi { name: "x".into(), slug: ApiSlug::parse("pets").expect("slug"), protocol: Protocol::Http, description: String::new() };
+    let error = ApiError::from(apis::insert(&pool, &again).await.expect_err("duplicate"));
+    match error {
+        ApiError::Conflict(field) => assert_eq!(field.field, "slug"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn routes_round_trip_with_their_integration(pool: PgPool) {
+    let api = new_api(&pool, "pets").await;
+    let created = routes::insert(&pool, api.id, &spec("GET /pets/{id}")).await.expect("insert");
+    let listed = routes::list(&pool, api.id).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].route_key, "GET /pets/{id}");
+    assert_eq!(listed[0].integration.0, created.integration.0);
+    let changed = routes::update(&pool, api.id, created.id, &spec("POST /pets")).await.expect("update").expect("found");
+    assert_eq!(changed.route_key, "POST /pets");
+    assert!(routes::delete(&pool, api.id, created.id).await.expect("delete"));
+    assert!(!routes::delete(&pool, api.id, created.id).await.expect("delete again"));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_deployment_keeps_the_routes_as_they_were(pool: PgPool) {
+    let api = new_api(&pool, "pets").await;
+    let route = routes::insert(&pool, api.id, &spec("GET /a")).await.expect("insert");
+    let deployment = deployments::insert(&pool, api.id, "v1", "tester", &[frozen(&route)]).await.expect("deploy");
+    routes::update(&pool, api.id, route.id, &spec("GET /b")).await.expect("update");
+    let read = deployments::get(&pool, api.id, deployment.id).await.expect("get").expect("found");
+    assert_eq!(read.routes.0[0].route_key.to_string(), "GET /a");
+    assert_eq!(read.route_count, 1);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_schema_refuses_a_stage_on_another_apis_deployment(pool: PgPool) {
+    let pets = new_api(&pool, "pets").await;
+    let cats = new_api(&pool, "cats").await;
+    let cats_deployment = deployments::insert(&pool, cats.id, "", "tester", &[]).await.expect("deploy");
+    let stage = NewStage {
+        name: StageName::parse("prod").expect("name"),
+        deployment_id: cats_deployment.id,
+        variables: StageVariables::default(),
+        description: String::new(),
+    };
+    let error = stages::insert(&pool, pets.id, &stage).await.expect_err("foreign deployment");
+    assert!(matches!(ApiError::from(error), ApiError::Conflict(f) if f.field == "deployment_id"));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_snapshot_holds_every_deployed_stage_at_the_current_version(pool: PgPool) {
+    let empty = config_state::load_snapshot(&pool).await.expect("snapshot");
+    assert!(empty.stages.is_empty());
+    let api = new_api(&pool, "pets").await;
+    let route = routes::insert(&pool, api.id, &spec("GET /a")).await.expect("insert");
+    let deployment = deployments::insert(&pool, api.id, "", "tester", &[frozen(&route)]).await.expect("deploy");
+    let mut tx = pool.begin().await.expect("tx");
+    let stage = NewStage {
+        name: StageName::parse("prod").expect("name"),
+        deployment_id: deployment.id,
+        variables: StageVariables::default(),
+        description: String::new(),
+    };
+    stages::insert(&mut *tx, api.id, &stage).await.expect("stage");
+    let version = config_state::bump(&mut tx).await.expect("bump");
+    // Not committed yet: others still see the old version and an empty snapshot.
+    assert_eq!(config_state::current_version(&pool).await.expect("version"), empty.version);
+    tx.commit().await.expect("commit");
+
+    let snapshot = config_state::load_snapshot(&pool).await.expect("snapshot");
+    assert_eq!(snapshot.version, version);
+    assert_eq!(version, empty.version + 1);
+    assert_eq!(snapshot.stages.len(), 1);
+    assert_eq!(snapshot.stages[0].api_slug.as_str(), "pets");
+    assert_eq!(snapshot.stages[0].routes[0].route_key.to_string(), "GET /a");
+    let decoded = gatehouse_model::ConfigSnapshot::decode(&snapshot.encode()).expect("sealed");
+    assert_eq!(decoded, snapshot);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_node_is_recorded_once_and_updated_on_each_poll(pool: PgPool) {
+    let mut report = nodes::NodeReport {
+        id: "edge-1".into(),
+        version: "0.1.0".into(),
+        address: "10.0.0.1:8000".into(),
+        config_version: None,
+        config_error: None,
+    };
+    nodes::record(&pool, &report).await.expect("record");
+    report.config_version = Some(7);
+    report.config_error = Some("stage x: broken".into());
+    nodes::record(&pool, &report).await.expect("record again");
+    let listed = nodes::list(&pool).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].config_version, Some(7));
+    assert_eq!(listed[0].config_error.as_deref(), Some("stage x: broken"));
+    assert!(listed[0].last_seen >= listed[0].first_seen);
+}
