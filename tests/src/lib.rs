@@ -48,7 +48,12 @@ impl ControlPlane {
         let (stop, stop_rx) = watch::channel(false);
         let state = gatehouse_control_plane::state(pool.clone(), config, stop_rx);
         let task = tokio::spawn(gatehouse_control_plane::serve(listener, state));
-        ControlPlane { addr, pool, stop, task }
+        ControlPlane {
+            addr,
+            pool,
+            stop,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -56,7 +61,10 @@ impl ControlPlane {
     }
 
     pub fn admin(&self) -> Admin {
-        Admin { base: format!("http://{}/api/v1", self.addr), http: client() }
+        Admin {
+            base: format!("http://{}/api/v1", self.addr),
+            http: client(),
+        }
     }
 
     /// Stops serving and closes the listening socket.
@@ -74,7 +82,9 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, gatehouse::demo::router()).await;
@@ -91,7 +101,10 @@ impl Drop for Upstream {
 
 /// An HTTP client that never goes through a proxy from the environment.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
 }
 
 /// Starts a proxy of `control_plane_url` keeping its cache in `data_dir`.
@@ -125,15 +138,24 @@ where
 
 /// Waits until `proxy` serves config `version` or newer.
 pub async fn wait_for_version(proxy: &RunningProxy, version: i64, limit: Duration) -> Duration {
-    eventually(limit, || async { proxy.config_version().filter(|v| *v >= version) })
-        .await
-        .map(|(_, took)| took)
-        .unwrap_or_else(|| panic!("proxy did not reach config version {version} within {limit:?} (has {:?})", proxy.config_version()))
+    eventually(limit, || async {
+        proxy.config_version().filter(|v| *v >= version)
+    })
+    .await
+    .map(|(_, took)| took)
+    .unwrap_or_else(|| {
+        panic!(
+            "proxy did not reach config version {version} within {limit:?} (has {:?})",
+            proxy.config_version()
+        )
+    })
 }
 
 /// The current deployed-config version.
 pub async fn config_version(pool: &PgPool) -> i64 {
-    gatehouse_control_plane::repo::config_state::current_version(pool).await.expect("version")
+    gatehouse_control_plane::repo::config_state::current_version(pool)
+        .await
+        .expect("version")
 }
 
 /// A client of the admin API with the test admin token.
@@ -145,8 +167,16 @@ pub struct Admin {
 
 impl Admin {
     /// Sends `method path` with an optional JSON body; returns status and JSON (or Null).
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(ADMIN_TOKEN);
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -180,28 +210,51 @@ impl Admin {
     }
 
     pub async fn create_api(&self, slug: &str) -> String {
-        let api = self.create("/apis", json!({"name": slug, "slug": slug, "protocol": "HTTP"})).await;
+        let api = self
+            .create(
+                "/apis",
+                json!({"name": slug, "slug": slug, "protocol": "HTTP"}),
+            )
+            .await;
         id_of(&api)
     }
 
     pub async fn add_route(&self, api: &str, route_key: &str, integration: Value) -> String {
-        let route = self.create(&format!("/apis/{api}/routes"), json!({"route_key": route_key, "integration": integration})).await;
+        let route = self
+            .create(
+                &format!("/apis/{api}/routes"),
+                json!({"route_key": route_key, "integration": integration}),
+            )
+            .await;
         id_of(&route)
     }
 
     pub async fn deploy(&self, api: &str, description: &str) -> String {
-        let deployment = self.create(&format!("/apis/{api}/deployments"), json!({"description": description})).await;
+        let deployment = self
+            .create(
+                &format!("/apis/{api}/deployments"),
+                json!({"description": description}),
+            )
+            .await;
         id_of(&deployment)
     }
 
     pub async fn point_stage(&self, api: &str, stage: &str, deployment: &str) {
-        let (status, body) = self.patch(&format!("/apis/{api}/stages/{stage}"), json!({"deployment_id": deployment})).await;
+        let (status, body) = self
+            .patch(
+                &format!("/apis/{api}/stages/{stage}"),
+                json!({"deployment_id": deployment}),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 }
 
 pub fn id_of(value: &Value) -> String {
-    value["id"].as_str().unwrap_or_else(|| panic!("no id in {value}")).to_owned()
+    value["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {value}"))
+        .to_owned()
 }
 
 /// An HTTP_PROXY integration to `uri`.

@@ -9,11 +9,21 @@ use sqlx::PgPool;
 const MIGRATOR: &sqlx::migrate::Migrator = &gatehouse_control_plane::MIGRATOR;
 
 fn fields(body: &Value) -> Vec<String> {
-    body["errors"].as_array().map(|e| e.iter().filter_map(|x| x["field"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    body["errors"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter_map(|x| x["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 async fn count(pool: &PgPool, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await.expect("count")
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(pool)
+        .await
+        .expect("count")
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -21,7 +31,12 @@ async fn calls_without_the_admin_token_are_refused(pool: PgPool) {
     let cp = ControlPlane::start(pool).await;
     let http = client();
     let url = format!("{}/api/v1/apis", cp.url());
-    for auth in [None, Some("Bearer wrong"), Some("Basic dGVzdA=="), Some("Bearer")] {
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Basic dGVzdA=="),
+        Some("Bearer"),
+    ] {
         let mut request = http.get(&url);
         if let Some(auth) = auth {
             request = request.header("authorization", auth);
@@ -30,10 +45,20 @@ async fn calls_without_the_admin_token_are_refused(pool: PgPool) {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
         assert_eq!(response.headers()["www-authenticate"], "Bearer");
     }
-    let ok = http.get(&url).bearer_auth(ADMIN_TOKEN).send().await.expect("answers");
+    let ok = http
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("answers");
     assert_eq!(ok.status(), StatusCode::OK);
     // Proxies' sync endpoint takes the node token, not the admin token.
-    let sync = http.get(format!("{}/dp/v1/config", cp.url())).bearer_auth(ADMIN_TOKEN).send().await.expect("answers");
+    let sync = http
+        .get(format!("{}/dp/v1/config", cp.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("answers");
     assert_eq!(sync.status(), StatusCode::UNAUTHORIZED);
     cp.stop().await;
 }
@@ -42,32 +67,69 @@ async fn calls_without_the_admin_token_are_refused(pool: PgPool) {
 async fn bad_apis_are_refused_naming_each_field(pool: PgPool) {
     let cp = ControlPlane::start(pool.clone()).await;
     let admin = cp.admin();
-    let (status, body) = admin.post("/apis", json!({"name": "", "slug": "Not A Slug", "protocol": "SOAP"})).await;
+    let (status, body) = admin
+        .post(
+            "/apis",
+            json!({"name": "", "slug": "Not A Slug", "protocol": "SOAP"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&body), vec!["name", "slug", "protocol"]);
 
-    let (status, body) = admin.post("/apis", json!({"name": "a", "slug": "a", "colour": "red"})).await;
+    let (status, body) = admin
+        .post("/apis", json!({"name": "a", "slug": "a", "colour": "red"}))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("colour")), "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("colour")),
+        "{body}"
+    );
 
     let (status, body) = admin.post("/apis", json!({"name": 5, "slug": "a"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&body), vec!["name"]);
 
     admin.create_api("taken").await;
-    let (status, body) = admin.post("/apis", json!({"name": "again", "slug": "taken"})).await;
+    let (status, body) = admin
+        .post("/apis", json!({"name": "again", "slug": "taken"}))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(fields(&body), vec!["slug"]);
     assert_eq!(count(&pool, "apis").await, 1);
 
     let http = client();
     let url = format!("{}/api/v1/apis", cp.url());
-    let not_json = http.post(&url).bearer_auth(ADMIN_TOKEN).header("content-type", "application/json").body("{").send().await.expect("answers");
+    let not_json = http
+        .post(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .expect("answers");
     assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
-    let wrong_type = http.post(&url).bearer_auth(ADMIN_TOKEN).body("name=x").send().await.expect("answers");
+    let wrong_type = http
+        .post(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .body("name=x")
+        .send()
+        .await
+        .expect("answers");
     assert_eq!(wrong_type.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let huge = format!("{{\"name\":\"{}\",\"slug\":\"huge\"}}", "x".repeat(2 * 1024 * 1024));
-    let too_big = http.post(&url).bearer_auth(ADMIN_TOKEN).header("content-type", "application/json").body(huge).send().await.expect("answers");
+    let huge = format!(
+        "{{\"name\":\"{}\",\"slug\":\"huge\"}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let too_big = http
+        .post(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .expect("answers");
     assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let (status, _) = admin.get("/apis/not-a-uuid").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -84,19 +146,55 @@ async fn bad_routes_are_refused_and_nothing_is_written(pool: PgPool) {
     admin.add_route(&api, "GET /pets/{id}", mock("x")).await;
     let path = format!("/apis/{api}/routes");
     let cases = [
-        (json!({"route_key": "get /pets", "integration": mock("x")}), StatusCode::UNPROCESSABLE_ENTITY, "route_key"),
-        (json!({"route_key": "GET /pets/{name}", "integration": mock("x")}), StatusCode::CONFLICT, "route_key"),
-        (json!({"route_key": "GET /pets/{id}", "integration": mock("x")}), StatusCode::CONFLICT, "route_key"),
-        (json!({"route_key": "GET /a", "integration": http_proxy("ftp://host/")}), StatusCode::UNPROCESSABLE_ENTITY, "integration"),
-        (json!({"route_key": "GET /a", "integration": http_proxy("http://host/{id}")}), StatusCode::UNPROCESSABLE_ENTITY, "integration.uri"),
-        (json!({"route_key": "GET /a", "integration": {"type": "LAMBDA"}}), StatusCode::UNPROCESSABLE_ENTITY, "integration.type"),
-        (json!({"route_key": "GET /a", "integration": mock("x"), "extra": 1}), StatusCode::UNPROCESSABLE_ENTITY, "extra"),
-        (json!({"route_key": "GET /a"}), StatusCode::UNPROCESSABLE_ENTITY, "body"),
+        (
+            json!({"route_key": "get /pets", "integration": mock("x")}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "route_key",
+        ),
+        (
+            json!({"route_key": "GET /pets/{name}", "integration": mock("x")}),
+            StatusCode::CONFLICT,
+            "route_key",
+        ),
+        (
+            json!({"route_key": "GET /pets/{id}", "integration": mock("x")}),
+            StatusCode::CONFLICT,
+            "route_key",
+        ),
+        (
+            json!({"route_key": "GET /a", "integration": http_proxy("ftp://host/")}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "integration",
+        ),
+        (
+            json!({"route_key": "GET /a", "integration": http_proxy("http://host/{id}")}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "integration.uri",
+        ),
+        (
+            json!({"route_key": "GET /a", "integration": {"type": "LAMBDA"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "integration.type",
+        ),
+        (
+            json!({"route_key": "GET /a", "integration": mock("x"), "extra": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "extra",
+        ),
+        (
+            json!({"route_key": "GET /a"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body",
+        ),
     ];
     for (body, expected, field) in cases {
         let (status, answer) = admin.post(&path, body.clone()).await;
         assert_eq!(status, expected, "{body} -> {answer}");
-        assert_eq!(fields(&answer), vec![field.to_owned()], "{body} -> {answer}");
+        assert_eq!(
+            fields(&answer),
+            vec![field.to_owned()],
+            "{body} -> {answer}"
+        );
     }
     assert_eq!(count(&pool, "routes").await, 1);
     cp.stop().await;
@@ -108,36 +206,77 @@ async fn stages_only_point_at_their_own_apis_deployments(pool: PgPool) {
     let admin = cp.admin();
     let pets = admin.create_api("pets").await;
     let cats = admin.create_api("cats").await;
-    admin.add_route(&cats, "GET /x", http_proxy("http://${stageVariables.host}/x")).await;
+    admin
+        .add_route(
+            &cats,
+            "GET /x",
+            http_proxy("http://${stageVariables.host}/x"),
+        )
+        .await;
     let cats_deployment = admin.deploy(&cats, "").await;
     let version = config_version(&pool).await;
 
-    let (status, body) = admin.post(&format!("/apis/{pets}/stages"), json!({"name": "prod", "deployment_id": cats_deployment})).await;
+    let (status, body) = admin
+        .post(
+            &format!("/apis/{pets}/stages"),
+            json!({"name": "prod", "deployment_id": cats_deployment}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&body), vec!["deployment_id"]);
 
-    let (status, body) = admin.post(&format!("/apis/{cats}/stages"), json!({"name": "prod", "deployment_id": cats_deployment, "variables": {"host": "a b"}})).await;
+    let (status, body) = admin
+        .post(
+            &format!("/apis/{cats}/stages"),
+            json!({"name": "prod", "deployment_id": cats_deployment, "variables": {"host": "a b"}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&body), vec!["variables"]);
 
-    let (status, body) = admin.post(&format!("/apis/{cats}/stages"), json!({"name": "prod", "deployment_id": cats_deployment})).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a missing host variable leaves no host: {body}");
+    let (status, body) = admin
+        .post(
+            &format!("/apis/{cats}/stages"),
+            json!({"name": "prod", "deployment_id": cats_deployment}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a missing host variable leaves no host: {body}"
+    );
 
-    let (status, body) = admin.post(&format!("/apis/{cats}/stages"), json!({"name": "pr od", "deployment_id": cats_deployment})).await;
+    let (status, body) = admin
+        .post(
+            &format!("/apis/{cats}/stages"),
+            json!({"name": "pr od", "deployment_id": cats_deployment}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&body), vec!["name"]);
     assert_eq!(count(&pool, "stages").await, 0);
-    assert_eq!(config_version(&pool).await, version, "a refused change bumped the config version");
+    assert_eq!(
+        config_version(&pool).await,
+        version,
+        "a refused change bumped the config version"
+    );
 
     admin
         .create(&format!("/apis/{cats}/stages"), json!({"name": "prod", "deployment_id": cats_deployment, "variables": {"host": "127.0.0.1:9"}}))
         .await;
     assert_eq!(config_version(&pool).await, version + 1);
-    let (status, body) = admin.post(&format!("/apis/{cats}/stages"), json!({"name": "prod", "deployment_id": cats_deployment, "variables": {"host": "h"}})).await;
+    let (status, body) = admin
+        .post(
+            &format!("/apis/{cats}/stages"),
+            json!({"name": "prod", "deployment_id": cats_deployment, "variables": {"host": "h"}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(fields(&body), vec!["name"]);
 
-    let (status, body) = admin.delete(&format!("/apis/{cats}/deployments/{cats_deployment}")).await;
+    let (status, body) = admin
+        .delete(&format!("/apis/{cats}/deployments/{cats_deployment}"))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let (status, stage) = admin.get(&format!("/apis/{cats}/stages/prod")).await;
     assert_eq!(status, StatusCode::OK);
@@ -152,7 +291,12 @@ async fn deleting_an_api_removes_everything_of_it_and_tells_proxies(pool: PgPool
     let api = admin.create_api("gone").await;
     admin.add_route(&api, "GET /x", mock("x")).await;
     let deployment = admin.deploy(&api, "").await;
-    admin.create(&format!("/apis/{api}/stages"), json!({"name": "prod", "deployment_id": deployment})).await;
+    admin
+        .create(
+            &format!("/apis/{api}/stages"),
+            json!({"name": "prod", "deployment_id": deployment}),
+        )
+        .await;
     let version = config_version(&pool).await;
     let (status, _) = admin.delete(&format!("/apis/{api}")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);

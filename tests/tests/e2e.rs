@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use gatehouse_tests::{
-    client, config_version, eventually, http_proxy, id_of, mock, start_proxy, wait_for_version, ControlPlane, Upstream,
+    client, config_version, eventually, http_proxy, id_of, mock, start_proxy, wait_for_version,
+    ControlPlane, Upstream,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -18,10 +19,30 @@ async fn deploy_pets(cp: &ControlPlane, upstream: &Upstream) -> (String, String)
     let admin = cp.admin();
     let api = admin.create_api("pets").await;
     let up = upstream.addr;
-    admin.add_route(&api, "GET /pets/{id}", http_proxy(&format!("http://{up}/pets/{{id}}"))).await;
-    admin.add_route(&api, "ANY /echo/{proxy+}", http_proxy("http://${stageVariables.upstream}/echo/{proxy}")).await;
-    admin.add_route(&api, "GET /hello", mock("hello from a mock")).await;
-    admin.add_route(&api, "$default", json!({"type": "MOCK", "status": 404, "body": "{\"message\":\"nothing here\"}"})).await;
+    admin
+        .add_route(
+            &api,
+            "GET /pets/{id}",
+            http_proxy(&format!("http://{up}/pets/{{id}}")),
+        )
+        .await;
+    admin
+        .add_route(
+            &api,
+            "ANY /echo/{proxy+}",
+            http_proxy("http://${stageVariables.upstream}/echo/{proxy}"),
+        )
+        .await;
+    admin
+        .add_route(&api, "GET /hello", mock("hello from a mock"))
+        .await;
+    admin
+        .add_route(
+            &api,
+            "$default",
+            json!({"type": "MOCK", "status": 404, "body": "{\"message\":\"nothing here\"}"}),
+        )
+        .await;
     let deployment = admin.deploy(&api, "first").await;
     admin
         .create(
@@ -43,7 +64,11 @@ async fn a_deployed_route_answers_through_the_proxy(pool: PgPool) {
     let http = client();
     let base = format!("http://{}/pets/prod", proxy.addr);
 
-    let response = http.get(format!("{base}/pets/2")).send().await.expect("proxy answers");
+    let response = http
+        .get(format!("{base}/pets/2"))
+        .send()
+        .await
+        .expect("proxy answers");
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().contains_key("x-request-id"));
     let pet: Value = response.json().await.expect("json");
@@ -67,25 +92,46 @@ async fn a_deployed_route_answers_through_the_proxy(pool: PgPool) {
     assert_eq!(echoed["body"], "the body");
     let headers = &echoed["headers"];
     assert_eq!(headers["x-custom"], "kept");
-    assert!(headers.get("x-hop").is_none(), "hop-by-hop header forwarded: {headers}");
+    assert!(
+        headers.get("x-hop").is_none(),
+        "hop-by-hop header forwarded: {headers}"
+    );
     assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(headers["x-forwarded-proto"], "http");
     assert_eq!(headers["x-forwarded-host"], proxy.addr.to_string());
     assert!(headers.get("x-request-id").is_some());
 
-    let hello = http.get(format!("{base}/hello")).send().await.expect("mock answers");
+    let hello = http
+        .get(format!("{base}/hello"))
+        .send()
+        .await
+        .expect("mock answers");
     assert_eq!(hello.headers()["content-type"], "text/plain");
     assert_eq!(hello.text().await.expect("text"), "hello from a mock");
 
-    let fallback = http.delete(format!("{base}/hello")).send().await.expect("default answers");
+    let fallback = http
+        .delete(format!("{base}/hello"))
+        .send()
+        .await
+        .expect("default answers");
     assert_eq!(fallback.status(), StatusCode::NOT_FOUND);
-    assert_eq!(fallback.text().await.expect("text"), "{\"message\":\"nothing here\"}");
+    assert_eq!(
+        fallback.text().await.expect("text"),
+        "{\"message\":\"nothing here\"}"
+    );
 
     for path in ["/pets/dev/pets/2", "/cats/prod/pets/2", "/", "/pets"] {
-        let response = http.get(format!("http://{}{path}", proxy.addr)).send().await.expect("answers");
+        let response = http
+            .get(format!("http://{}{path}", proxy.addr))
+            .send()
+            .await
+            .expect("answers");
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
         assert!(response.headers().contains_key("x-request-id"));
-        assert_eq!(response.text().await.expect("text"), "{\"message\":\"Not Found\"}");
+        assert_eq!(
+            response.text().await.expect("text"),
+            "{\"message\":\"Not Found\"}"
+        );
     }
     proxy.stop().await;
     cp.stop().await;
@@ -102,13 +148,33 @@ async fn a_redeploy_is_served_within_one_second_and_rollback_restores_the_old_on
     wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
     let http = client();
     let url = format!("http://{}/pets/prod/hello", proxy.addr);
-    assert_eq!(http.get(&url).send().await.expect("ok").text().await.expect("text"), "hello from a mock");
+    assert_eq!(
+        http.get(&url)
+            .send()
+            .await
+            .expect("ok")
+            .text()
+            .await
+            .expect("text"),
+        "hello from a mock"
+    );
 
     // Let the proxy settle into a held long poll, so the change must arrive by notification.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, routes) = admin.get(&format!("/apis/{api}/routes")).await;
-    let hello = routes["items"].as_array().expect("items").iter().find(|r| r["route_key"] == "GET /hello").map(id_of).expect("route");
-    let (status, _) = admin.patch(&format!("/apis/{api}/routes/{hello}"), json!({"integration": mock("hello, version two")})).await;
+    let hello = routes["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|r| r["route_key"] == "GET /hello")
+        .map(id_of)
+        .expect("route");
+    let (status, _) = admin
+        .patch(
+            &format!("/apis/{api}/routes/{hello}"),
+            json!({"integration": mock("hello, version two")}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let second = admin.deploy(&api, "second").await;
 
@@ -119,7 +185,10 @@ async fn a_redeploy_is_served_within_one_second_and_rollback_restores_the_old_on
         (body == "hello, version two").then_some(())
     })
     .await;
-    assert!(seen.is_some(), "the new deployment was not served within 1 s");
+    assert!(
+        seen.is_some(),
+        "the new deployment was not served within 1 s"
+    );
     let took = deployed_at.elapsed();
     println!("redeploy served after {took:?}");
 
@@ -148,13 +217,21 @@ async fn the_proxy_keeps_serving_while_the_control_plane_is_stopped(pool: PgPool
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut served = 0;
     while Instant::now() < deadline {
-        let response = http.get(format!("http://{}/pets/prod/pets/1", proxy.addr)).send().await.expect("proxy answers");
+        let response = http
+            .get(format!("http://{}/pets/prod/pets/1", proxy.addr))
+            .send()
+            .await
+            .expect("proxy answers");
         assert_eq!(response.status(), StatusCode::OK);
         served += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(served > 10);
-    let ready = http.get(format!("http://{}/readyz", proxy.status_addr)).send().await.expect("status answers");
+    let ready = http
+        .get(format!("http://{}/readyz", proxy.status_addr))
+        .send()
+        .await
+        .expect("status answers");
     assert_eq!(ready.status(), StatusCode::OK);
     proxy.stop().await;
 }
@@ -170,15 +247,27 @@ async fn a_restarted_proxy_serves_from_its_disk_cache_with_the_control_plane_dow
     wait_for_version(&first, version, Duration::from_secs(5)).await;
     // The cache is written right after the swap; give it a moment to land.
     let cache = data.path().join("snapshot.json");
-    assert!(eventually(Duration::from_secs(2), || async { cache.exists().then_some(()) }).await.is_some());
+    assert!(eventually(Duration::from_secs(2), || async {
+        cache.exists().then_some(())
+    })
+    .await
+    .is_some());
     let cp_url = cp.url();
     first.stop().await;
     cp.stop().await;
 
     let started = Instant::now();
     let second = start_proxy(&cp_url, data.path()).await;
-    assert_eq!(second.config_version(), Some(version), "did not start from the disk cache");
-    let response = client().get(format!("http://{}/pets/prod/pets/3", second.addr)).send().await.expect("answers");
+    assert_eq!(
+        second.config_version(),
+        Some(version),
+        "did not start from the disk cache"
+    );
+    let response = client()
+        .get(format!("http://{}/pets/prod/pets/3", second.addr))
+        .send()
+        .await
+        .expect("answers");
     assert_eq!(response.status(), StatusCode::OK);
     assert!(started.elapsed() < Duration::from_secs(1));
     second.stop().await;
@@ -193,19 +282,34 @@ async fn a_damaged_disk_cache_is_refused_not_served(pool: PgPool) {
     deploy_pets(&cp, &upstream).await;
     wait_for_version(&first, config_version(&pool).await, Duration::from_secs(5)).await;
     let cache = data.path().join("snapshot.json");
-    assert!(eventually(Duration::from_secs(2), || async { cache.exists().then_some(()) }).await.is_some());
+    assert!(eventually(Duration::from_secs(2), || async {
+        cache.exists().then_some(())
+    })
+    .await
+    .is_some());
     let cp_url = cp.url();
     first.stop().await;
     cp.stop().await;
 
     let good = std::fs::read_to_string(&cache).expect("cache");
-    for damaged in [good.replace("hello from a mock", "hello from a fake"), good[..good.len() / 2].to_owned()] {
+    for damaged in [
+        good.replace("hello from a mock", "hello from a fake"),
+        good[..good.len() / 2].to_owned(),
+    ] {
         std::fs::write(&cache, damaged).expect("write");
         let proxy = start_proxy(&cp_url, data.path()).await;
         assert_eq!(proxy.config_version(), None);
-        let ready = client().get(format!("http://{}/readyz", proxy.status_addr)).send().await.expect("answers");
+        let ready = client()
+            .get(format!("http://{}/readyz", proxy.status_addr))
+            .send()
+            .await
+            .expect("answers");
         assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let response = client().get(format!("http://{}/pets/prod/hello", proxy.addr)).send().await.expect("answers");
+        let response = client()
+            .get(format!("http://{}/pets/prod/hello", proxy.addr))
+            .send()
+            .await
+            .expect("answers");
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         proxy.stop().await;
     }
@@ -220,41 +324,86 @@ async fn upstream_failures_become_502_504_and_413(pool: PgPool) {
     let admin = cp.admin();
     let api = admin.create_api("flaky").await;
     // A port that was just bound and released: nothing listens there.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port");
-    admin.add_route(&api, "GET /down", http_proxy(&format!("http://{closed}/"))).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    admin
+        .add_route(&api, "GET /down", http_proxy(&format!("http://{closed}/")))
+        .await;
     let slow = json!({"type": "HTTP_PROXY", "uri": format!("http://{}/slow?ms=3000", upstream.addr), "timeout_ms": 200});
     admin.add_route(&api, "GET /slow", slow).await;
-    admin.add_route(&api, "POST /upload", http_proxy(&format!("http://{}/echo", upstream.addr))).await;
+    admin
+        .add_route(
+            &api,
+            "POST /upload",
+            http_proxy(&format!("http://{}/echo", upstream.addr)),
+        )
+        .await;
     let deployment = admin.deploy(&api, "").await;
-    admin.create(&format!("/apis/{api}/stages"), json!({"name": "prod", "deployment_id": deployment})).await;
+    admin
+        .create(
+            &format!("/apis/{api}/stages"),
+            json!({"name": "prod", "deployment_id": deployment}),
+        )
+        .await;
     wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
     let http = client();
     let base = format!("http://{}/flaky/prod", proxy.addr);
 
-    let down = http.get(format!("{base}/down")).send().await.expect("answers");
+    let down = http
+        .get(format!("{base}/down"))
+        .send()
+        .await
+        .expect("answers");
     assert_eq!(down.status(), StatusCode::BAD_GATEWAY);
-    assert_eq!(down.text().await.expect("text"), "{\"message\":\"Bad Gateway\"}");
+    assert_eq!(
+        down.text().await.expect("text"),
+        "{\"message\":\"Bad Gateway\"}"
+    );
 
     let started = Instant::now();
-    let slow = http.get(format!("{base}/slow")).send().await.expect("answers");
+    let slow = http
+        .get(format!("{base}/slow"))
+        .send()
+        .await
+        .expect("answers");
     assert_eq!(slow.status(), StatusCode::GATEWAY_TIMEOUT);
-    assert!(started.elapsed() < Duration::from_secs(2), "timeout not enforced: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "timeout not enforced: {:?}",
+        started.elapsed()
+    );
 
     let big = vec![b'x'; 10 * 1024 * 1024 + 1];
-    let too_large = http.post(format!("{base}/upload")).body(big).send().await.expect("answers");
+    let too_large = http
+        .post(format!("{base}/upload"))
+        .body(big)
+        .send()
+        .await
+        .expect("answers");
     assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     // A streamed body of unknown length is cut off at the limit too.
     let chunks = (0..11).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 1024 * 1024]));
     let streamed = http
         .post(format!("{base}/upload"))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .expect("answers");
     assert_eq!(streamed.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
-    let ok: Value = http.post(format!("{base}/upload")).body(vec![b'z'; 1024 * 1024]).send().await.expect("answers").json().await.expect("json");
+    let ok: Value = http
+        .post(format!("{base}/upload"))
+        .body(vec![b'z'; 1024 * 1024])
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(ok["body_bytes"], 1024 * 1024);
     proxy.stop().await;
     cp.stop().await;

@@ -35,27 +35,54 @@ struct Seen {
     polls: Arc<Mutex<Vec<(Option<i64>, Option<String>)>>>,
 }
 
-async fn config(State(seen): State<Seen>, headers: HeaderMap, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {NODE_TOKEN}")) {
+async fn config(
+    State(seen): State<Seen>,
+    headers: HeaderMap,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {NODE_TOKEN}"))
+    {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let version = q.get("version").and_then(|v| v.parse::<i64>().ok());
-    seen.polls.lock().expect("lock").push((version, q.get("error").cloned()));
+    seen.polls
+        .lock()
+        .expect("lock")
+        .push((version, q.get("error").cloned()));
     let body = match version {
         None => ConfigSnapshot::new(1, vec![stage(json!([route("GET /hello", "good")]))]).encode(),
         Some(1) => {
-            let mut damaged = ConfigSnapshot::new(2, vec![stage(json!([route("GET /hello", "evil")]))]);
+            let mut damaged =
+                ConfigSnapshot::new(2, vec![stage(json!([route("GET /hello", "evil")]))]);
             damaged.hash = "0".repeat(64);
             damaged.encode()
         }
-        Some(2) => ConfigSnapshot::new(3, vec![stage(json!([route("GET /a/{x}", "one"), route("GET /a/{y}", "two")]))]).encode(),
+        Some(2) => ConfigSnapshot::new(
+            3,
+            vec![stage(json!([
+                route("GET /a/{x}", "one"),
+                route("GET /a/{y}", "two")
+            ]))],
+        )
+        .encode(),
         Some(_) => {
             tokio::time::sleep(Duration::from_secs(2)).await;
             return StatusCode::NOT_MODIFIED.into_response();
         }
     };
-    let version_header = match version { None => 1, Some(v) => v + 1 };
-    ([("content-type", "application/json"), ("x-gatehouse-config-version", &version_header.to_string())], body).into_response()
+    let version_header = match version {
+        None => 1,
+        Some(v) => v + 1,
+    };
+    (
+        [
+            ("content-type", "application/json"),
+            ("x-gatehouse-config-version", &version_header.to_string()),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 #[tokio::test]
@@ -63,7 +90,9 @@ async fn broken_snapshots_never_replace_a_good_one_and_are_reported() {
     let seen = Seen::default();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let app = Router::new().route("/dp/v1/config", get(config)).with_state(seen.clone());
+    let app = Router::new()
+        .route("/dp/v1/config", get(config))
+        .with_state(seen.clone());
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -72,16 +101,32 @@ async fn broken_snapshots_never_replace_a_good_one_and_are_reported() {
 
     let reported = eventually(Duration::from_secs(5), || async {
         let polls = seen.polls.lock().expect("lock").clone();
-        polls.iter().any(|(v, e)| *v == Some(3) && e.as_deref().is_some_and(|e| e.contains("matches the same requests"))).then_some(polls)
+        polls
+            .iter()
+            .any(|(v, e)| {
+                *v == Some(3)
+                    && e.as_deref()
+                        .is_some_and(|e| e.contains("matches the same requests"))
+            })
+            .then_some(polls)
     })
     .await;
     let (polls, _) = reported.expect("the proxy reported both refusals");
     assert!(
-        polls.iter().any(|(v, e)| *v == Some(2) && e.as_deref().is_some_and(|e| e.contains("hash"))),
+        polls
+            .iter()
+            .any(|(v, e)| *v == Some(2) && e.as_deref().is_some_and(|e| e.contains("hash"))),
         "damaged snapshot not reported: {polls:?}"
     );
     assert_eq!(proxy.config_version(), Some(1));
-    let body = client().get(format!("http://{}/pets/prod/hello", proxy.addr)).send().await.expect("answers").text().await.expect("text");
+    let body = client()
+        .get(format!("http://{}/pets/prod/hello", proxy.addr))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text");
     assert_eq!(body, "good");
     proxy.stop().await;
     server.abort();

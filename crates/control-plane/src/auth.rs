@@ -5,8 +5,8 @@
 use std::fmt;
 
 use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -43,7 +43,9 @@ impl fmt::Debug for Secret {
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// An authenticated admin. Its `name` is recorded as the author of deployments.
@@ -55,10 +57,15 @@ pub struct Admin {
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let presented = bearer(parts).ok_or(ApiError::Unauthorized)?;
         match &state.config.admin_token {
-            Some(token) if token.matches(presented) => Ok(Admin { name: "admin-token" }),
+            Some(token) if token.matches(presented) => Ok(Admin {
+                name: "admin-token",
+            }),
             _ => Err(ApiError::Unauthorized),
         }
     }
@@ -71,7 +78,10 @@ pub struct Node;
 impl FromRequestParts<AppState> for Node {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let presented = bearer(parts).ok_or(ApiError::Unauthorized)?;
         match &state.config.node_token {
             Some(token) if token.matches(presented) => Ok(Node),

@@ -21,7 +21,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
-        FieldError { field: field.into(), message: message.into() }
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -68,28 +71,55 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message, errors): (StatusCode, String, Vec<FieldError>) = match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized".into(), vec![]),
-            ApiError::NotFound(what) => (StatusCode::NOT_FOUND, format!("{what} not found"), vec![]),
+            ApiError::NotFound(what) => {
+                (StatusCode::NOT_FOUND, format!("{what} not found"), vec![])
+            }
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m, vec![]),
-            ApiError::Invalid(errors) => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid request".into(), errors),
+            ApiError::Invalid(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid request".into(),
+                errors,
+            ),
             ApiError::Conflict(e) => (StatusCode::CONFLICT, e.message.clone(), vec![e]),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Expected Content-Type: application/json".into(),
                 vec![],
             ),
-            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large".into(), vec![]),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large".into(),
+                vec![],
+            ),
             ApiError::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");
-                (StatusCode::SERVICE_UNAVAILABLE, "Database unavailable, try again".into(), vec![])
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Database unavailable, try again".into(),
+                    vec![],
+                )
             }
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error".into(), vec![])
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error".into(),
+                    vec![],
+                )
             }
         };
-        let mut response = (status, Json(Body { message: &message, errors: &errors })).into_response();
+        let mut response = (
+            status,
+            Json(Body {
+                message: &message,
+                errors: &errors,
+            }),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -99,11 +129,14 @@ impl IntoResponse for ApiError {
 fn constraint_error(constraint: &str) -> Option<ApiError> {
     Some(match constraint {
         "apis_slug_key" => ApiError::conflict("slug", "an API with this slug already exists"),
-        "routes_api_route_key_key" => ApiError::conflict("route_key", "this API already has a route with this key"),
-        "stages_pkey" => ApiError::conflict("name", "this API already has a stage with this name"),
-        "stages_deployment_fkey" => {
-            ApiError::conflict("deployment_id", "the deployment does not belong to this API or is in use by a stage")
+        "routes_api_route_key_key" => {
+            ApiError::conflict("route_key", "this API already has a route with this key")
         }
+        "stages_pkey" => ApiError::conflict("name", "this API already has a stage with this name"),
+        "stages_deployment_fkey" => ApiError::conflict(
+            "deployment_id",
+            "the deployment does not belong to this API or is in use by a stage",
+        ),
         _ => return None,
     })
 }
@@ -117,7 +150,9 @@ impl From<sqlx::Error> for ApiError {
                 }
                 ApiError::Internal(e.into())
             }
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => ApiError::Unavailable(e),
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                ApiError::Unavailable(e)
+            }
             _ => ApiError::Internal(e.into()),
         }
     }

@@ -47,14 +47,20 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         Err(e) => {
             let inner = e.inner();
             if inner.is_syntax() || inner.is_eof() {
-                return Err(ApiError::BadRequest(format!("body is not valid JSON: {inner}")));
+                return Err(ApiError::BadRequest(format!(
+                    "body is not valid JSON: {inner}"
+                )));
             }
             let path = e.path().to_string();
             let field = if path == "." { "body".to_owned() } else { path };
-            return Err(ApiError::Invalid(vec![FieldError::new(field, strip_position(&inner.to_string()))]));
+            return Err(ApiError::Invalid(vec![FieldError::new(
+                field,
+                strip_position(&inner.to_string()),
+            )]));
         }
     };
-    de.end().map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
+    de.end()
+        .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
     Ok(value)
 }
 
@@ -109,6 +115,9 @@ mod tests {
     #[test]
     fn syntax_errors_and_trailing_garbage_are_bad_requests() {
         assert!(matches!(parse::<Outer>(b"{"), Err(ApiError::BadRequest(_))));
-        assert!(matches!(parse::<Outer>(br#"{"inner":{"count":1}} x"#), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            parse::<Outer>(br#"{"inner":{"count":1}} x"#),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 }

@@ -56,7 +56,11 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
 }
 
 /// Builds the state for a pool: starts the change listener that wakes long polls.
-pub fn state(pool: PgPool, config: ControlPlaneConfig, shutdown: watch::Receiver<bool>) -> AppState {
+pub fn state(
+    pool: PgPool,
+    config: ControlPlaneConfig,
+    shutdown: watch::Receiver<bool>,
+) -> AppState {
     let changes = changes::listen(pool.clone(), shutdown.clone());
     AppState {
         pool,

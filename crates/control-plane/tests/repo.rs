@@ -5,19 +5,31 @@ use gatehouse_control_plane::repo::apis::{self, NewApi};
 use gatehouse_control_plane::repo::routes::{self, RouteSpec};
 use gatehouse_control_plane::repo::stages::{self, NewStage};
 use gatehouse_control_plane::repo::{config_state, deployments, nodes};
-use gatehouse_model::{ApiSlug, DeployedRoute, Integration, Protocol, RouteKey, StageName, StageVariables};
+use gatehouse_model::{
+    ApiSlug, DeployedRoute, Integration, Protocol, RouteKey, StageName, StageVariables,
+};
 use sqlx::PgPool;
 
 const MIGRATOR: &sqlx::migrate::Migrator = &gatehouse_control_plane::MIGRATOR;
 
 async fn new_api(pool: &PgPool, slug: &str) -> apis::Api {
-    let new = NewApi { name: slug.to_owned(), slug: ApiSlug::parse(slug).expect("slug"), protocol: Protocol::Http, description: String::new() };
+    let new = NewApi {
+        name: slug.to_owned(),
+        slug: ApiSlug::parse(slug).expect("slug"),
+        protocol: Protocol::Http,
+        description: String::new(),
+    };
     apis::insert(pool, &new).await.expect("insert api")
 }
 
 fn spec(key: &str) -> RouteSpec {
-    let integration: Integration = serde_json::from_str(r#"{"type":"MOCK","body":"hi"}"#).expect("integration");
-    RouteSpec { route_key: RouteKey::parse(key).expect("key"), api_key_required: false, integration }
+    let integration: Integration =
+        serde_json::from_str(r#"{"type":"MOCK","body":"hi"}"#).expect("integration");
+    RouteSpec {
+        route_key: RouteKey::parse(key).expect("key"),
+        api_key_required: false,
+        integration,
+    }
 }
 
 fn frozen(route: &routes::Route) -> DeployedRoute {
@@ -32,7 +44,12 @@ fn frozen(route: &routes::Route) -> DeployedRoute {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_taken_slug_is_a_conflict_on_the_slug_field(pool: PgPool) {
     new_api(&pool, "pets").await;
-    let again = NewApi { name: "x".into(), slug: ApiSlug::parse("pets").expect("slug"), protocol: Protocol::Http, description: String::new() };
+    let again = NewApi {
+        name: "x".into(),
+        slug: ApiSlug::parse("pets").expect("slug"),
+        protocol: Protocol::Http,
+        description: String::new(),
+    };
     let error = ApiError::from(apis::insert(&pool, &again).await.expect_err("duplicate"));
     match error {
         ApiError::Conflict(field) => assert_eq!(field.field, "slug"),
@@ -43,24 +60,42 @@ async fn a_taken_slug_is_a_conflict_on_the_slug_field(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn routes_round_trip_with_their_integration(pool: PgPool) {
     let api = new_api(&pool, "pets").await;
-    let created = routes::insert(&pool, api.id, &spec("GET /pets/{id}")).await.expect("insert");
+    let created = routes::insert(&pool, api.id, &spec("GET /pets/{id}"))
+        .await
+        .expect("insert");
     let listed = routes::list(&pool, api.id).await.expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].route_key, "GET /pets/{id}");
     assert_eq!(listed[0].integration.0, created.integration.0);
-    let changed = routes::update(&pool, api.id, created.id, &spec("POST /pets")).await.expect("update").expect("found");
+    let changed = routes::update(&pool, api.id, created.id, &spec("POST /pets"))
+        .await
+        .expect("update")
+        .expect("found");
     assert_eq!(changed.route_key, "POST /pets");
-    assert!(routes::delete(&pool, api.id, created.id).await.expect("delete"));
-    assert!(!routes::delete(&pool, api.id, created.id).await.expect("delete again"));
+    assert!(routes::delete(&pool, api.id, created.id)
+        .await
+        .expect("delete"));
+    assert!(!routes::delete(&pool, api.id, created.id)
+        .await
+        .expect("delete again"));
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_deployment_keeps_the_routes_as_they_were(pool: PgPool) {
     let api = new_api(&pool, "pets").await;
-    let route = routes::insert(&pool, api.id, &spec("GET /a")).await.expect("insert");
-    let deployment = deployments::insert(&pool, api.id, "v1", "tester", &[frozen(&route)]).await.expect("deploy");
-    routes::update(&pool, api.id, route.id, &spec("GET /b")).await.expect("update");
-    let read = deployments::get(&pool, api.id, deployment.id).await.expect("get").expect("found");
+    let route = routes::insert(&pool, api.id, &spec("GET /a"))
+        .await
+        .expect("insert");
+    let deployment = deployments::insert(&pool, api.id, "v1", "tester", &[frozen(&route)])
+        .await
+        .expect("deploy");
+    routes::update(&pool, api.id, route.id, &spec("GET /b"))
+        .await
+        .expect("update");
+    let read = deployments::get(&pool, api.id, deployment.id)
+        .await
+        .expect("get")
+        .expect("found");
     assert_eq!(read.routes.0[0].route_key.to_string(), "GET /a");
     assert_eq!(read.route_count, 1);
 }
@@ -69,14 +104,18 @@ async fn a_deployment_keeps_the_routes_as_they_were(pool: PgPool) {
 async fn the_schema_refuses_a_stage_on_another_apis_deployment(pool: PgPool) {
     let pets = new_api(&pool, "pets").await;
     let cats = new_api(&pool, "cats").await;
-    let cats_deployment = deployments::insert(&pool, cats.id, "", "tester", &[]).await.expect("deploy");
+    let cats_deployment = deployments::insert(&pool, cats.id, "", "tester", &[])
+        .await
+        .expect("deploy");
     let stage = NewStage {
         name: StageName::parse("prod").expect("name"),
         deployment_id: cats_deployment.id,
         variables: StageVariables::default(),
         description: String::new(),
     };
-    let error = stages::insert(&pool, pets.id, &stage).await.expect_err("foreign deployment");
+    let error = stages::insert(&pool, pets.id, &stage)
+        .await
+        .expect_err("foreign deployment");
     assert!(matches!(ApiError::from(error), ApiError::Conflict(f) if f.field == "deployment_id"));
 }
 
@@ -85,8 +124,12 @@ async fn the_snapshot_holds_every_deployed_stage_at_the_current_version(pool: Pg
     let empty = config_state::load_snapshot(&pool).await.expect("snapshot");
     assert!(empty.stages.is_empty());
     let api = new_api(&pool, "pets").await;
-    let route = routes::insert(&pool, api.id, &spec("GET /a")).await.expect("insert");
-    let deployment = deployments::insert(&pool, api.id, "", "tester", &[frozen(&route)]).await.expect("deploy");
+    let route = routes::insert(&pool, api.id, &spec("GET /a"))
+        .await
+        .expect("insert");
+    let deployment = deployments::insert(&pool, api.id, "", "tester", &[frozen(&route)])
+        .await
+        .expect("deploy");
     let mut tx = pool.begin().await.expect("tx");
     let stage = NewStage {
         name: StageName::parse("prod").expect("name"),
@@ -94,10 +137,15 @@ async fn the_snapshot_holds_every_deployed_stage_at_the_current_version(pool: Pg
         variables: StageVariables::default(),
         description: String::new(),
     };
-    stages::insert(&mut *tx, api.id, &stage).await.expect("stage");
+    stages::insert(&mut *tx, api.id, &stage)
+        .await
+        .expect("stage");
     let version = config_state::bump(&mut tx).await.expect("bump");
     // Not committed yet: others still see the old version and an empty snapshot.
-    assert_eq!(config_state::current_version(&pool).await.expect("version"), empty.version);
+    assert_eq!(
+        config_state::current_version(&pool).await.expect("version"),
+        empty.version
+    );
     tx.commit().await.expect("commit");
 
     let snapshot = config_state::load_snapshot(&pool).await.expect("snapshot");

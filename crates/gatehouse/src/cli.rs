@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "gatehouse", version, about = "A self-hosted API gateway: control plane and proxy in one binary.")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "A self-hosted API gateway: control plane and proxy in one binary."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -49,7 +53,11 @@ pub struct DataDirArgs {
 #[derive(Debug, Args)]
 pub struct ControlPlaneArgs {
     /// Address the control plane listens on.
-    #[arg(long, env = "GATEHOUSE_CONTROL_PLANE_LISTEN", default_value = "127.0.0.1:8001")]
+    #[arg(
+        long,
+        env = "GATEHOUSE_CONTROL_PLANE_LISTEN",
+        default_value = "127.0.0.1:8001"
+    )]
     pub control_plane_listen: SocketAddr,
     /// Token accepted on the admin API as `Authorization: Bearer <token>` [`up`: generated
     /// and kept in the data folder].
@@ -70,7 +78,11 @@ pub struct ProxyArgs {
     #[arg(long, env = "GATEHOUSE_PROXY_LISTEN", default_value = "127.0.0.1:8000")]
     pub proxy_listen: SocketAddr,
     /// Address of the proxy's status port (/healthz, /readyz).
-    #[arg(long, env = "GATEHOUSE_STATUS_LISTEN", default_value = "127.0.0.1:8100")]
+    #[arg(
+        long,
+        env = "GATEHOUSE_STATUS_LISTEN",
+        default_value = "127.0.0.1:8100"
+    )]
     pub status_listen: SocketAddr,
     /// Name this proxy reports to the control plane [default: <hostname>:<proxy port>].
     #[arg(long, env = "GATEHOUSE_NODE_ID")]
@@ -78,7 +90,7 @@ pub struct ProxyArgs {
     /// Largest request body forwarded, in bytes; larger ones get 413.
     #[arg(long, env = "GATEHOUSE_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: u64,
-    /// Worker threads of the `proxy` command [default: one per CPU].
+    /// Worker threads serving traffic (with `up`: of the whole process) [default: one per CPU].
     #[arg(long, env = "GATEHOUSE_PROXY_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub proxy_workers: Option<u16>,
 }
@@ -98,7 +110,11 @@ pub struct ProxyCommand {
     #[command(flatten)]
     pub data: DataDirArgs,
     /// Base URL of the control plane.
-    #[arg(long, env = "GATEHOUSE_CONTROL_PLANE_URL", default_value = "http://127.0.0.1:8001")]
+    #[arg(
+        long,
+        env = "GATEHOUSE_CONTROL_PLANE_URL",
+        default_value = "http://127.0.0.1:8001"
+    )]
     pub control_plane_url: String,
     /// Token presented to the control plane (its GATEHOUSE_NODE_TOKEN).
     #[arg(long, env = "GATEHOUSE_NODE_TOKEN", hide_env_values = true)]

@@ -30,13 +30,22 @@ pub fn router() -> Router {
 const PETS: [(u32, &str, &str); 3] = [(1, "Rex", "dog"), (2, "Tom", "cat"), (3, "Nemo", "fish")];
 
 async fn pets() -> Json<Value> {
-    Json(json!(PETS.iter().map(|(id, name, kind)| json!({"id": id, "name": name, "type": kind})).collect::<Vec<_>>()))
+    Json(json!(PETS
+        .iter()
+        .map(|(id, name, kind)| json!({"id": id, "name": name, "type": kind}))
+        .collect::<Vec<_>>()))
 }
 
 async fn pet(Path(id): Path<String>) -> impl IntoResponse {
     match PETS.iter().find(|(pid, ..)| pid.to_string() == id) {
-        Some((id, name, kind)) => (StatusCode::OK, Json(json!({"id": id, "name": name, "type": kind}))),
-        None => (StatusCode::NOT_FOUND, Json(json!({"message": format!("no pet {id}")}))),
+        Some((id, name, kind)) => (
+            StatusCode::OK,
+            Json(json!({"id": id, "name": name, "type": kind})),
+        ),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"message": format!("no pet {id}")})),
+        ),
     }
 }
 
@@ -44,7 +53,12 @@ async fn pet(Path(id): Path<String>) -> impl IntoResponse {
 async fn echo(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Json<Value> {
     let headers: BTreeMap<String, String> = headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     Json(json!({
         "method": method.as_str(),
@@ -57,7 +71,11 @@ async fn echo(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Json
 }
 
 async fn slow(Query(query): Query<BTreeMap<String, String>>) -> Json<Value> {
-    let ms = query.get("ms").and_then(|v| v.parse::<u64>().ok()).unwrap_or(1000).min(MAX_DELAY_MS);
+    let ms = query
+        .get("ms")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1000)
+        .min(MAX_DELAY_MS);
     tokio::time::sleep(Duration::from_millis(ms)).await;
     Json(json!({"slept_ms": ms}))
 }

@@ -27,7 +27,8 @@ pub struct EmbeddedPostgres {
     as_postgres_user: bool,
 }
 
-const INSTALL_HINT: &str = "No PostgreSQL server binaries (initdb, pg_ctl) were found on PATH or under \
+const INSTALL_HINT: &str =
+    "No PostgreSQL server binaries (initdb, pg_ctl) were found on PATH or under \
 /usr/lib/postgresql/*/bin. Install them (Debian/Ubuntu: `sudo apt-get install postgresql`; \
 Fedora: `sudo dnf install postgresql-server`; macOS: `brew install postgresql`), \
 or point Gatehouse at an existing server with DATABASE_URL=postgres://user:password@host/db.";
@@ -54,11 +55,31 @@ pub fn find_bin_dir() -> Option<PathBuf> {
     versions.pop().map(|(_, bin)| bin)
 }
 
-async fn is_root() -> bool {
-    match Command::new("id").arg("-u").output().await {
-        Ok(out) => String::from_utf8_lossy(&out.stdout).trim() == "0",
-        Err(_) => false,
+/// The numeric id of `user`, or of this process's user when `None`.
+async fn uid_of(user: Option<&str>) -> Option<u32> {
+    let out = Command::new("id")
+        .arg("-u")
+        .args(user)
+        .output()
+        .await
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Creates `dir` if needed and makes sure only its owner can use it: it must belong to one
+/// of `owners` (someone else may have planted it in a shared folder) and gets mode 0700.
+fn private_dir(dir: &Path, owners: &[u32]) -> anyhow::Result<()> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() || !owners.contains(&meta.uid()) {
+        bail!(
+            "{} belongs to another user (or is not a folder); refusing to keep PostgreSQL there",
+            dir.display()
+        );
     }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
 }
 
 impl EmbeddedPostgres {
@@ -66,14 +87,38 @@ impl EmbeddedPostgres {
     pub async fn start(root: &Path) -> anyhow::Result<EmbeddedPostgres> {
         let bin_dir = find_bin_dir().context(INSTALL_HINT)?;
         let root = std::path::absolute(root).context("cannot resolve the data folder")?;
-        std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
-        let as_postgres_user = is_root().await;
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
+        let uid = uid_of(None)
+            .await
+            .context("cannot tell which user this is (`id -u` failed)")?;
+        let as_postgres_user = uid == 0;
+        let owners = if as_postgres_user {
+            vec![
+                0,
+                uid_of(Some("postgres"))
+                    .await
+                    .context("running as root needs a `postgres` user to run PostgreSQL")?,
+            ]
+        } else {
+            vec![uid]
+        };
         let base = cluster_base(&root, as_postgres_user).await;
         let data_dir = base.join("data");
         let socket_dir = socket_dir_for(&base);
-        std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
-        std::fs::create_dir_all(&socket_dir).with_context(|| format!("cannot create {}", socket_dir.display()))?;
-        let pg = EmbeddedPostgres { bin_dir, data_dir, socket_dir, as_postgres_user };
+        if let Some(parent) = base.parent().filter(|p| *p != root) {
+            // A folder of our own under /var/tmp: nobody else may be able to rename in it.
+            private_dir(parent, &owners)?;
+            std::fs::set_permissions(parent, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        }
+        private_dir(&base, &owners)?;
+        private_dir(&socket_dir, &owners)?;
+        let pg = EmbeddedPostgres {
+            bin_dir,
+            data_dir,
+            socket_dir,
+            as_postgres_user,
+        };
         if as_postgres_user {
             pg.chown(&base).await?;
             pg.chown(&pg.socket_dir).await?;
@@ -93,31 +138,49 @@ impl EmbeddedPostgres {
                     "-t".into(),
                     "60".into(),
                     "-o".into(),
-                    format!("-c listen_addresses='' -k '{}' -p {PORT}", pg.socket_dir.display()).into(),
+                    format!(
+                        "-c listen_addresses='' -c unix_socket_permissions=0700 -k '{}' -p {PORT}",
+                        pg.socket_dir.display()
+                    )
+                    .into(),
                     "start".into(),
                 ],
             )
             .await
-            .with_context(|| format!("PostgreSQL did not start; see {}", base.join("server.log").display()))?;
+            .with_context(|| {
+                format!(
+                    "PostgreSQL did not start; see {}",
+                    base.join("server.log").display()
+                )
+            })?;
         }
         Ok(pg)
     }
 
     /// The URL of `database` on this cluster, over its Unix socket.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@localhost/{database}?host={}&port={PORT}", self.socket_dir.display())
+        format!(
+            "postgres://postgres@localhost/{database}?host={}&port={PORT}",
+            self.socket_dir.display()
+        )
     }
 
     /// Creates `database` if it does not exist yet.
     pub async fn ensure_database(&self, database: &str) -> anyhow::Result<()> {
         use sqlx::Connection as _;
         let mut conn = sqlx::PgConnection::connect(&self.url("postgres")).await?;
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(database)
-            .fetch_one(&mut conn)
-            .await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(database)
+                .fetch_one(&mut conn)
+                .await?;
         if !exists {
-            sqlx::query(&format!("CREATE DATABASE \"{}\"", database.replace('"', "\"\""))).execute(&mut conn).await?;
+            sqlx::query(&format!(
+                "CREATE DATABASE \"{}\"",
+                database.replace('"', "\"\"")
+            ))
+            .execute(&mut conn)
+            .await?;
         }
         conn.close().await?;
         Ok(())
@@ -126,8 +189,18 @@ impl EmbeddedPostgres {
     /// Stops the cluster (fast shutdown: sessions are closed, data is safe).
     pub async fn stop(&self) -> anyhow::Result<()> {
         if self.is_running().await {
-            self.run_ok("pg_ctl", &["-D".into(), self.data_dir.clone().into(), "-m".into(), "fast".into(), "-w".into(), "stop".into()])
-                .await?;
+            self.run_ok(
+                "pg_ctl",
+                &[
+                    "-D".into(),
+                    self.data_dir.clone().into(),
+                    "-m".into(),
+                    "fast".into(),
+                    "-w".into(),
+                    "stop".into(),
+                ],
+            )
+            .await?;
         }
         Ok(())
     }
@@ -150,16 +223,27 @@ impl EmbeddedPostgres {
     }
 
     async fn is_running(&self) -> bool {
-        self.command("pg_ctl", &["-D".into(), self.data_dir.clone().into(), "status".into()])
-            .output()
-            .await
-            .is_ok_and(|out| out.status.success())
+        self.command(
+            "pg_ctl",
+            &["-D".into(), self.data_dir.clone().into(), "status".into()],
+        )
+        .output()
+        .await
+        .is_ok_and(|out| out.status.success())
     }
 
     async fn chown(&self, path: &Path) -> anyhow::Result<()> {
-        let status = Command::new("chown").arg("-R").arg("postgres:postgres").arg(path).status().await?;
+        let status = Command::new("chown")
+            .arg("-R")
+            .arg("postgres:postgres")
+            .arg(path)
+            .status()
+            .await?;
         if !status.success() {
-            bail!("cannot give {} to the postgres user (running as root needs a `postgres` user)", path.display());
+            bail!(
+                "cannot give {} to the postgres user (running as root needs a `postgres` user)",
+                path.display()
+            );
         }
         Ok(())
     }
@@ -178,7 +262,11 @@ impl EmbeddedPostgres {
     }
 
     async fn run_ok(&self, tool: &str, args: &[OsString]) -> anyhow::Result<()> {
-        let out = self.command(tool, args).output().await.with_context(|| format!("cannot run {tool}"))?;
+        let out = self
+            .command(tool, args)
+            .output()
+            .await
+            .with_context(|| format!("cannot run {tool}"))?;
         if !out.status.success() {
             bail!(
                 "{tool} failed ({}): {}{}",
@@ -208,18 +296,25 @@ async fn cluster_base(root: &Path, as_postgres_user: bool) -> PathBuf {
     if reachable {
         return preferred;
     }
-    let fallback = PathBuf::from("/var/tmp").join(format!("gatehouse-{:016x}", path_digest(root))).join("postgres");
-    eprintln!(
-        "note: the postgres user cannot reach {}; keeping PostgreSQL's files in {} instead",
-        root.display(),
-        fallback.display()
+    let fallback = PathBuf::from("/var/tmp")
+        .join(format!("gatehouse-{:016x}", path_digest(root)))
+        .join("postgres");
+    tracing::warn!(
+        data_dir = %root.display(),
+        cluster = %fallback.display(),
+        "the postgres user cannot reach the data folder; keeping PostgreSQL's files elsewhere"
     );
     fallback
 }
 
 /// A stable 64-bit digest of a path (FNV-1a), to name folders after it.
 fn path_digest(path: &Path) -> u64 {
-    path.as_os_str().to_string_lossy().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    path.as_os_str()
+        .to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 /// Unix socket paths are limited to about 100 bytes: a deep data folder gets its socket

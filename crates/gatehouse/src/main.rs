@@ -12,17 +12,23 @@ fn main() -> std::process::ExitCode {
     // Logs go through a background writer: a slow terminal or pipe never blocks a request.
     let (writer, _flush_on_exit) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn")),
+        )
         .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
-    if let Command::Proxy(cmd) = &cli.command {
-        if let Some(workers) = cmd.proxy.proxy_workers {
-            runtime.worker_threads(usize::from(workers));
-        }
+    let workers = match &cli.command {
+        Command::Proxy(cmd) => cmd.proxy.proxy_workers,
+        Command::Up(args) => args.proxy.proxy_workers,
+        _ => None,
+    };
+    if let Some(workers) = workers {
+        runtime.worker_threads(usize::from(workers));
     }
     let runtime = match runtime.build() {
         Ok(rt) => rt,

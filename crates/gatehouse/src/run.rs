@@ -12,9 +12,21 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cli::{ControlPlaneArgs, ControlPlaneCommand, DatabaseArgs, DemoArgs, PostgresCommand, ProxyArgs, ProxyCommand, UpArgs};
+use crate::cli::{
+    ControlPlaneArgs, ControlPlaneCommand, DatabaseArgs, DemoArgs, PostgresCommand, ProxyArgs,
+    ProxyCommand, UpArgs,
+};
 use crate::embedded_pg::{self, EmbeddedPostgres};
 use crate::{database, demo, secrets};
+
+/// Prints a line for the person at the terminal. Unlike `println!`, a closed stdout (the
+/// reader went away) is not worth a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
@@ -39,12 +51,16 @@ pub async fn shutdown_signal() {
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for the {what} (is another instance running?)"))
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} for the {what} (is another instance running?)")
+    })
 }
 
-fn control_plane_config(args: &ControlPlaneArgs, admin_token: Option<String>, node_token: Option<String>) -> ControlPlaneConfig {
+fn control_plane_config(
+    args: &ControlPlaneArgs,
+    admin_token: Option<String>,
+    node_token: Option<String>,
+) -> ControlPlaneConfig {
     ControlPlaneConfig {
         admin_token: admin_token.map(Secret::new),
         node_token: node_token.map(Secret::new),
@@ -53,11 +69,19 @@ fn control_plane_config(args: &ControlPlaneArgs, admin_token: Option<String>, no
     }
 }
 
-fn proxy_config(args: &ProxyArgs, control_plane_url: String, node_token: String, data_dir: &Path) -> ProxyConfig {
+fn proxy_config(
+    args: &ProxyArgs,
+    control_plane_url: String,
+    node_token: String,
+    data_dir: &Path,
+) -> ProxyConfig {
     let mut config = ProxyConfig::new(control_plane_url, node_token);
     config.listen = args.proxy_listen;
     config.status_listen = args.status_listen;
-    config.node_id = args.node_id.clone().unwrap_or_else(|| format!("{}:{}", hostname(), args.proxy_listen.port()));
+    config.node_id = args
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", hostname(), args.proxy_listen.port()));
     config.data_dir = Some(data_dir.join("proxy"));
     config.max_body_bytes = args.max_body_bytes;
     config
@@ -79,7 +103,11 @@ struct ControlPlaneTask {
     task: JoinHandle<std::io::Result<()>>,
 }
 
-async fn spawn_control_plane(pool: sqlx::PgPool, config: ControlPlaneConfig, listen: SocketAddr) -> anyhow::Result<ControlPlaneTask> {
+async fn spawn_control_plane(
+    pool: sqlx::PgPool,
+    config: ControlPlaneConfig,
+    listen: SocketAddr,
+) -> anyhow::Result<ControlPlaneTask> {
     let listener = bind(listen, "control plane").await?;
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
@@ -101,7 +129,9 @@ impl ControlPlaneTask {
 
 pub async fn control_plane(cmd: ControlPlaneCommand) -> anyhow::Result<()> {
     let args = &cmd.control_plane;
-    let node_token = args.node_token.clone().context("set GATEHOUSE_NODE_TOKEN (or --node-token): proxies need it to fetch configuration")?;
+    let node_token = args.node_token.clone().context(
+        "set GATEHOUSE_NODE_TOKEN (or --node-token): proxies need it to fetch configuration",
+    )?;
     if args.admin_token.is_none() {
         tracing::warn!("GATEHOUSE_ADMIN_TOKEN is not set: the admin API will refuse every call");
     }
@@ -118,7 +148,12 @@ pub async fn control_plane(cmd: ControlPlaneCommand) -> anyhow::Result<()> {
 }
 
 pub async fn proxy(cmd: ProxyCommand) -> anyhow::Result<()> {
-    let config = proxy_config(&cmd.proxy, cmd.control_plane_url.clone(), cmd.node_token.clone(), &cmd.data.data_dir);
+    let config = proxy_config(
+        &cmd.proxy,
+        cmd.control_plane_url.clone(),
+        cmd.node_token.clone(),
+        &cmd.data.data_dir,
+    );
     let running = gatehouse_proxy::start(config).await?;
     shutdown_signal().await;
     tracing::info!("shutting down: finishing requests in flight");
@@ -130,11 +165,14 @@ pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
     let pool = database::connect(&args.database_url).await?;
     database::migrate(&pool).await?;
     pool.close().await;
-    println!("database is up to date");
+    say!("database is up to date");
     Ok(())
 }
 
-async fn spawn_demo(listen: SocketAddr, mut stop: watch::Receiver<bool>) -> anyhow::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+async fn spawn_demo(
+    listen: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
     let listener = bind(listen, "demo upstream").await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
@@ -164,32 +202,40 @@ pub async fn postgres(cmd: PostgresCommand) -> anyhow::Result<()> {
         return Ok(());
     }
     pg.ensure_database(embedded_pg::DATABASE).await?;
-    println!("{}", pg.url(embedded_pg::DATABASE));
+    say!("{}", pg.url(embedded_pg::DATABASE));
     Ok(())
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let data_dir = args.data.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
     let (database_url, embedded) = match &args.database_url {
         Some(url) => (url.clone(), None),
         None => {
-            println!("Starting a private PostgreSQL in {} ...", data_dir.join("postgres").display());
+            say!(
+                "Starting a private PostgreSQL in {} ...",
+                data_dir.join("postgres").display()
+            );
             let pg = EmbeddedPostgres::start(&data_dir).await?;
             (pg.url(embedded_pg::DATABASE), Some(pg))
         }
     };
     let result = up_with_database(&args, &database_url, embedded.as_ref()).await;
     if let Some(pg) = embedded {
-        println!("Stopping PostgreSQL ...");
+        say!("Stopping PostgreSQL ...");
         if let Err(e) = pg.stop().await {
-            eprintln!("could not stop PostgreSQL cleanly: {e:#}");
+            say!("could not stop PostgreSQL cleanly: {e:#}");
         }
     }
     result
 }
 
-async fn up_with_database(args: &UpArgs, database_url: &str, embedded: Option<&EmbeddedPostgres>) -> anyhow::Result<()> {
+async fn up_with_database(
+    args: &UpArgs,
+    database_url: &str,
+    embedded: Option<&EmbeddedPostgres>,
+) -> anyhow::Result<()> {
     let data_dir = &args.data.data_dir;
     if let Some(pg) = embedded {
         pg.ensure_database(embedded_pg::DATABASE).await?;
@@ -205,12 +251,26 @@ async fn up_with_database(args: &UpArgs, database_url: &str, embedded: Option<&E
     let pool = database::connect(database_url).await?;
     database::migrate(&pool).await?;
 
-    let cp_config = control_plane_config(&args.control_plane, Some(admin_token.clone()), Some(node_token.clone()));
-    let cp = spawn_control_plane(pool.clone(), cp_config, args.control_plane.control_plane_listen).await?;
+    let cp_config = control_plane_config(
+        &args.control_plane,
+        Some(admin_token.clone()),
+        Some(node_token.clone()),
+    );
+    let cp = spawn_control_plane(
+        pool.clone(),
+        cp_config,
+        args.control_plane.control_plane_listen,
+    )
+    .await?;
     let (demo_stop, demo_stop_rx) = watch::channel(false);
     let started = async {
         let (demo_addr, demo_task) = spawn_demo(args.demo.demo_listen, demo_stop_rx).await?;
-        let proxy_cfg = proxy_config(&args.proxy, format!("http://{}", cp.addr), node_token, data_dir);
+        let proxy_cfg = proxy_config(
+            &args.proxy,
+            format!("http://{}", cp.addr),
+            node_token,
+            data_dir,
+        );
         let proxy = gatehouse_proxy::start(proxy_cfg).await?;
         anyhow::Ok((demo_addr, demo_task, proxy))
     }
@@ -224,10 +284,17 @@ async fn up_with_database(args: &UpArgs, database_url: &str, embedded: Option<&E
             return Err(e);
         }
     };
-    print_banner(cp.addr, &proxy, demo_addr, data_dir, embedded.is_some(), &admin_token);
+    print_banner(
+        cp.addr,
+        &proxy,
+        demo_addr,
+        data_dir,
+        embedded.is_some(),
+        &admin_token,
+    );
 
     shutdown_signal().await;
-    println!("\nStopping Gatehouse ...");
+    say!("\nStopping Gatehouse ...");
     proxy.stop().await;
     cp.stop().await;
     let _ = demo_stop.send(true);
@@ -236,13 +303,23 @@ async fn up_with_database(args: &UpArgs, database_url: &str, embedded: Option<&E
     Ok(())
 }
 
-fn print_banner(cp: SocketAddr, proxy: &RunningProxy, demo: SocketAddr, data_dir: &Path, embedded: bool, admin_token: &str) {
+fn print_banner(
+    cp: SocketAddr,
+    proxy: &RunningProxy,
+    demo: SocketAddr,
+    data_dir: &Path,
+    embedded: bool,
+    admin_token: &str,
+) {
     let database = if embedded {
-        format!("private PostgreSQL in {}", data_dir.join("postgres").display())
+        format!(
+            "private PostgreSQL in {}",
+            data_dir.join("postgres").display()
+        )
     } else {
         "DATABASE_URL".to_owned()
     };
-    println!(
+    say!(
         "
 Gatehouse is running.
 

@@ -53,7 +53,10 @@ impl TryFrom<RawHttpProxy> for HttpProxyIntegration {
                 "timeout_ms must be between {MIN_TIMEOUT_MS} and {MAX_TIMEOUT_MS}"
             ));
         }
-        Ok(HttpProxyIntegration { uri: raw.uri, timeout_ms: raw.timeout_ms })
+        Ok(HttpProxyIntegration {
+            uri: raw.uri,
+            timeout_ms: raw.timeout_ms,
+        })
     }
 }
 
@@ -91,18 +94,30 @@ impl TryFrom<RawMock> for MockIntegration {
             return Err(format!("headers: at most {MAX_MOCK_HEADERS}"));
         }
         for (name, value) in &raw.headers {
-            let parsed = http::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("headers: `{}` is not a valid header name", name.escape_default()))?;
-            if matches!(parsed.as_str(), "content-length" | "transfer-encoding" | "connection") {
+            let parsed = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                format!(
+                    "headers: `{}` is not a valid header name",
+                    name.escape_default()
+                )
+            })?;
+            if matches!(
+                parsed.as_str(),
+                "content-length" | "transfer-encoding" | "connection"
+            ) {
                 return Err(format!("headers: `{name}` is set by the gateway"));
             }
-            http::HeaderValue::from_str(value)
-                .map_err(|_| format!("headers: the value of `{name}` is not a valid header value"))?;
+            http::HeaderValue::from_str(value).map_err(|_| {
+                format!("headers: the value of `{name}` is not a valid header value")
+            })?;
         }
         if raw.body.len() > MAX_MOCK_BODY_LEN {
             return Err(format!("body: at most {MAX_MOCK_BODY_LEN} bytes"));
         }
-        Ok(MockIntegration { status: raw.status, headers: raw.headers, body: raw.body })
+        Ok(MockIntegration {
+            status: raw.status,
+            headers: raw.headers,
+            body: raw.body,
+        })
     }
 }
 
@@ -134,13 +149,19 @@ impl UriTemplate {
         if !(raw.starts_with("http://") || raw.starts_with("https://")) {
             return Err("uri must start with http:// or https://".to_owned());
         }
+        let after_scheme = raw.find("://").map_or(0, |i| i + 3);
+        let authority_end = raw[after_scheme..]
+            .find(['/', '?', '#'])
+            .map_or(raw.len(), |i| after_scheme + i);
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut rest = raw;
         while let Some(c) = rest.chars().next() {
             if rest.starts_with(STAGE_VAR_PREFIX) {
                 let after = &rest[STAGE_VAR_PREFIX.len()..];
-                let end = after.find('}').ok_or("uri: `${stageVariables.` is not closed with `}`")?;
+                let end = after
+                    .find('}')
+                    .ok_or("uri: `${stageVariables.` is not closed with `}`")?;
                 let name = &after[..end];
                 check_placeholder_name(name)?;
                 flush(&mut literal, &mut parts);
@@ -150,6 +171,12 @@ impl UriTemplate {
                 let end = rest.find('}').ok_or("uri: `{` is not closed with `}`")?;
                 let name = &rest[1..end];
                 check_placeholder_name(name)?;
+                if raw.len() - rest.len() < authority_end {
+                    // A client must never choose where the gateway connects.
+                    return Err(format!(
+                        "uri: `{{{name}}}` cannot be used in the host; path parameters only go in the path or query"
+                    ));
+                }
                 flush(&mut literal, &mut parts);
                 parts.push(Part::PathParam(name.to_owned()));
                 rest = &rest[end + 1..];
@@ -159,11 +186,16 @@ impl UriTemplate {
                 literal.push(c);
                 rest = &rest[1..];
             } else {
-                return Err("uri: only printable ASCII characters without spaces are allowed".to_owned());
+                return Err(
+                    "uri: only printable ASCII characters without spaces are allowed".to_owned(),
+                );
             }
         }
         flush(&mut literal, &mut parts);
-        let template = UriTemplate { raw: raw.to_owned(), parts };
+        let template = UriTemplate {
+            raw: raw.to_owned(),
+            parts,
+        };
         // With every placeholder filled by a plain word, the result must be a usable URI.
         let sample = template.substitute(|_| "x", |_| "x");
         check_uri(&sample)?;
@@ -182,7 +214,11 @@ impl UriTemplate {
         })
     }
 
-    fn substitute<'a>(&'a self, param: impl Fn(&str) -> &'a str, var: impl Fn(&str) -> &'a str) -> String {
+    fn substitute<'a>(
+        &'a self,
+        param: impl Fn(&str) -> &'a str,
+        var: impl Fn(&str) -> &'a str,
+    ) -> String {
         let mut out = String::with_capacity(self.raw.len());
         for part in &self.parts {
             match part {
@@ -197,21 +233,27 @@ impl UriTemplate {
     /// Fixes the stage variables (an undefined one is empty, as in AWS) and turns path
     /// parameter names into positions among `route_params`. Fails when the template uses
     /// a parameter the route does not define or the stage variables make the URI invalid.
-    pub fn bind(&self, variables: &StageVariables, route_params: &[&str]) -> Result<BoundUri, String> {
+    pub fn bind(
+        &self,
+        variables: &StageVariables,
+        route_params: &[&str],
+    ) -> Result<BoundUri, String> {
         let mut parts = Vec::with_capacity(self.parts.len());
         let mut literal = String::new();
+        let mut in_query = false;
         for part in &self.parts {
             match part {
                 Part::Literal(l) => literal.push_str(l),
                 Part::StageVar(n) => literal.push_str(variables.get(n).unwrap_or("")),
                 Part::PathParam(n) => {
+                    in_query |= literal.contains('?');
                     let index = route_params.iter().position(|p| p == n).ok_or_else(|| {
                         format!("uri uses `{{{n}}}`, which is not a path parameter of the route")
                     })?;
                     if !literal.is_empty() {
                         parts.push(BoundPart::Literal(std::mem::take(&mut literal)));
                     }
-                    parts.push(BoundPart::Param(index));
+                    parts.push(BoundPart::Param { index, in_query });
                 }
             }
         }
@@ -219,7 +261,9 @@ impl UriTemplate {
             parts.push(BoundPart::Literal(literal));
         }
         let bound = BoundUri {
-            has_query: parts.iter().any(|p| matches!(p, BoundPart::Literal(l) if l.contains('?'))),
+            has_query: parts
+                .iter()
+                .any(|p| matches!(p, BoundPart::Literal(l) if l.contains('?'))),
             len_hint: self.raw.len() + 64,
             parts,
         };
@@ -236,7 +280,10 @@ fn flush(literal: &mut String, parts: &mut Vec<Part>) {
 }
 
 fn check_placeholder_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if name.is_empty()
+        || name.len() > 64
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
         return Err(format!(
             "uri: placeholder `{}` must be 1 to 64 letters, digits or `_`",
             name.escape_default()
@@ -246,7 +293,9 @@ fn check_placeholder_name(name: &str) -> Result<(), String> {
 }
 
 fn check_uri(uri: &str) -> Result<(), String> {
-    let parsed: http::Uri = uri.parse().map_err(|_| format!("uri `{uri}` is not a valid URI"))?;
+    let parsed: http::Uri = uri
+        .parse()
+        .map_err(|_| format!("uri `{uri}` is not a valid URI"))?;
     match parsed.scheme_str() {
         Some("http" | "https") => {}
         _ => return Err("uri must start with http:// or https://".to_owned()),
@@ -279,7 +328,11 @@ impl fmt::Display for UriTemplate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum BoundPart {
     Literal(String),
-    Param(usize),
+    /// The route's `index`-th path parameter; `in_query` when it lands after the `?`.
+    Param {
+        index: usize,
+        in_query: bool,
+    },
 }
 
 /// An integration URI bound to one stage and one route: only path parameter values are
@@ -297,7 +350,14 @@ impl BoundUri {
         for part in &self.parts {
             match part {
                 BoundPart::Literal(l) => out.push_str(l),
-                BoundPart::Param(i) => out.push_str(param(*i)),
+                BoundPart::Param {
+                    index,
+                    in_query: false,
+                } => out.push_str(param(*index)),
+                BoundPart::Param {
+                    index,
+                    in_query: true,
+                } => push_query_safe(param(*index), &mut out),
             }
         }
         if let Some(q) = query.filter(|q| !q.is_empty()) {
@@ -309,8 +369,27 @@ impl BoundUri {
 
     /// The upstream URI for one request: `param(i)` gives the value of the route's i-th
     /// path parameter, and the request's query string is appended.
-    pub fn render<'a>(&self, param: impl Fn(usize) -> &'a str, query: Option<&str>) -> Result<http::Uri, http::uri::InvalidUri> {
+    pub fn render<'a>(
+        &self,
+        param: impl Fn(usize) -> &'a str,
+        query: Option<&str>,
+    ) -> Result<http::Uri, http::uri::InvalidUri> {
         http::Uri::try_from(self.render_string(param, query))
+    }
+}
+
+/// Appends a path parameter's value where it lands in a query string: the characters
+/// that would start another parameter or end the query are percent-encoded.
+fn push_query_safe(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("%26"),
+            '=' => out.push_str("%3D"),
+            '+' => out.push_str("%2B"),
+            '#' => out.push_str("%23"),
+            '?' => out.push_str("%3F"),
+            other => out.push(other),
+        }
     }
 }
 
@@ -319,14 +398,21 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> StageVariables {
-        StageVariables::parse(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
-            .expect("valid variables")
+        StageVariables::parse(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+        .expect("valid variables")
     }
 
     #[test]
     fn substitutes_path_parameters_stage_variables_and_the_query() {
         let t = UriTemplate::parse("http://${stageVariables.host}/pets/{id}?v=1").expect("parses");
-        let bound = t.bind(&vars(&[("host", "10.0.0.5:9000")]), &["id"]).expect("binds");
+        let bound = t
+            .bind(&vars(&[("host", "10.0.0.5:9000")]), &["id"])
+            .expect("binds");
         let uri = bound.render(|_| "42", Some("a=b")).expect("valid");
         assert_eq!(uri.to_string(), "http://10.0.0.5:9000/pets/42?v=1&a=b");
         let uri = bound.render(|_| "42", None).expect("valid");
@@ -334,10 +420,40 @@ mod tests {
     }
 
     #[test]
+    fn a_parameter_in_the_query_cannot_add_parameters() {
+        let t = UriTemplate::parse("http://up/items?id={id}").expect("parses");
+        let bound = t.bind(&StageVariables::default(), &["id"]).expect("binds");
+        let uri = bound.render(|_| "1&admin=true", None).expect("valid");
+        assert_eq!(uri.to_string(), "http://up/items?id=1%26admin%3Dtrue");
+    }
+
+    #[test]
+    fn path_parameters_cannot_choose_the_host() {
+        for uri in [
+            "http://{host}/x",
+            "http://{tenant}.internal/x",
+            "http://a:{port}/",
+            "https://u{x}@a/",
+        ] {
+            let e = UriTemplate::parse(uri).expect_err(uri);
+            assert!(e.contains("cannot be used in the host"), "{uri}: {e}");
+        }
+        assert!(UriTemplate::parse("http://${stageVariables.host}/{id}").is_ok());
+    }
+
+    #[test]
     fn greedy_parameter_carries_slashes() {
         let t = UriTemplate::parse("http://up/{proxy}").expect("parses");
-        let bound = t.bind(&StageVariables::default(), &["proxy"]).expect("binds");
-        assert_eq!(bound.render(|_| "a/b/c", Some("x=1")).expect("valid").to_string(), "http://up/a/b/c?x=1");
+        let bound = t
+            .bind(&StageVariables::default(), &["proxy"])
+            .expect("binds");
+        assert_eq!(
+            bound
+                .render(|_| "a/b/c", Some("x=1"))
+                .expect("valid")
+                .to_string(),
+            "http://up/a/b/c?x=1"
+        );
     }
 
     #[test]
@@ -355,21 +471,44 @@ mod tests {
     #[test]
     fn binding_refuses_unknown_parameters_and_broken_hosts() {
         let t = UriTemplate::parse("http://a/{id}").expect("parses");
-        assert!(t.bind(&StageVariables::default(), &["name"]).unwrap_err().contains("{id}"));
+        assert!(t
+            .bind(&StageVariables::default(), &["name"])
+            .unwrap_err()
+            .contains("{id}"));
         let t = UriTemplate::parse("http://${stageVariables.host}/x").expect("parses");
         assert!(t.bind(&StageVariables::default(), &[]).is_err());
     }
 
     #[test]
     fn integrations_parse_from_json_with_defaults_and_refuse_unknown_fields() {
-        let i: Integration = serde_json::from_str(r#"{"type":"HTTP_PROXY","uri":"http://a/"}"#).expect("parses");
-        assert!(matches!(i, Integration::HttpProxy(HttpProxyIntegration { timeout_ms: DEFAULT_TIMEOUT_MS, .. })));
-        let i: Integration = serde_json::from_str(r#"{"type":"MOCK","body":"hi"}"#).expect("parses");
-        assert!(matches!(i, Integration::Mock(MockIntegration { status: 200, .. })));
-        assert!(serde_json::from_str::<Integration>(r#"{"type":"HTTP_PROXY","uri":"http://a/","x":1}"#).is_err());
-        assert!(serde_json::from_str::<Integration>(r#"{"type":"HTTP_PROXY","uri":"http://a/","timeout_ms":10}"#).is_err());
+        let i: Integration =
+            serde_json::from_str(r#"{"type":"HTTP_PROXY","uri":"http://a/"}"#).expect("parses");
+        assert!(matches!(
+            i,
+            Integration::HttpProxy(HttpProxyIntegration {
+                timeout_ms: DEFAULT_TIMEOUT_MS,
+                ..
+            })
+        ));
+        let i: Integration =
+            serde_json::from_str(r#"{"type":"MOCK","body":"hi"}"#).expect("parses");
+        assert!(matches!(
+            i,
+            Integration::Mock(MockIntegration { status: 200, .. })
+        ));
+        assert!(serde_json::from_str::<Integration>(
+            r#"{"type":"HTTP_PROXY","uri":"http://a/","x":1}"#
+        )
+        .is_err());
+        assert!(serde_json::from_str::<Integration>(
+            r#"{"type":"HTTP_PROXY","uri":"http://a/","timeout_ms":10}"#
+        )
+        .is_err());
         assert!(serde_json::from_str::<Integration>(r#"{"type":"MOCK","status":700}"#).is_err());
-        assert!(serde_json::from_str::<Integration>(r#"{"type":"MOCK","headers":{"content-length":"1"}}"#).is_err());
+        assert!(serde_json::from_str::<Integration>(
+            r#"{"type":"MOCK","headers":{"content-length":"1"}}"#
+        )
+        .is_err());
         assert!(serde_json::from_str::<Integration>(r#"{"type":"LAMBDA"}"#).is_err());
     }
 }

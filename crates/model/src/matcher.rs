@@ -25,7 +25,8 @@ impl CompileError {
     /// The route key that could not be added.
     pub fn route_key(&self) -> &str {
         match self {
-            CompileError::Duplicate { route_key, .. } | CompileError::Conflict { route_key, .. } => route_key,
+            CompileError::Duplicate { route_key, .. }
+            | CompileError::Conflict { route_key, .. } => route_key,
         }
     }
 }
@@ -71,7 +72,10 @@ pub struct RouteMatch<'t, 'p, T> {
 impl<'t, 'p, T> RouteMatch<'t, 'p, T> {
     /// The value of the route's `index`-th path parameter ("" if there is none).
     pub fn param(&self, index: usize) -> &'p str {
-        self.params.as_ref().and_then(|p| p.iter().nth(index)).map_or("", |(_, v)| v)
+        self.params
+            .as_ref()
+            .and_then(|p| p.iter().nth(index))
+            .map_or("", |(_, v)| v)
     }
 
     /// All path parameter values, in route-key order.
@@ -92,47 +96,80 @@ impl<T> RouteTable<T> {
             match &key {
                 RouteKey::Default => {
                     if default.replace(index).is_some() {
-                        return Err(CompileError::Duplicate { route_key: key.to_string(), existing: key.to_string() });
+                        return Err(CompileError::Duplicate {
+                            route_key: key.to_string(),
+                            existing: key.to_string(),
+                        });
                     }
                 }
                 RouteKey::Route { method, path } => {
                     let shape = path.shape();
                     if let Some(existing) = seen.insert((*method, shape.clone()), key.to_string()) {
-                        return Err(CompileError::Duplicate { route_key: key.to_string(), existing });
+                        return Err(CompileError::Duplicate {
+                            route_key: key.to_string(),
+                            existing,
+                        });
                     }
                     keyed.push((*method, shape, key.to_string(), index));
                 }
             }
         }
-        let mut exact: Vec<matchit::Router<usize>> = (0..SLOTS).map(|_| matchit::Router::new()).collect();
-        let mut greedy: Vec<matchit::Router<usize>> = (0..SLOTS).map(|_| matchit::Router::new()).collect();
+        let mut exact: Vec<matchit::Router<usize>> =
+            (0..SLOTS).map(|_| matchit::Router::new()).collect();
+        let mut greedy: Vec<matchit::Router<usize>> =
+            (0..SLOTS).map(|_| matchit::Router::new()).collect();
         for slot in 0..SLOTS {
-            let own = keyed.iter().filter(|(m, ..)| slot != 0 && slot_of_route_method(*m) == slot);
+            let own = keyed
+                .iter()
+                .filter(|(m, ..)| slot != 0 && slot_of_route_method(*m) == slot);
             let any = keyed.iter().filter(|(m, shape, ..)| {
                 *m == Method::Any
                     && (slot == 0
-                        || !keyed.iter().any(|(m2, s2, ..)| slot_of_route_method(*m2) == slot && s2 == shape))
+                        || !keyed
+                            .iter()
+                            .any(|(m2, s2, ..)| slot_of_route_method(*m2) == slot && s2 == shape))
             });
             for (_, shape, route_key, index) in own.chain(any) {
-                let router = if shape.contains("{*") { &mut greedy[slot] } else { &mut exact[slot] };
-                router.insert(shape.as_str(), *index).map_err(|e| CompileError::Conflict {
-                    route_key: route_key.clone(),
-                    reason: e.to_string(),
-                })?;
+                let router = if shape.contains("{*") {
+                    &mut greedy[slot]
+                } else {
+                    &mut exact[slot]
+                };
+                router
+                    .insert(shape.as_str(), *index)
+                    .map_err(|e| CompileError::Conflict {
+                        route_key: route_key.clone(),
+                        reason: e.to_string(),
+                    })?;
             }
         }
-        Ok(RouteTable { routes: values, exact, greedy, default })
+        Ok(RouteTable {
+            routes: values,
+            exact,
+            greedy,
+            default,
+        })
     }
 
     /// The route for a request, or `None` when no route and no `$default` matches.
-    pub fn at<'t, 'p>(&'t self, method: &http::Method, path: &'p str) -> Option<RouteMatch<'t, 'p, T>> {
+    pub fn at<'t, 'p>(
+        &'t self,
+        method: &http::Method,
+        path: &'p str,
+    ) -> Option<RouteMatch<'t, 'p, T>> {
         let slot = slot_of_request_method(method);
         for router in [&self.exact[slot], &self.greedy[slot]] {
             if let Ok(found) = router.at(path) {
-                return Some(RouteMatch { value: &self.routes[*found.value], params: Some(found.params) });
+                return Some(RouteMatch {
+                    value: &self.routes[*found.value],
+                    params: Some(found.params),
+                });
             }
         }
-        self.default.map(|i| RouteMatch { value: &self.routes[i], params: None })
+        self.default.map(|i| RouteMatch {
+            value: &self.routes[i],
+            params: None,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -151,7 +188,12 @@ mod tests {
     fn table(keys: &[&str]) -> RouteTable<&'static str> {
         let keys: Vec<(RouteKey, &'static str)> = keys
             .iter()
-            .map(|k| (RouteKey::parse(k).expect("valid key"), Box::leak(k.to_string().into_boxed_str()) as &'static str))
+            .map(|k| {
+                (
+                    RouteKey::parse(k).expect("valid key"),
+                    Box::leak(k.to_string().into_boxed_str()) as &'static str,
+                )
+            })
             .collect();
         RouteTable::compile(keys).expect("compiles")
     }
@@ -163,7 +205,12 @@ mod tests {
 
     #[test]
     fn literal_beats_parameter_beats_greedy_beats_default() {
-        let t = table(&["GET /pets/dog", "GET /pets/{id}", "ANY /{proxy+}", "$default"]);
+        let t = table(&[
+            "GET /pets/dog",
+            "GET /pets/{id}",
+            "ANY /{proxy+}",
+            "$default",
+        ]);
         assert_eq!(hit(&t, "GET", "/pets/dog"), Some("GET /pets/dog"));
         assert_eq!(hit(&t, "GET", "/pets/7"), Some("GET /pets/{id}"));
         assert_eq!(hit(&t, "GET", "/pets/7/toys"), Some("ANY /{proxy+}"));
@@ -202,7 +249,9 @@ mod tests {
     #[test]
     fn parameters_come_back_in_route_key_order() {
         let t = table(&["GET /users/{user}/pets/{pet}"]);
-        let m = t.at(&http::Method::GET, "/users/ann/pets/rex").expect("matches");
+        let m = t
+            .at(&http::Method::GET, "/users/ann/pets/rex")
+            .expect("matches");
         let values: Vec<&str> = m.param_values().collect();
         assert_eq!(m.param(1), "rex");
         assert_eq!(values, vec!["ann", "rex"]);
@@ -217,7 +266,8 @@ mod tests {
 
     #[test]
     fn refuses_two_routes_that_match_the_same_requests() {
-        let keys = ["GET /pets/{id}", "GET /pets/{name}"].map(|k| (RouteKey::parse(k).expect("valid"), ()));
+        let keys = ["GET /pets/{id}", "GET /pets/{name}"]
+            .map(|k| (RouteKey::parse(k).expect("valid"), ()));
         let e = RouteTable::compile(keys).expect_err("duplicate");
         assert_eq!(e.route_key(), "GET /pets/{name}");
         let keys = ["$default", "$default"].map(|k| (RouteKey::parse(k).expect("valid"), ()));
@@ -229,5 +279,18 @@ mod tests {
         let t = table(&["GET /{a}/x", "GET /{b}/y", "GET /{c}"]);
         assert_eq!(hit(&t, "GET", "/1/y"), Some("GET /{b}/y"));
         assert_eq!(hit(&t, "GET", "/1"), Some("GET /{c}"));
+    }
+
+    #[test]
+    fn the_most_parameters_a_key_may_hold_compile() {
+        let path: String = (0..crate::route_key::MAX_PARAMS)
+            .map(|i| format!("/{{p{i}}}"))
+            .collect();
+        let key = format!("GET {path}");
+        let t = table(&[key.as_str()]);
+        let request: String = (0..crate::route_key::MAX_PARAMS)
+            .map(|i| format!("/{i}"))
+            .collect();
+        assert!(hit(&t, "GET", &request).is_some());
     }
 }

@@ -20,8 +20,15 @@ impl ApiSlug {
     pub const MAX_LEN: usize = 63;
 
     pub fn parse(s: &str) -> Result<ApiSlug, NameError> {
-        let valid_chars = s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if s.is_empty() || s.len() > Self::MAX_LEN || !valid_chars || s.starts_with('-') || s.ends_with('-') {
+        let valid_chars = s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if s.is_empty()
+            || s.len() > Self::MAX_LEN
+            || !valid_chars
+            || s.starts_with('-')
+            || s.ends_with('-')
+        {
             return Err(NameError(format!(
                 "must be 1 to {} lower-case letters, digits or `-`, not starting or ending with `-`",
                 Self::MAX_LEN
@@ -44,7 +51,9 @@ impl StageName {
     pub const MAX_LEN: usize = 64;
 
     pub fn parse(s: &str) -> Result<StageName, NameError> {
-        let valid_chars = s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid_chars = s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if s.is_empty() || s.len() > Self::MAX_LEN || !valid_chars {
             return Err(NameError(format!(
                 "must be 1 to {} letters, digits, `-` or `_`",
@@ -62,7 +71,10 @@ impl StageName {
 /// A stage's variables, substituted into integration URIs as `${stageVariables.name}`.
 /// Names are letters, digits and `_`; values use only characters that keep a URI valid.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "BTreeMap<String, String>", into = "BTreeMap<String, String>")]
+#[serde(
+    try_from = "BTreeMap<String, String>",
+    into = "BTreeMap<String, String>"
+)]
 pub struct StageVariables(BTreeMap<String, String>);
 
 impl StageVariables {
@@ -72,17 +84,27 @@ impl StageVariables {
 
     pub fn parse(vars: BTreeMap<String, String>) -> Result<StageVariables, NameError> {
         if vars.len() > Self::MAX_COUNT {
-            return Err(NameError(format!("at most {} stage variables", Self::MAX_COUNT)));
+            return Err(NameError(format!(
+                "at most {} stage variables",
+                Self::MAX_COUNT
+            )));
         }
         for (name, value) in &vars {
-            if name.is_empty() || name.len() > Self::MAX_NAME_LEN || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            if name.is_empty()
+                || name.len() > Self::MAX_NAME_LEN
+                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
                 return Err(NameError(format!(
                     "variable name `{}` must be 1 to {} letters, digits or `_`",
                     name.escape_default(),
                     Self::MAX_NAME_LEN
                 )));
             }
-            if value.len() > Self::MAX_VALUE_LEN || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~:/?#&=,".contains(&b)) {
+            if value.len() > Self::MAX_VALUE_LEN
+                || !value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~:/?#&=,".contains(&b))
+            {
                 return Err(NameError(format!(
                     "value of `{name}` must be at most {} characters among letters, digits and -._~:/?#&=,",
                     Self::MAX_VALUE_LEN
@@ -145,7 +167,16 @@ mod tests {
     fn slugs_are_lower_case_url_safe_words() {
         assert!(ApiSlug::parse("pets").is_ok());
         assert!(ApiSlug::parse("pet-store-2").is_ok());
-        for bad in ["", "Pets", "-pets", "pets-", "pets store", "pets/x", "pëts", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Pets",
+            "-pets",
+            "pets-",
+            "pets store",
+            "pets/x",
+            "pëts",
+            &"a".repeat(64),
+        ] {
             assert!(ApiSlug::parse(bad).is_err(), "{bad} accepted");
         }
     }

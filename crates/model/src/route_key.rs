@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 /// Longest route key accepted, in bytes.
 pub const MAX_ROUTE_KEY_LEN: usize = 1024;
+/// Most `{param}`s one route key may hold (the matcher cannot take many more).
+pub const MAX_PARAMS: usize = 16;
 /// Longest `{param}` name accepted.
 const MAX_PARAM_NAME_LEN: usize = 64;
 
@@ -151,10 +153,14 @@ fn err(msg: impl Into<String>) -> RouteKeyError {
 impl RouteKey {
     pub fn parse(input: &str) -> Result<RouteKey, RouteKeyError> {
         if input.is_empty() {
-            return Err(err("route key is empty; expected `METHOD /path` or `$default`"));
+            return Err(err(
+                "route key is empty; expected `METHOD /path` or `$default`",
+            ));
         }
         if input.len() > MAX_ROUTE_KEY_LEN {
-            return Err(err(format!("route key is longer than {MAX_ROUTE_KEY_LEN} bytes")));
+            return Err(err(format!(
+                "route key is longer than {MAX_ROUTE_KEY_LEN} bytes"
+            )));
         }
         if input == "$default" {
             return Ok(RouteKey::Default);
@@ -195,7 +201,9 @@ impl RouteKey {
 
     /// Names of the path parameters this key defines (none for `$default`).
     pub fn param_names(&self) -> Vec<&str> {
-        self.path().map(|p| p.param_names().collect()).unwrap_or_default()
+        self.path()
+            .map(|p| p.param_names().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -204,7 +212,9 @@ fn parse_path(path: &str) -> Result<PathPattern, RouteKeyError> {
         .strip_prefix('/')
         .ok_or_else(|| err(format!("path `{path}` must start with `/`")))?;
     if rest.is_empty() {
-        return Ok(PathPattern { segments: Vec::new() });
+        return Ok(PathPattern {
+            segments: Vec::new(),
+        });
     }
     let pieces: Vec<&str> = rest.split('/').collect();
     let mut segments = Vec::with_capacity(pieces.len());
@@ -218,7 +228,9 @@ fn parse_path(path: &str) -> Result<PathPattern, RouteKeyError> {
         }
         let segment = if let Some(inner) = piece.strip_prefix('{') {
             let inner = inner.strip_suffix('}').ok_or_else(|| {
-                err(format!("segment `{piece}` opens `{{` without closing it at the segment's end"))
+                err(format!(
+                    "segment `{piece}` opens `{{` without closing it at the segment's end"
+                ))
             })?;
             let (name, greedy) = match inner.strip_suffix('+') {
                 Some(name) => (name, true),
@@ -226,7 +238,14 @@ fn parse_path(path: &str) -> Result<PathPattern, RouteKeyError> {
             };
             check_param_name(name, piece)?;
             if greedy && !last {
-                return Err(err(format!("greedy parameter `{piece}` must be the last segment")));
+                return Err(err(format!(
+                    "greedy parameter `{piece}` must be the last segment"
+                )));
+            }
+            if names.len() == MAX_PARAMS {
+                return Err(err(format!(
+                    "a route key holds at most {MAX_PARAMS} parameters"
+                )));
             }
             if names.contains(&name) {
                 return Err(err(format!("parameter `{name}` appears twice in `{path}`")));
@@ -253,7 +272,9 @@ fn parse_path(path: &str) -> Result<PathPattern, RouteKeyError> {
 
 fn check_param_name(name: &str, piece: &str) -> Result<(), RouteKeyError> {
     if name.is_empty() || name.len() > MAX_PARAM_NAME_LEN {
-        return Err(err(format!("parameter `{piece}` needs a name of 1 to {MAX_PARAM_NAME_LEN} characters")));
+        return Err(err(format!(
+            "parameter `{piece}` needs a name of 1 to {MAX_PARAM_NAME_LEN} characters"
+        )));
     }
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(err(format!(
@@ -314,7 +335,13 @@ mod tests {
 
     #[test]
     fn parses_the_three_kinds_of_keys_and_prints_them_back() {
-        for key in ["GET /pets/{id}", "ANY /{proxy+}", "$default", "POST /", "DELETE /a/b/{c}/d"] {
+        for key in [
+            "GET /pets/{id}",
+            "ANY /{proxy+}",
+            "$default",
+            "POST /",
+            "DELETE /a/b/{c}/d",
+        ] {
             assert_eq!(ok(key).to_string(), key);
         }
     }
@@ -327,9 +354,21 @@ mod tests {
 
     #[test]
     fn shape_ignores_parameter_names() {
-        assert_eq!(ok("GET /pets/{id}").path().map(PathPattern::shape), ok("GET /pets/{name}").path().map(PathPattern::shape));
-        assert_eq!(ok("ANY /{proxy+}").path().map(PathPattern::shape).as_deref(), Some("/{*p0}"));
-        assert_eq!(ok("GET /").path().map(PathPattern::shape).as_deref(), Some("/"));
+        assert_eq!(
+            ok("GET /pets/{id}").path().map(PathPattern::shape),
+            ok("GET /pets/{name}").path().map(PathPattern::shape)
+        );
+        assert_eq!(
+            ok("ANY /{proxy+}")
+                .path()
+                .map(PathPattern::shape)
+                .as_deref(),
+            Some("/{*p0}")
+        );
+        assert_eq!(
+            ok("GET /").path().map(PathPattern::shape).as_deref(),
+            Some("/")
+        );
     }
 
     #[test]
@@ -351,6 +390,8 @@ mod tests {
         assert!(bad("GET /{a-b}").contains("letters, digits"));
         assert!(bad("GET /a b").contains("cannot hold"));
         assert!(bad("GET  /a").contains("must start with"));
+        let many: String = (0..30).map(|i| format!("/{{p{i}}}")).collect();
+        assert!(bad(&format!("GET {many}")).contains("at most 16 parameters"));
     }
 
     #[test]
@@ -365,7 +406,10 @@ mod tests {
     #[test]
     fn round_trips_through_json_as_a_string() {
         let key: RouteKey = serde_json::from_str("\"GET /pets/{id}\"").expect("parses");
-        assert_eq!(serde_json::to_string(&key).expect("serializes"), "\"GET /pets/{id}\"");
+        assert_eq!(
+            serde_json::to_string(&key).expect("serializes"),
+            "\"GET /pets/{id}\""
+        );
         assert!(serde_json::from_str::<RouteKey>("\"GET pets\"").is_err());
     }
 }

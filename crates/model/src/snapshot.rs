@@ -1,8 +1,13 @@
 //! The configuration snapshot the control plane sends to proxies: every deployed stage of
 //! every API, versioned and sealed with a content hash so that a proxy (or its disk cache)
 //! can tell a whole snapshot from a damaged one.
+//!
+//! Compatibility: fields a proxy does not know are ignored, so a newer control plane can
+//! add some; a change old proxies cannot serve raises [`SCHEMA`]. The hash covers the
+//! `stages` bytes exactly as sent, not a re-serialization.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -35,9 +40,11 @@ impl Protocol {
     }
 }
 
+/// The snapshot format this build writes and reads.
+pub const SCHEMA: u32 = 1;
+
 /// A route as frozen in a deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DeployedRoute {
     pub id: Uuid,
     pub route_key: RouteKey,
@@ -48,7 +55,6 @@ pub struct DeployedRoute {
 
 /// One stage of one API, with the routes of the deployment it points at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DeployedStage {
     pub api_id: Uuid,
     pub api_slug: ApiSlug,
@@ -61,8 +67,8 @@ pub struct DeployedStage {
 
 /// Everything a proxy serves, as one value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ConfigSnapshot {
+    pub schema: u32,
     /// Increases with every change to what is deployed.
     pub version: i64,
     /// SHA-256 of the serialized `stages`, in hex.
@@ -77,33 +83,56 @@ pub enum SnapshotError {
     Decode(#[from] serde_json::Error),
     #[error("snapshot content does not match its hash (damaged or truncated)")]
     HashMismatch,
+    #[error("snapshot schema {0} is not supported by this build (it reads schema {SCHEMA}); upgrade the proxy")]
+    UnsupportedSchema(u32),
+}
+
+/// The snapshot as received, before its stages are trusted.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    schema: u32,
+    version: i64,
+    hash: String,
+    #[serde(borrow)]
+    stages: &'a RawValue,
 }
 
 impl ConfigSnapshot {
     /// Seals `stages` as version `version`.
     pub fn new(version: i64, stages: Vec<DeployedStage>) -> ConfigSnapshot {
-        let hash = content_hash(&stages);
-        ConfigSnapshot { version, hash, stages }
+        let hash = hex::encode(Sha256::digest(
+            serde_json::to_vec(&stages).unwrap_or_default(),
+        ));
+        ConfigSnapshot {
+            schema: SCHEMA,
+            version,
+            hash,
+            stages,
+        }
     }
 
-    /// Decodes a snapshot and checks its hash.
+    /// Decodes a snapshot, checking its schema and that its stages hash to its hash.
     pub fn decode(bytes: &[u8]) -> Result<ConfigSnapshot, SnapshotError> {
-        let snapshot: ConfigSnapshot = serde_json::from_slice(bytes)?;
-        if content_hash(&snapshot.stages) != snapshot.hash {
+        let envelope: Envelope<'_> = serde_json::from_slice(bytes)?;
+        if envelope.schema != SCHEMA {
+            return Err(SnapshotError::UnsupportedSchema(envelope.schema));
+        }
+        if hex::encode(Sha256::digest(envelope.stages.get().as_bytes())) != envelope.hash {
             return Err(SnapshotError::HashMismatch);
         }
-        Ok(snapshot)
+        let stages = serde_json::from_str(envelope.stages.get())?;
+        Ok(ConfigSnapshot {
+            schema: envelope.schema,
+            version: envelope.version,
+            hash: envelope.hash,
+            stages,
+        })
     }
 
     pub fn encode(&self) -> Vec<u8> {
         // Serializing plain data structures to a Vec cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
     }
-}
-
-fn content_hash(stages: &[DeployedStage]) -> String {
-    let bytes = serde_json::to_vec(stages).unwrap_or_default();
-    hex::encode(Sha256::digest(&bytes))
 }
 
 #[cfg(test)]
@@ -130,9 +159,35 @@ mod tests {
     #[test]
     fn a_changed_or_truncated_snapshot_is_refused() {
         let s = sample();
-        let tampered = String::from_utf8(s.encode()).expect("utf8").replace("/pets/{id}\"", "/cats/{id}\"");
-        assert!(matches!(ConfigSnapshot::decode(tampered.as_bytes()), Err(SnapshotError::HashMismatch)));
+        let tampered = String::from_utf8(s.encode())
+            .expect("utf8")
+            .replace("/pets/{id}\"", "/cats/{id}\"");
+        assert!(matches!(
+            ConfigSnapshot::decode(tampered.as_bytes()),
+            Err(SnapshotError::HashMismatch)
+        ));
         let bytes = s.encode();
-        assert!(matches!(ConfigSnapshot::decode(&bytes[..bytes.len() / 2]), Err(SnapshotError::Decode(_))));
+        assert!(matches!(
+            ConfigSnapshot::decode(&bytes[..bytes.len() / 2]),
+            Err(SnapshotError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn fields_added_by_a_newer_control_plane_are_ignored_but_a_new_schema_is_refused() {
+        let s = sample();
+        let encoded = String::from_utf8(s.encode()).expect("utf8");
+        let with_extra = encoded.replacen('{', r#"{"usage_plans":[{"id":1}],"#, 1);
+        assert_eq!(
+            ConfigSnapshot::decode(with_extra.as_bytes()).expect("decodes"),
+            s
+        );
+        let newer = encoded
+            .replacen(r#""schema":1"#, r#""schema":2"#, 1)
+            .into_bytes();
+        assert!(matches!(
+            ConfigSnapshot::decode(&newer),
+            Err(SnapshotError::UnsupportedSchema(2))
+        ));
     }
 }

@@ -13,8 +13,15 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 /// What a matched route does.
 #[derive(Debug)]
 pub enum Action {
-    Proxy { uri: BoundUri, timeout: Duration },
-    Mock { status: StatusCode, headers: HeaderMap, body: Bytes },
+    Proxy {
+        uri: BoundUri,
+        timeout: Duration,
+    },
+    Mock {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+    },
 }
 
 #[derive(Debug)]
@@ -48,20 +55,29 @@ impl CompiledConfig {
         let mut stages = HashMap::with_capacity(snapshot.stages.len());
         for stage in &snapshot.stages {
             let key = format!("{}/{}", stage.api_slug, stage.stage);
-            let fail = |reason: String| CompileFailure { stage: key.clone(), reason };
+            let fail = |reason: String| CompileFailure {
+                stage: key.clone(),
+                reason,
+            };
             let table = compile_stage(stage).map_err(fail)?;
             if stages.insert(key.clone().into_boxed_str(), table).is_some() {
                 return Err(fail("appears twice in the snapshot".to_owned()));
             }
         }
-        Ok(CompiledConfig { version: snapshot.version, hash: snapshot.hash.clone(), stages })
+        Ok(CompiledConfig {
+            version: snapshot.version,
+            hash: snapshot.hash.clone(),
+            stages,
+        })
     }
 
     /// Splits `/slug/stage/rest` into the stage's table and `/rest`.
     pub fn stage<'p>(&self, path: &'p str) -> Option<(&StageTable, &'p str)> {
         let after_slash = path.strip_prefix('/')?;
         let slug_end = after_slash.find('/')?;
-        let stage_end = after_slash[slug_end + 1..].find('/').map_or(after_slash.len(), |i| slug_end + 1 + i);
+        let stage_end = after_slash[slug_end + 1..]
+            .find('/')
+            .map_or(after_slash.len(), |i| slug_end + 1 + i);
         let table = self.stages.get(&after_slash[..stage_end])?;
         let rest = &after_slash[stage_end..];
         Some((table, if rest.is_empty() { "/" } else { rest }))
@@ -78,18 +94,31 @@ fn compile_stage(stage: &DeployedStage) -> Result<StageTable, String> {
         let action = match &route.integration {
             Integration::HttpProxy(proxy) => {
                 let params = route.route_key.param_names();
-                let uri = proxy.uri.bind(&stage.variables, &params).map_err(|e| format!("route `{}`: {e}", route.route_key))?;
-                Action::Proxy { uri, timeout: Duration::from_millis(u64::from(proxy.timeout_ms)) }
+                let uri = proxy
+                    .uri
+                    .bind(&stage.variables, &params)
+                    .map_err(|e| format!("route `{}`: {e}", route.route_key))?;
+                Action::Proxy {
+                    uri,
+                    timeout: Duration::from_millis(u64::from(proxy.timeout_ms)),
+                }
             }
             Integration::Mock(mock) => {
-                let status = StatusCode::from_u16(mock.status).map_err(|e| format!("route `{}`: {e}", route.route_key))?;
+                let status = StatusCode::from_u16(mock.status)
+                    .map_err(|e| format!("route `{}`: {e}", route.route_key))?;
                 let mut headers = HeaderMap::with_capacity(mock.headers.len());
                 for (name, value) in &mock.headers {
-                    let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("route `{}`: {e}", route.route_key))?;
-                    let value = HeaderValue::from_str(value).map_err(|e| format!("route `{}`: {e}", route.route_key))?;
+                    let name = HeaderName::from_bytes(name.as_bytes())
+                        .map_err(|e| format!("route `{}`: {e}", route.route_key))?;
+                    let value = HeaderValue::from_str(value)
+                        .map_err(|e| format!("route `{}`: {e}", route.route_key))?;
                     headers.append(name, value);
                 }
-                Action::Mock { status, headers, body: Bytes::from(mock.body.clone()) }
+                Action::Mock {
+                    status,
+                    headers,
+                    body: Bytes::from(mock.body.clone()),
+                }
             }
         };
         let compiled = CompiledRoute {
@@ -122,7 +151,12 @@ mod tests {
 
     #[test]
     fn finds_the_stage_and_the_rest_of_the_path() {
-        let c = config(serde_json::json!([stage("pets", "prod", serde_json::json!([]))])).expect("compiles");
+        let c = config(serde_json::json!([stage(
+            "pets",
+            "prod",
+            serde_json::json!([])
+        )]))
+        .expect("compiles");
         let (_, rest) = c.stage("/pets/prod/a/b").expect("stage");
         assert_eq!(rest, "/a/b");
         assert_eq!(c.stage("/pets/prod").map(|(_, r)| r), Some("/"));

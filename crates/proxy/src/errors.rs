@@ -12,6 +12,8 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 /// Why the gateway answered instead of the integration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {
+    /// The request path is not acceptable (dot segments).
+    BadRequest,
     /// No route (and no `$default`) for this request, or no such API stage.
     NotFound,
     /// The route requires an API key and none valid was sent.
@@ -29,6 +31,7 @@ pub enum Reject {
 impl Reject {
     pub fn status(self) -> StatusCode {
         match self {
+            Reject::BadRequest => StatusCode::BAD_REQUEST,
             Reject::NotFound => StatusCode::NOT_FOUND,
             Reject::Forbidden => StatusCode::FORBIDDEN,
             Reject::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -40,6 +43,7 @@ impl Reject {
 
     fn body(self) -> &'static [u8] {
         match self {
+            Reject::BadRequest => br#"{"message":"Bad Request"}"#,
             Reject::NotFound => br#"{"message":"Not Found"}"#,
             Reject::Forbidden => br#"{"message":"Forbidden"}"#,
             Reject::PayloadTooLarge => br#"{"message":"Request Entity Too Large"}"#,
@@ -52,7 +56,10 @@ impl Reject {
     pub fn response(self) -> Response<ProxyBody> {
         let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(self.body()))));
         *response.status_mut() = self.status();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         response
     }
 }

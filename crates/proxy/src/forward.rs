@@ -2,7 +2,6 @@
 //! rewriting a reverse proxy owes both sides (hop-by-hop headers dropped, `X-Forwarded-*`
 //! added). Bodies stream through in both directions; the request body is capped.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,11 +30,15 @@ pub fn connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
         let _ = roots.add(cert);
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
+    let tls = match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
         Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
         Err(e) => {
             tracing::error!(error = %e, "TLS setup failed; https upstreams will not work");
-            rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
         }
     };
     hyper_rustls::HttpsConnectorBuilder::new()
@@ -49,7 +52,9 @@ pub fn upstream_client(connect_timeout: Duration) -> UpstreamClient {
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
+        // Shorter than the keep-alive timeout of most servers (Node.js: 5 s), so a pooled
+        // connection is rarely reused just as the upstream closes it.
+        .pool_idle_timeout(Duration::from_secs(4))
         .pool_max_idle_per_host(1024)
         .build(connector(connect_timeout))
 }
@@ -90,20 +95,32 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Prepares a client's headers for the upstream: hop-by-hop removed, `Host` replaced by
-/// the upstream's (set by the client from the URI), `X-Forwarded-*` added.
-pub fn rewrite_request_headers(headers: &mut HeaderMap, client_ip: IpAddr) {
+/// the upstream's (set by the client from the URI), `X-Forwarded-*` set by us. A client's
+/// own `X-Forwarded-For` chain is kept (all its headers, joined) and extended.
+pub fn rewrite_request_headers(headers: &mut HeaderMap, client_ip: HeaderValue) {
     strip_hop_by_hop(headers);
+    headers.remove(&X_FORWARDED_HOST);
     if let Some(host) = headers.remove(header::HOST) {
         headers.insert(X_FORWARDED_HOST, host);
     }
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(previous) => HeaderValue::try_from(format!("{previous}, {client_ip}")),
-        None => HeaderValue::try_from(client_ip.to_string()),
+    let forwarded_for = if headers.contains_key(&X_FORWARDED_FOR) {
+        let mut chain: Vec<u8> = Vec::with_capacity(64);
+        for previous in headers.get_all(&X_FORWARDED_FOR) {
+            chain.extend_from_slice(previous.as_bytes());
+            chain.extend_from_slice(b", ");
+        }
+        chain.extend_from_slice(client_ip.as_bytes());
+        HeaderValue::from_bytes(&chain).unwrap_or(client_ip)
+    } else {
+        client_ip
     };
-    if let Ok(value) = forwarded_for {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
+    headers.insert(X_FORWARDED_FOR, forwarded_for);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+}
+
+/// The `X-Forwarded-For` entry of a connection's peer.
+pub fn client_ip_header(peer: std::net::SocketAddr) -> HeaderValue {
+    HeaderValue::try_from(peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 #[cfg(test)]
@@ -113,10 +130,16 @@ mod tests {
     #[test]
     fn drops_hop_by_hop_headers_and_those_connection_names() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert("x-kept", HeaderValue::from_static("yes"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
@@ -127,9 +150,14 @@ mod tests {
     fn adds_forwarded_headers_and_appends_to_an_existing_chain() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("api.example.com"));
-        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.1.1.1"));
-        rewrite_request_headers(&mut h, "127.0.0.1".parse().expect("ip"));
-        assert_eq!(h[X_FORWARDED_FOR], "10.1.1.1, 127.0.0.1");
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.1.1.1"));
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.2.2.2"));
+        rewrite_request_headers(
+            &mut h,
+            client_ip_header("127.0.0.1:5000".parse().expect("addr")),
+        );
+        assert_eq!(h[X_FORWARDED_FOR], "10.1.1.1, 10.2.2.2, 127.0.0.1");
+        assert_eq!(h.get_all(X_FORWARDED_FOR).iter().count(), 1);
         assert_eq!(h[X_FORWARDED_HOST], "api.example.com");
         assert_eq!(h[X_FORWARDED_PROTO], "http");
         assert!(!h.contains_key(header::HOST));

@@ -2,9 +2,9 @@
 //! or forward upstream. The snapshot guard is dropped before any await, so a request never
 //! pins a snapshot while it waits on the network.
 
-use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
@@ -25,15 +25,29 @@ pub struct Shared {
     pub max_body_bytes: u64,
 }
 
-/// Serves one request; never fails (errors become responses).
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+/// Serves one request; never fails (errors become responses). `client_ip` is the peer's
+/// address, rendered once per connection.
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    client_ip: HeaderValue,
+) -> Response<ProxyBody> {
     let request_id = shared.request_ids.next();
-    let mut response = dispatch(&shared, req, peer, &request_id).await;
+    let mut response = dispatch(&shared, req, client_ip, &request_id).await;
     response.headers_mut().insert(REQUEST_ID, request_id);
     response
 }
 
-async fn dispatch(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, request_id: &HeaderValue) -> Response<ProxyBody> {
+async fn dispatch(
+    shared: &Shared,
+    req: Request<Incoming>,
+    client_ip: HeaderValue,
+    request_id: &HeaderValue,
+) -> Response<ProxyBody> {
+    if has_dot_segment(req.uri().path()) {
+        // `..` would let a greedy parameter climb out of its upstream prefix.
+        return Reject::BadRequest.response();
+    }
     let (uri, timeout) = {
         let guard = shared.config.load();
         let Some(config) = guard.as_ref() else {
@@ -51,17 +65,62 @@ async fn dispatch(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, req
             return Reject::Forbidden.response();
         }
         match &route.action {
-            Action::Mock { status, headers, body } => return mock(*status, headers, body),
-            Action::Proxy { uri, timeout } => match uri.render(|i| found.param(i), req.uri().query()) {
-                Ok(uri) => (uri, *timeout),
-                Err(e) => {
-                    tracing::warn!(route = %route.route_key, error = %e, "integration URI invalid for this request");
-                    return Reject::BadGateway.response();
+            Action::Mock {
+                status,
+                headers,
+                body,
+            } => return mock(*status, headers, body),
+            Action::Proxy { uri, timeout } => {
+                match uri.render(|i| found.param(i), req.uri().query()) {
+                    Ok(uri) => (uri, *timeout),
+                    Err(e) => {
+                        tracing::warn!(route = %route.route_key, error = %e, "integration URI invalid for this request");
+                        return Reject::BadGateway.response();
+                    }
                 }
-            },
+            }
         }
     };
-    forward(shared, req, uri, timeout, peer, request_id).await
+    forward(shared, req, uri, timeout, client_ip, request_id).await
+}
+
+/// True when a path segment is `.` or `..`, written plainly or percent-encoded.
+pub fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let mut dots = 0;
+        let mut rest = segment.as_bytes();
+        while !rest.is_empty() {
+            if rest[0] == b'.' {
+                rest = &rest[1..];
+            } else if rest.len() >= 3
+                && rest[0] == b'%'
+                && rest[1] == b'2'
+                && rest[2].eq_ignore_ascii_case(&b'e')
+            {
+                rest = &rest[3..];
+            } else {
+                return false;
+            }
+            dots += 1;
+        }
+        dots == 1 || dots == 2
+    })
+}
+
+/// Logs an upstream failure at most once a second, so an outage cannot flood the log.
+fn warn_upstream_failure(error: &hyper_util::client::legacy::Error) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(Ordering::Relaxed);
+    if now > last
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(error = %error, source = ?std::error::Error::source(error), "upstream request failed (logged at most once a second)");
+    }
 }
 
 fn mock(status: http::StatusCode, headers: &http::HeaderMap, body: &Bytes) -> Response<ProxyBody> {
@@ -76,7 +135,7 @@ async fn forward(
     req: Request<Incoming>,
     uri: http::Uri,
     timeout: Duration,
-    peer: SocketAddr,
+    client_ip: HeaderValue,
     request_id: &HeaderValue,
 ) -> Response<ProxyBody> {
     let declared_len = req
@@ -88,7 +147,7 @@ async fn forward(
         return Reject::PayloadTooLarge.response();
     }
     let (mut parts, body) = req.into_parts();
-    rewrite_request_headers(&mut parts.headers, peer.ip());
+    rewrite_request_headers(&mut parts.headers, client_ip);
     parts.headers.insert(REQUEST_ID, request_id.clone());
     parts.uri = uri;
     parts.version = Version::HTTP_11;
@@ -101,7 +160,7 @@ async fn forward(
             if caused_by_length_limit(&e) {
                 return Reject::PayloadTooLarge.response();
             }
-            tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
+            warn_upstream_failure(&e);
             Reject::BadGateway.response()
         }
         Ok(Ok(response)) => {
@@ -121,4 +180,34 @@ fn caused_by_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
         current = err.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_dot_segment;
+
+    #[test]
+    fn dot_segments_are_found_plain_or_encoded() {
+        for path in [
+            "/a/../b",
+            "/a/./b",
+            "/..",
+            "/a/%2e%2E/b",
+            "/a/.%2e",
+            "/a/%2E",
+        ] {
+            assert!(has_dot_segment(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/a/b",
+            "/a/.../b",
+            "/a/..b",
+            "/a/.hidden",
+            "/a/%2e%2e%2e",
+            "/v1.2/x",
+        ] {
+            assert!(!has_dot_segment(path), "{path}");
+        }
+    }
 }

@@ -42,6 +42,8 @@ pub struct Poller {
     received: Option<i64>,
     /// Version being served.
     active: Option<i64>,
+    /// Hash of the snapshot being served.
+    active_hash: Option<String>,
     /// Why the last received snapshot was refused.
     refusal: Option<String>,
 }
@@ -51,9 +53,11 @@ impl Poller {
         shared: Arc<Shared>,
         config: &crate::ProxyConfig,
         node_address: &str,
-        active: Option<i64>,
+        serving: Option<(i64, String)>,
     ) -> anyhow::Result<Poller> {
-        let client = Client::builder(TokioExecutor::new()).build(crate::forward::connector(config.connect_timeout));
+        let (active, active_hash) = serving.map_or((None, None), |(v, h)| (Some(v), Some(h)));
+        let client = Client::builder(TokioExecutor::new())
+            .build(crate::forward::connector(config.connect_timeout));
         Ok(Poller {
             shared,
             client,
@@ -67,6 +71,7 @@ impl Poller {
             data_dir: config.data_dir.clone(),
             received: active,
             active,
+            active_hash,
             refusal: None,
         })
     }
@@ -105,12 +110,19 @@ impl Poller {
     }
 
     fn poll_url(&self) -> String {
-        let mut url = format!("{}/dp/v1/config?wait_ms={}", self.base_url, self.wait.as_millis());
+        let mut url = format!(
+            "{}/dp/v1/config?wait_ms={}",
+            self.base_url,
+            self.wait.as_millis()
+        );
         if let Some(v) = self.received {
             let _ = write!(url, "&version={v}");
         }
         if let Some(v) = self.active {
             let _ = write!(url, "&active={v}");
+        }
+        if let (Some(hash), true) = (&self.active_hash, self.received == self.active) {
+            let _ = write!(url, "&hash={hash}");
         }
         if let Some(reason) = &self.refusal {
             url.push_str("&error=");
@@ -124,7 +136,10 @@ impl Poller {
         let headers = request.headers_mut();
         headers.insert(header::AUTHORIZATION, self.token.clone());
         headers.insert("x-gatehouse-node-id", self.node_id.clone());
-        headers.insert("x-gatehouse-node-version", HeaderValue::from_static(env!("CARGO_PKG_VERSION")));
+        headers.insert(
+            "x-gatehouse-node-version",
+            HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
+        );
         headers.insert("x-gatehouse-node-address", self.node_address.clone());
 
         let exchange = async {
@@ -142,16 +157,19 @@ impl Poller {
                 .to_bytes();
             anyhow::Ok((status, version_header, body))
         };
-        let (status, version_header, body) = tokio::time::timeout(self.wait + Duration::from_secs(10), exchange)
-            .await
-            .map_err(|_| anyhow::anyhow!("control plane did not answer in time"))??;
+        let (status, version_header, body) =
+            tokio::time::timeout(self.wait + Duration::from_secs(10), exchange)
+                .await
+                .map_err(|_| anyhow::anyhow!("control plane did not answer in time"))??;
         match status {
             StatusCode::NOT_MODIFIED => Ok(()),
             StatusCode::OK => {
                 self.apply(body, version_header).await;
                 Ok(())
             }
-            StatusCode::UNAUTHORIZED => Err(anyhow::anyhow!("control plane refused this node's token")),
+            StatusCode::UNAUTHORIZED => {
+                Err(anyhow::anyhow!("control plane refused this node's token"))
+            }
             other => Err(anyhow::anyhow!("control plane answered {other}")),
         }
     }
@@ -160,17 +178,20 @@ impl Poller {
         let decoded = tokio::task::spawn_blocking(move || {
             let snapshot = ConfigSnapshot::decode(&body).map_err(|e| (None, e.to_string()))?;
             let version = snapshot.version;
-            let compiled = CompiledConfig::compile(&snapshot).map_err(|e| (Some(version), e.to_string()))?;
+            let compiled =
+                CompiledConfig::compile(&snapshot).map_err(|e| (Some(version), e.to_string()))?;
             Ok::<_, (Option<i64>, String)>((compiled, body))
         })
         .await;
         match decoded {
             Ok(Ok((compiled, body))) => {
                 let version = compiled.version;
+                let hash = compiled.hash.clone();
                 let stages = compiled.stage_count();
                 self.shared.config.store(Some(Arc::new(compiled)));
                 self.received = Some(version);
                 self.active = Some(version);
+                self.active_hash = Some(hash);
                 self.refusal = None;
                 tracing::info!(version, stages, "serving new configuration");
                 if let Some(dir) = &self.data_dir {

@@ -17,7 +17,10 @@ impl Default for RequestIds {
         let mut prefix = [0u8; 8];
         let random: u32 = rand::random();
         hex_into(u64::from(random), &mut prefix);
-        RequestIds { prefix, next: AtomicU64::new(1) }
+        RequestIds {
+            prefix,
+            next: AtomicU64::new(1),
+        }
     }
 }
 

@@ -74,23 +74,35 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
     let poller = Poller::new(shared.clone(), &config, &addr.to_string(), active)?;
     let tasks = vec![
         tokio::spawn(poller.run(stop_rx.clone())),
-        tokio::spawn(serve_traffic(listener, shared.clone(), stop_rx.clone(), config.shutdown_grace)),
+        tokio::spawn(serve_traffic(
+            listener,
+            shared.clone(),
+            stop_rx.clone(),
+            config.shutdown_grace,
+        )),
         tokio::spawn(serve_status(status_listener, shared.clone(), stop_rx)),
     ];
     tracing::info!(%addr, %status_addr, control_plane = %config.control_plane_url, "proxy started");
-    Ok(RunningProxy { addr, status_addr, shared, shutdown, tasks })
+    Ok(RunningProxy {
+        addr,
+        status_addr,
+        shared,
+        shutdown,
+        tasks,
+    })
 }
 
-/// Serves the disk cache, if there is a trustworthy one; returns its version.
-async fn load_cache(config: &ProxyConfig, shared: &Shared) -> Option<i64> {
+/// Serves the disk cache, if there is a trustworthy one; returns its version and hash.
+async fn load_cache(config: &ProxyConfig, shared: &Shared) -> Option<(i64, String)> {
     let dir = config.data_dir.as_ref()?;
     match cache::load(dir).await {
         Ok(Some(snapshot)) => match CompiledConfig::compile(&snapshot) {
             Ok(compiled) => {
                 let version = compiled.version;
+                let hash = compiled.hash.clone();
                 shared.config.store(Some(Arc::new(compiled)));
                 tracing::info!(version, file = %cache::path(dir).display(), "serving the cached snapshot until the control plane answers");
-                Some(version)
+                Some((version, hash))
             }
             Err(e) => {
                 tracing::error!(error = %e, file = %cache::path(dir).display(), "cached snapshot does not compile; not serving it");
@@ -105,9 +117,15 @@ async fn load_cache(config: &ProxyConfig, shared: &Shared) -> Option<i64> {
     }
 }
 
-async fn serve_traffic(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>, grace: Duration) {
+async fn serve_traffic(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -123,9 +141,11 @@ async fn serve_traffic(listener: TcpListener, shared: Arc<Shared>, mut stop: wat
                 };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
+                let client_ip = forward::client_ip_header(peer);
                 let service = service_fn(move |req| {
                     let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(handle(shared, req, peer).await) }
+                    let client_ip = client_ip.clone();
+                    async move { Ok::<_, Infallible>(handle(shared, req, client_ip).await) }
                 });
                 let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {

@@ -49,22 +49,37 @@ struct UpdateApi {
 }
 
 fn check_name(name: &str, errors: &mut Vec<FieldError>) {
-    if name.trim().is_empty() || name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
-        errors.push(FieldError::new("name", format!("must be 1 to {MAX_NAME_LEN} printable characters")));
+    if name.trim().is_empty()
+        || name.chars().count() > MAX_NAME_LEN
+        || name.chars().any(char::is_control)
+    {
+        errors.push(FieldError::new(
+            "name",
+            format!("must be 1 to {MAX_NAME_LEN} printable characters"),
+        ));
     }
 }
 
 fn check_description(description: &str, errors: &mut Vec<FieldError>) {
     if description.chars().count() > MAX_DESCRIPTION_LEN {
-        errors.push(FieldError::new("description", format!("at most {MAX_DESCRIPTION_LEN} characters")));
+        errors.push(FieldError::new(
+            "description",
+            format!("at most {MAX_DESCRIPTION_LEN} characters"),
+        ));
     }
 }
 
 fn parse_slug(slug: &str, errors: &mut Vec<FieldError>) -> Option<ApiSlug> {
-    ApiSlug::parse(slug).map_err(|e| errors.push(FieldError::new("slug", e.to_string()))).ok()
+    ApiSlug::parse(slug)
+        .map_err(|e| errors.push(FieldError::new("slug", e.to_string())))
+        .ok()
 }
 
-async fn create(_: Admin, State(state): State<AppState>, JsonBody(body): JsonBody<CreateApi>) -> ApiResult<Response> {
+async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateApi>,
+) -> ApiResult<Response> {
     let mut errors = Vec::new();
     check_name(&body.name, &mut errors);
     check_description(&body.description, &mut errors);
@@ -72,7 +87,10 @@ async fn create(_: Admin, State(state): State<AppState>, JsonBody(body): JsonBod
     let protocol = match Protocol::parse(&body.protocol) {
         Some(Protocol::Http) => Some(Protocol::Http),
         Some(Protocol::Websocket) => {
-            errors.push(FieldError::new("protocol", "WEBSOCKET APIs are not available yet; use HTTP"));
+            errors.push(FieldError::new(
+                "protocol",
+                "WEBSOCKET APIs are not available yet; use HTTP",
+            ));
             None
         }
         None => {
@@ -83,19 +101,38 @@ async fn create(_: Admin, State(state): State<AppState>, JsonBody(body): JsonBod
     let (Some(slug), Some(protocol), true) = (slug, protocol, errors.is_empty()) else {
         return Err(ApiError::Invalid(errors));
     };
-    let new = NewApi { name: body.name, slug, protocol, description: body.description };
+    let new = NewApi {
+        name: body.name,
+        slug,
+        protocol,
+        description: body.description,
+    };
     let api = apis::insert(&state.pool, &new).await?;
     let location = format!("/api/v1/apis/{}", api.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(api)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(api),
+    )
+        .into_response())
 }
 
 async fn list(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Items<Api>>> {
-    Ok(Json(Items { items: apis::list(&state.pool).await? }))
+    Ok(Json(Items {
+        items: apis::list(&state.pool).await?,
+    }))
 }
 
-async fn read(_: Admin, State(state): State<AppState>, Path(api_id): Path<String>) -> ApiResult<Json<Api>> {
+async fn read(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(api_id): Path<String>,
+) -> ApiResult<Json<Api>> {
     let id = parse_id(&api_id, "API")?;
-    apis::get(&state.pool, id).await?.map(Json).ok_or(ApiError::NotFound("API"))
+    apis::get(&state.pool, id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("API"))
 }
 
 async fn update(
@@ -112,14 +149,23 @@ async fn update(
     if let Some(description) = &body.description {
         check_description(description, &mut errors);
     }
-    let slug = body.slug.as_deref().and_then(|s| parse_slug(s, &mut errors));
+    let slug = body
+        .slug
+        .as_deref()
+        .and_then(|s| parse_slug(s, &mut errors));
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
     let slug_changes = slug.is_some();
-    let changes = ApiChanges { name: body.name, slug, description: body.description };
+    let changes = ApiChanges {
+        name: body.name,
+        slug,
+        description: body.description,
+    };
     let mut tx = state.pool.begin().await?;
-    let api = apis::update(&mut *tx, id, &changes).await?.ok_or(ApiError::NotFound("API"))?;
+    let api = apis::update(&mut *tx, id, &changes)
+        .await?
+        .ok_or(ApiError::NotFound("API"))?;
     if slug_changes {
         // The slug is part of every invoke URL: proxies must learn the new one.
         config_state::bump(&mut tx).await?;
@@ -128,7 +174,11 @@ async fn update(
     Ok(Json(api))
 }
 
-async fn remove(_: Admin, State(state): State<AppState>, Path(api_id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(api_id): Path<String>,
+) -> ApiResult<StatusCode> {
     let id = parse_id(&api_id, "API")?;
     let mut tx = state.pool.begin().await?;
     if !apis::delete(&mut *tx, id).await? {

@@ -22,7 +22,10 @@ pub const MAX_DESCRIPTION_LEN: usize = 1024;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/apis/{api_id}/deployments", get(list).post(create))
-        .route("/apis/{api_id}/deployments/{deployment_id}", get(read).delete(remove))
+        .route(
+            "/apis/{api_id}/deployments/{deployment_id}",
+            get(read).delete(remove),
+        )
 }
 
 #[derive(Deserialize, Default)]
@@ -40,15 +43,21 @@ async fn create(
 ) -> ApiResult<Response> {
     let api_id = parse_id(&api_id, "API")?;
     if body.description.chars().count() > MAX_DESCRIPTION_LEN {
-        return Err(ApiError::invalid("description", format!("at most {MAX_DESCRIPTION_LEN} characters")));
+        return Err(ApiError::invalid(
+            "description",
+            format!("at most {MAX_DESCRIPTION_LEN} characters"),
+        ));
     }
     let mut tx = state.pool.begin().await?;
-    apis::get_for_update(&mut *tx, api_id).await?.ok_or(ApiError::NotFound("API"))?;
+    apis::get_for_update(&mut *tx, api_id)
+        .await?
+        .ok_or(ApiError::NotFound("API"))?;
     let mut frozen = Vec::new();
     for route in routes::list(&mut *tx, api_id).await? {
         frozen.push(DeployedRoute {
             id: route.id,
-            route_key: RouteKey::parse(&route.route_key).map_err(|e| anyhow::anyhow!("stored route key: {e}"))?,
+            route_key: RouteKey::parse(&route.route_key)
+                .map_err(|e| anyhow::anyhow!("stored route key: {e}"))?,
             api_key_required: route.api_key_required,
             integration: route.integration.0,
         });
@@ -56,16 +65,30 @@ async fn create(
     // Route changes are checked one by one; this guards the set as a whole.
     RouteTable::compile(frozen.iter().map(|r| (r.route_key.clone(), ())))
         .map_err(|e| ApiError::conflict("routes", e.to_string()))?;
-    let deployment = deployments::insert(&mut *tx, api_id, &body.description, admin.name, &frozen).await?;
+    let deployment =
+        deployments::insert(&mut *tx, api_id, &body.description, admin.name, &frozen).await?;
     tx.commit().await?;
     let location = format!("/api/v1/apis/{api_id}/deployments/{}", deployment.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(deployment)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(deployment),
+    )
+        .into_response())
 }
 
-async fn list(_: Admin, State(state): State<AppState>, Path(api_id): Path<String>) -> ApiResult<Json<Items<Deployment>>> {
+async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(api_id): Path<String>,
+) -> ApiResult<Json<Items<Deployment>>> {
     let api_id = parse_id(&api_id, "API")?;
-    apis::get(&state.pool, api_id).await?.ok_or(ApiError::NotFound("API"))?;
-    Ok(Json(Items { items: deployments::list(&state.pool, api_id).await? }))
+    apis::get(&state.pool, api_id)
+        .await?
+        .ok_or(ApiError::NotFound("API"))?;
+    Ok(Json(Items {
+        items: deployments::list(&state.pool, api_id).await?,
+    }))
 }
 
 async fn read(
@@ -75,7 +98,10 @@ async fn read(
 ) -> ApiResult<Json<DeploymentDetail>> {
     let api_id = parse_id(&api_id, "API")?;
     let id = parse_id(&deployment_id, "deployment")?;
-    deployments::get(&state.pool, api_id, id).await?.map(Json).ok_or(ApiError::NotFound("deployment"))
+    deployments::get(&state.pool, api_id, id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("deployment"))
 }
 
 async fn remove(
@@ -86,11 +112,20 @@ async fn remove(
     let api_id = parse_id(&api_id, "API")?;
     let id = parse_id(&deployment_id, "deployment")?;
     let mut tx = state.pool.begin().await?;
-    apis::get_for_update(&mut *tx, api_id).await?.ok_or(ApiError::NotFound("API"))?;
-    if let Some(stage) = stages::list(&mut *tx, api_id).await?.into_iter().find(|s| s.deployment_id == id) {
+    apis::get_for_update(&mut *tx, api_id)
+        .await?
+        .ok_or(ApiError::NotFound("API"))?;
+    if let Some(stage) = stages::list(&mut *tx, api_id)
+        .await?
+        .into_iter()
+        .find(|s| s.deployment_id == id)
+    {
         return Err(ApiError::conflict(
             "deployment_id",
-            format!("stage `{}` points at this deployment; point it elsewhere first", stage.name),
+            format!(
+                "stage `{}` points at this deployment; point it elsewhere first",
+                stage.name
+            ),
         ));
     }
     if !deployments::delete(&mut *tx, api_id, id).await? {

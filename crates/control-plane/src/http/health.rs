@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 async fn healthz() -> Json<Value> {
@@ -22,6 +24,9 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let ping = sqlx::query("SELECT 1").execute(&state.pool);
     match tokio::time::timeout(Duration::from_secs(2), ping).await {
         Ok(Ok(_)) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "reason": "database unreachable"}))),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": "database unreachable"})),
+        ),
     }
 }

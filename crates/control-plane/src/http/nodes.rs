@@ -34,7 +34,10 @@ async fn list(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Items<N
         .into_iter()
         .map(|node| {
             let stale = (now - node.last_seen).num_seconds() > STALE_AFTER_SECS;
-            NodeView { status: if stale { "stale" } else { "healthy" }, node }
+            NodeView {
+                status: if stale { "stale" } else { "healthy" },
+                node,
+            }
         })
         .collect();
     Ok(Json(Items { items }))

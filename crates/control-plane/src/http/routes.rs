@@ -18,8 +18,8 @@ use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{parse_id, Items};
 use crate::json::JsonBody;
-use crate::repo::routes::{self, Route, RouteSpec};
 use crate::repo::apis;
+use crate::repo::routes::{self, Route, RouteSpec};
 use crate::AppState;
 
 /// Most routes one API may have.
@@ -28,7 +28,10 @@ pub const MAX_ROUTES_PER_API: usize = 1000;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/apis/{api_id}/routes", get(list).post(create))
-        .route("/apis/{api_id}/routes/{route_id}", get(read).patch(update).delete(remove))
+        .route(
+            "/apis/{api_id}/routes/{route_id}",
+            get(read).patch(update).delete(remove),
+        )
 }
 
 #[derive(Deserialize)]
@@ -67,15 +70,27 @@ fn check_integration(key: &RouteKey, integration: &Integration) -> ApiResult<()>
 }
 
 /// Checks that `spec` fits with the API's other routes (all but `replacing`).
-async fn check_route_set(conn: &mut PgConnection, api_id: Uuid, replacing: Option<Uuid>, spec: &RouteSpec) -> ApiResult<()> {
+async fn check_route_set(
+    conn: &mut PgConnection,
+    api_id: Uuid,
+    replacing: Option<Uuid>,
+    spec: &RouteSpec,
+) -> ApiResult<()> {
     let others = routes::list(&mut *conn, api_id).await?;
     let others: Vec<&Route> = others.iter().filter(|r| Some(r.id) != replacing).collect();
     if replacing.is_none() && others.len() >= MAX_ROUTES_PER_API {
-        return Err(ApiError::invalid("route_key", format!("an API has at most {MAX_ROUTES_PER_API} routes")));
+        return Err(ApiError::invalid(
+            "route_key",
+            format!("an API has at most {MAX_ROUTES_PER_API} routes"),
+        ));
     }
     let mut keys = Vec::with_capacity(others.len() + 1);
     for other in others {
-        keys.push((RouteKey::parse(&other.route_key).map_err(|e| anyhow::anyhow!("stored route key: {e}"))?, ()));
+        keys.push((
+            RouteKey::parse(&other.route_key)
+                .map_err(|e| anyhow::anyhow!("stored route key: {e}"))?,
+            (),
+        ));
     }
     keys.push((spec.route_key.clone(), ()));
     RouteTable::compile(keys).map_err(|e| ApiError::conflict("route_key", e.to_string()))?;
@@ -96,24 +111,46 @@ async fn create(
     };
     check_integration(&spec.route_key, &spec.integration)?;
     let mut tx = state.pool.begin().await?;
-    apis::get_for_update(&mut *tx, api_id).await?.ok_or(ApiError::NotFound("API"))?;
+    apis::get_for_update(&mut *tx, api_id)
+        .await?
+        .ok_or(ApiError::NotFound("API"))?;
     check_route_set(&mut tx, api_id, None, &spec).await?;
     let route = routes::insert(&mut *tx, api_id, &spec).await?;
     tx.commit().await?;
     let location = format!("/api/v1/apis/{api_id}/routes/{}", route.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(route)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(route),
+    )
+        .into_response())
 }
 
-async fn list(_: Admin, State(state): State<AppState>, Path(api_id): Path<String>) -> ApiResult<Json<Items<Route>>> {
+async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(api_id): Path<String>,
+) -> ApiResult<Json<Items<Route>>> {
     let api_id = parse_id(&api_id, "API")?;
-    apis::get(&state.pool, api_id).await?.ok_or(ApiError::NotFound("API"))?;
-    Ok(Json(Items { items: routes::list(&state.pool, api_id).await? }))
+    apis::get(&state.pool, api_id)
+        .await?
+        .ok_or(ApiError::NotFound("API"))?;
+    Ok(Json(Items {
+        items: routes::list(&state.pool, api_id).await?,
+    }))
 }
 
-async fn read(_: Admin, State(state): State<AppState>, Path((api_id, route_id)): Path<(String, String)>) -> ApiResult<Json<Route>> {
+async fn read(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((api_id, route_id)): Path<(String, String)>,
+) -> ApiResult<Json<Route>> {
     let api_id = parse_id(&api_id, "API")?;
     let route_id = parse_id(&route_id, "route")?;
-    routes::get(&state.pool, api_id, route_id).await?.map(Json).ok_or(ApiError::NotFound("route"))
+    routes::get(&state.pool, api_id, route_id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("route"))
 }
 
 async fn update(
@@ -126,24 +163,35 @@ async fn update(
     let route_id = parse_id(&route_id, "route")?;
     let new_key = body.route_key.as_deref().map(parse_key).transpose()?;
     let mut tx = state.pool.begin().await?;
-    apis::get_for_update(&mut *tx, api_id).await?.ok_or(ApiError::NotFound("API"))?;
-    let current = routes::get(&mut *tx, api_id, route_id).await?.ok_or(ApiError::NotFound("route"))?;
+    apis::get_for_update(&mut *tx, api_id)
+        .await?
+        .ok_or(ApiError::NotFound("API"))?;
+    let current = routes::get(&mut *tx, api_id, route_id)
+        .await?
+        .ok_or(ApiError::NotFound("route"))?;
     let spec = RouteSpec {
         route_key: match new_key {
             Some(k) => k,
-            None => RouteKey::parse(&current.route_key).map_err(|e| anyhow::anyhow!("stored route key: {e}"))?,
+            None => RouteKey::parse(&current.route_key)
+                .map_err(|e| anyhow::anyhow!("stored route key: {e}"))?,
         },
         api_key_required: body.api_key_required.unwrap_or(current.api_key_required),
         integration: body.integration.unwrap_or(current.integration.0),
     };
     check_integration(&spec.route_key, &spec.integration)?;
     check_route_set(&mut tx, api_id, Some(route_id), &spec).await?;
-    let route = routes::update(&mut *tx, api_id, route_id, &spec).await?.ok_or(ApiError::NotFound("route"))?;
+    let route = routes::update(&mut *tx, api_id, route_id, &spec)
+        .await?
+        .ok_or(ApiError::NotFound("route"))?;
     tx.commit().await?;
     Ok(Json(route))
 }
 
-async fn remove(_: Admin, State(state): State<AppState>, Path((api_id, route_id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+async fn remove(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((api_id, route_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let api_id = parse_id(&api_id, "API")?;
     let route_id = parse_id(&route_id, "route")?;
     if routes::delete(&state.pool, api_id, route_id).await? {

@@ -27,7 +27,10 @@ pub const MAX_DESCRIPTION_LEN: usize = 1024;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/apis/{api_id}/stages", get(list).post(create))
-        .route("/apis/{api_id}/stages/{stage}", get(read).patch(update).delete(remove))
+        .route(
+            "/apis/{api_id}/stages/{stage}",
+            get(read).patch(update).delete(remove),
+        )
 }
 
 #[derive(Deserialize)]
@@ -62,22 +65,37 @@ fn view(stage: Stage, slug: &str) -> StageView {
     StageView { stage, invoke_path }
 }
 
-fn parse_variables(raw: BTreeMap<String, String>, errors: &mut Vec<FieldError>) -> Option<StageVariables> {
-    StageVariables::parse(raw).map_err(|e| errors.push(FieldError::new("variables", e.to_string()))).ok()
+fn parse_variables(
+    raw: BTreeMap<String, String>,
+    errors: &mut Vec<FieldError>,
+) -> Option<StageVariables> {
+    StageVariables::parse(raw)
+        .map_err(|e| errors.push(FieldError::new("variables", e.to_string())))
+        .ok()
 }
 
 fn check_description(description: &str, errors: &mut Vec<FieldError>) {
     if description.chars().count() > MAX_DESCRIPTION_LEN {
-        errors.push(FieldError::new("description", format!("at most {MAX_DESCRIPTION_LEN} characters")));
+        errors.push(FieldError::new(
+            "description",
+            format!("at most {MAX_DESCRIPTION_LEN} characters"),
+        ));
     }
 }
 
 /// The deployment must belong to this API, and its integration URIs must stay valid
 /// with the stage's variables.
-async fn check_deployment(conn: &mut PgConnection, api_id: Uuid, deployment_id: Uuid, variables: &StageVariables) -> ApiResult<()> {
+async fn check_deployment(
+    conn: &mut PgConnection,
+    api_id: Uuid,
+    deployment_id: Uuid,
+    variables: &StageVariables,
+) -> ApiResult<()> {
     let deployment = deployments::get(&mut *conn, api_id, deployment_id)
         .await?
-        .ok_or_else(|| ApiError::invalid("deployment_id", "no deployment with this id in this API"))?;
+        .ok_or_else(|| {
+            ApiError::invalid("deployment_id", "no deployment with this id in this API")
+        })?;
     check_bindings(&deployment.routes.0, variables)
 }
 
@@ -85,10 +103,9 @@ fn check_bindings(routes: &[DeployedRoute], variables: &StageVariables) -> ApiRe
     for route in routes {
         if let Integration::HttpProxy(proxy) = &route.integration {
             let params = route.route_key.param_names();
-            proxy
-                .uri
-                .bind(variables, &params)
-                .map_err(|e| ApiError::invalid("variables", format!("route `{}`: {e}", route.route_key)))?;
+            proxy.uri.bind(variables, &params).map_err(|e| {
+                ApiError::invalid("variables", format!("route `{}`: {e}", route.route_key))
+            })?;
         }
     }
     Ok(())
@@ -102,34 +119,66 @@ async fn create(
 ) -> ApiResult<Response> {
     let api_id = parse_id(&api_id, "API")?;
     let mut errors = Vec::new();
-    let name = StageName::parse(&body.name).map_err(|e| errors.push(FieldError::new("name", e.to_string()))).ok();
+    let name = StageName::parse(&body.name)
+        .map_err(|e| errors.push(FieldError::new("name", e.to_string())))
+        .ok();
     let variables = parse_variables(body.variables, &mut errors);
     check_description(&body.description, &mut errors);
     let (Some(name), Some(variables), true) = (name, variables, errors.is_empty()) else {
         return Err(ApiError::Invalid(errors));
     };
     let mut tx = state.pool.begin().await?;
-    let api = apis::get_for_update(&mut *tx, api_id).await?.ok_or(ApiError::NotFound("API"))?;
+    let api = apis::get_for_update(&mut *tx, api_id)
+        .await?
+        .ok_or(ApiError::NotFound("API"))?;
     check_deployment(&mut tx, api_id, body.deployment_id, &variables).await?;
-    let new = NewStage { name, deployment_id: body.deployment_id, variables, description: body.description };
+    let new = NewStage {
+        name,
+        deployment_id: body.deployment_id,
+        variables,
+        description: body.description,
+    };
     let stage = stages::insert(&mut *tx, api_id, &new).await?;
     config_state::bump(&mut tx).await?;
     tx.commit().await?;
     let location = format!("/api/v1/apis/{api_id}/stages/{}", stage.name);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view(stage, &api.slug))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view(stage, &api.slug)),
+    )
+        .into_response())
 }
 
-async fn list(_: Admin, State(state): State<AppState>, Path(api_id): Path<String>) -> ApiResult<Json<Items<StageView>>> {
+async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(api_id): Path<String>,
+) -> ApiResult<Json<Items<StageView>>> {
     let api_id = parse_id(&api_id, "API")?;
-    let api = apis::get(&state.pool, api_id).await?.ok_or(ApiError::NotFound("API"))?;
-    let items = stages::list(&state.pool, api_id).await?.into_iter().map(|s| view(s, &api.slug)).collect();
+    let api = apis::get(&state.pool, api_id)
+        .await?
+        .ok_or(ApiError::NotFound("API"))?;
+    let items = stages::list(&state.pool, api_id)
+        .await?
+        .into_iter()
+        .map(|s| view(s, &api.slug))
+        .collect();
     Ok(Json(Items { items }))
 }
 
-async fn read(_: Admin, State(state): State<AppState>, Path((api_id, name)): Path<(String, String)>) -> ApiResult<Json<StageView>> {
+async fn read(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((api_id, name)): Path<(String, String)>,
+) -> ApiResult<Json<StageView>> {
     let api_id = parse_id(&api_id, "API")?;
-    let api = apis::get(&state.pool, api_id).await?.ok_or(ApiError::NotFound("API"))?;
-    let stage = stages::get(&state.pool, api_id, &name).await?.ok_or(ApiError::NotFound("stage"))?;
+    let api = apis::get(&state.pool, api_id)
+        .await?
+        .ok_or(ApiError::NotFound("API"))?;
+    let stage = stages::get(&state.pool, api_id, &name)
+        .await?
+        .ok_or(ApiError::NotFound("stage"))?;
     Ok(Json(view(stage, &api.slug)))
 }
 
@@ -149,9 +198,14 @@ async fn update(
         return Err(ApiError::Invalid(errors));
     }
     let mut tx = state.pool.begin().await?;
-    let api = apis::get_for_update(&mut *tx, api_id).await?.ok_or(ApiError::NotFound("API"))?;
-    let current = stages::get(&mut *tx, api_id, &name).await?.ok_or(ApiError::NotFound("stage"))?;
-    let name = StageName::parse(&current.name).map_err(|e| anyhow::anyhow!("stored stage name: {e}"))?;
+    let api = apis::get_for_update(&mut *tx, api_id)
+        .await?
+        .ok_or(ApiError::NotFound("API"))?;
+    let current = stages::get(&mut *tx, api_id, &name)
+        .await?
+        .ok_or(ApiError::NotFound("stage"))?;
+    let name =
+        StageName::parse(&current.name).map_err(|e| anyhow::anyhow!("stored stage name: {e}"))?;
     let next = NewStage {
         name,
         deployment_id: body.deployment_id.unwrap_or(current.deployment_id),
@@ -159,13 +213,19 @@ async fn update(
         description: body.description.unwrap_or(current.description),
     };
     check_deployment(&mut tx, api_id, next.deployment_id, &next.variables).await?;
-    let stage = stages::update(&mut *tx, api_id, &next).await?.ok_or(ApiError::NotFound("stage"))?;
+    let stage = stages::update(&mut *tx, api_id, &next)
+        .await?
+        .ok_or(ApiError::NotFound("stage"))?;
     config_state::bump(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(view(stage, &api.slug)))
 }
 
-async fn remove(_: Admin, State(state): State<AppState>, Path((api_id, name)): Path<(String, String)>) -> ApiResult<StatusCode> {
+async fn remove(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((api_id, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let api_id = parse_id(&api_id, "API")?;
     let mut tx = state.pool.begin().await?;
     if !stages::delete(&mut *tx, api_id, &name).await? {

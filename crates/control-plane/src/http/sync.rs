@@ -36,31 +36,63 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/config", get(poll))
 }
 
-/// The last snapshot served, as encoded bytes, keyed by version.
+/// A snapshot as served: its version, hash and encoded bytes.
+#[derive(Clone)]
+struct Encoded {
+    version: i64,
+    hash: String,
+    bytes: Bytes,
+}
+
+/// The newest snapshot built, reused while the version stays the same. After a deploy
+/// every proxy asks at once; the build lock makes one of them build it.
 #[derive(Default)]
 pub struct SnapshotCache {
-    last: Mutex<Option<(i64, Bytes)>>,
+    last: Mutex<Option<Encoded>>,
+    build: tokio::sync::Mutex<()>,
 }
 
 impl SnapshotCache {
-    fn get(&self, version: i64) -> Option<Bytes> {
+    fn get(&self, version: i64) -> Option<Encoded> {
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        last.as_ref().filter(|(v, _)| *v == version).map(|(_, b)| b.clone())
+        last.as_ref().filter(|e| e.version >= version).cloned()
     }
 
-    fn put(&self, version: i64, bytes: Bytes) {
+    fn put(&self, encoded: Encoded) {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if last.as_ref().is_none_or(|(v, _)| *v < version) {
-            *last = Some((version, bytes));
+        if last.as_ref().is_none_or(|e| e.version < encoded.version) {
+            *last = Some(encoded);
         }
+    }
+
+    /// The snapshot of `version` or newer, from the cache or built.
+    async fn at_least(&self, pool: &sqlx::PgPool, version: i64) -> ApiResult<Encoded> {
+        if let Some(hit) = self.get(version) {
+            return Ok(hit);
+        }
+        let _building = self.build.lock().await;
+        if let Some(hit) = self.get(version) {
+            return Ok(hit);
+        }
+        let snapshot = config_state::load_snapshot(pool).await?;
+        let encoded = Encoded {
+            version: snapshot.version,
+            bytes: Bytes::from(snapshot.encode()),
+            hash: snapshot.hash,
+        };
+        self.put(encoded.clone());
+        Ok(encoded)
     }
 }
 
+/// Unknown parameters are ignored, so newer proxies can talk to older control planes.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct PollQuery {
     /// The version the proxy last received (served or refused).
     version: Option<i64>,
+    /// The hash of the snapshot the proxy serves, when it serves the version it received:
+    /// a database restored to an older state can reach the same version number again.
+    hash: Option<String>,
     /// The version the proxy is serving.
     active: Option<i64>,
     /// Why the last snapshot was refused, if it was.
@@ -73,9 +105,15 @@ fn header_text(headers: &HeaderMap, name: &str) -> ApiResult<Option<String>> {
     match headers.get(name) {
         None => Ok(None),
         Some(v) => {
-            let text = v.to_str().ok().filter(|t| !t.is_empty() && t.len() <= MAX_HEADER_LEN);
-            text.map(|t| Some(t.to_owned()))
-                .ok_or_else(|| ApiError::BadRequest(format!("{name} must be 1 to {MAX_HEADER_LEN} visible characters")))
+            let text = v
+                .to_str()
+                .ok()
+                .filter(|t| !t.is_empty() && t.len() <= MAX_HEADER_LEN);
+            text.map(|t| Some(t.to_owned())).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "{name} must be 1 to {MAX_HEADER_LEN} visible characters"
+                ))
+            })
         }
     }
 }
@@ -108,7 +146,15 @@ async fn poll(
     loop {
         let current = config_state::current_version(&state.pool).await?;
         if query.version != Some(current) {
-            return snapshot_response(&state, current).await;
+            return Ok(snapshot_response(
+                state.snapshot_cache.at_least(&state.pool, current).await?,
+            ));
+        }
+        if let Some(hash) = &query.hash {
+            let served = state.snapshot_cache.at_least(&state.pool, current).await?;
+            if served.version != current || served.hash != *hash {
+                return Ok(snapshot_response(served));
+            }
         }
         tokio::select! {
             changed = changes.changed() => {
@@ -127,19 +173,13 @@ async fn poll(
     }
 }
 
-async fn snapshot_response(state: &AppState, version: i64) -> ApiResult<Response> {
-    let bytes = match state.snapshot_cache.get(version) {
-        Some(bytes) => bytes,
-        None => {
-            let snapshot = config_state::load_snapshot(&state.pool).await?;
-            let bytes = Bytes::from(snapshot.encode());
-            state.snapshot_cache.put(snapshot.version, bytes.clone());
-            bytes
-        }
-    };
-    let mut response = (StatusCode::OK, bytes).into_response();
+fn snapshot_response(encoded: Encoded) -> Response {
+    let mut response = (StatusCode::OK, encoded.bytes).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CONFIG_VERSION_HEADER, HeaderValue::from(version));
-    Ok(response)
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(CONFIG_VERSION_HEADER, HeaderValue::from(encoded.version));
+    response
 }

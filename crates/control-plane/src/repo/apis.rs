@@ -40,20 +40,27 @@ pub async fn insert(db: impl PgExecutor<'_>, new: &NewApi) -> sqlx::Result<Api> 
 }
 
 pub async fn list(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Api>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM apis ORDER BY slug")).fetch_all(db).await
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM apis ORDER BY slug"))
+        .fetch_all(db)
+        .await
 }
 
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Api>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM apis WHERE id = $1")).bind(id).fetch_optional(db).await
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM apis WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
 }
 
 /// Reads the API and locks its row until the transaction ends, so concurrent changes to
 /// its routes are checked one after the other.
 pub async fn get_for_update(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Api>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM apis WHERE id = $1 FOR UPDATE"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM apis WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await
 }
 
 pub struct ApiChanges {
@@ -62,7 +69,11 @@ pub struct ApiChanges {
     pub description: Option<String>,
 }
 
-pub async fn update(db: impl PgExecutor<'_>, id: Uuid, changes: &ApiChanges) -> sqlx::Result<Option<Api>> {
+pub async fn update(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    changes: &ApiChanges,
+) -> sqlx::Result<Option<Api>> {
     sqlx::query_as(&format!(
         "UPDATE apis SET name = COALESCE($2, name), slug = COALESCE($3, slug),
                 description = COALESCE($4, description), updated_at = now()
@@ -77,6 +88,9 @@ pub async fn update(db: impl PgExecutor<'_>, id: Uuid, changes: &ApiChanges) -> 
 }
 
 pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM apis WHERE id = $1").bind(id).execute(db).await?;
+    let done = sqlx::query("DELETE FROM apis WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
     Ok(done.rows_affected() == 1)
 }

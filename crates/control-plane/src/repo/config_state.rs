@@ -4,7 +4,9 @@
 //! renamed or deleted) calls [`bump`] in its own transaction: the version rises and a
 //! `NOTIFY` goes out when, and only when, the transaction commits.
 
-use gatehouse_model::{ApiSlug, ConfigSnapshot, DeployedRoute, DeployedStage, Protocol, StageName, StageVariables};
+use gatehouse_model::{
+    ApiSlug, ConfigSnapshot, DeployedRoute, DeployedStage, Protocol, StageName, StageVariables,
+};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
@@ -13,14 +15,17 @@ use uuid::Uuid;
 pub const CHANNEL: &str = "gatehouse_config";
 
 pub async fn current_version(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT version FROM config_state").fetch_one(db).await
+    sqlx::query_scalar("SELECT version FROM config_state")
+        .fetch_one(db)
+        .await
 }
 
 /// Raises the version and queues the notification; call inside the changing transaction.
 pub async fn bump(tx: &mut PgConnection) -> sqlx::Result<i64> {
-    let version: i64 = sqlx::query_scalar("UPDATE config_state SET version = version + 1 RETURNING version")
-        .fetch_one(&mut *tx)
-        .await?;
+    let version: i64 =
+        sqlx::query_scalar("UPDATE config_state SET version = version + 1 RETURNING version")
+            .fetch_one(&mut *tx)
+            .await?;
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
         .bind(version.to_string())
@@ -44,7 +49,9 @@ struct StageRow {
 /// consistent view of the database.
 pub async fn load_snapshot(pool: &PgPool) -> anyhow::Result<ConfigSnapshot> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
     let version = current_version(&mut *tx).await?;
     let rows: Vec<StageRow> = sqlx::query_as(
         "SELECT a.id AS api_id, a.slug, a.protocol, s.name, s.deployment_id, s.variables, d.routes
@@ -59,7 +66,8 @@ pub async fn load_snapshot(pool: &PgPool) -> anyhow::Result<ConfigSnapshot> {
         stages.push(DeployedStage {
             api_id: row.api_id,
             api_slug: ApiSlug::parse(&row.slug)?,
-            protocol: Protocol::parse(&row.protocol).ok_or_else(|| anyhow::anyhow!("unknown protocol {}", row.protocol))?,
+            protocol: Protocol::parse(&row.protocol)
+                .ok_or_else(|| anyhow::anyhow!("unknown protocol {}", row.protocol))?,
             stage: StageName::parse(&row.name)?,
             deployment_id: row.deployment_id,
             variables: row.variables.0,

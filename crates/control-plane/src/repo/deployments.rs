@@ -30,7 +30,8 @@ pub struct DeploymentDetail {
     pub routes: Json<Vec<DeployedRoute>>,
 }
 
-const COLUMNS: &str = "id, api_id, description, author, jsonb_array_length(routes) AS route_count, created_at";
+const COLUMNS: &str =
+    "id, api_id, description, author, jsonb_array_length(routes) AS route_count, created_at";
 
 pub async fn insert(
     db: impl PgExecutor<'_>,
@@ -61,12 +62,18 @@ pub async fn list(db: impl PgExecutor<'_>, api_id: Uuid) -> sqlx::Result<Vec<Dep
     .await
 }
 
-pub async fn get(db: impl PgExecutor<'_>, api_id: Uuid, id: Uuid) -> sqlx::Result<Option<DeploymentDetail>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS}, routes FROM deployments WHERE api_id = $1 AND id = $2"))
-        .bind(api_id)
-        .bind(id)
-        .fetch_optional(db)
-        .await
+pub async fn get(
+    db: impl PgExecutor<'_>,
+    api_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<DeploymentDetail>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, routes FROM deployments WHERE api_id = $1 AND id = $2"
+    ))
+    .bind(api_id)
+    .bind(id)
+    .fetch_optional(db)
+    .await
 }
 
 /// Deletes a deployment no stage points at (the foreign key refuses otherwise).

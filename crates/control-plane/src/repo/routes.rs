@@ -26,9 +26,14 @@ pub struct RouteSpec {
     pub integration: Integration,
 }
 
-const COLUMNS: &str = "id, api_id, route_key, api_key_required, integration, created_at, updated_at";
+const COLUMNS: &str =
+    "id, api_id, route_key, api_key_required, integration, created_at, updated_at";
 
-pub async fn insert(db: impl PgExecutor<'_>, api_id: Uuid, spec: &RouteSpec) -> sqlx::Result<Route> {
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    api_id: Uuid,
+    spec: &RouteSpec,
+) -> sqlx::Result<Route> {
     sqlx::query_as(&format!(
         "INSERT INTO routes (id, api_id, route_key, api_key_required, integration)
          VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
@@ -43,21 +48,30 @@ pub async fn insert(db: impl PgExecutor<'_>, api_id: Uuid, spec: &RouteSpec) -> 
 }
 
 pub async fn list(db: impl PgExecutor<'_>, api_id: Uuid) -> sqlx::Result<Vec<Route>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM routes WHERE api_id = $1 ORDER BY route_key"))
-        .bind(api_id)
-        .fetch_all(db)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM routes WHERE api_id = $1 ORDER BY route_key"
+    ))
+    .bind(api_id)
+    .fetch_all(db)
+    .await
 }
 
 pub async fn get(db: impl PgExecutor<'_>, api_id: Uuid, id: Uuid) -> sqlx::Result<Option<Route>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM routes WHERE api_id = $1 AND id = $2"))
-        .bind(api_id)
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM routes WHERE api_id = $1 AND id = $2"
+    ))
+    .bind(api_id)
+    .bind(id)
+    .fetch_optional(db)
+    .await
 }
 
-pub async fn update(db: impl PgExecutor<'_>, api_id: Uuid, id: Uuid, spec: &RouteSpec) -> sqlx::Result<Option<Route>> {
+pub async fn update(
+    db: impl PgExecutor<'_>,
+    api_id: Uuid,
+    id: Uuid,
+    spec: &RouteSpec,
+) -> sqlx::Result<Option<Route>> {
     sqlx::query_as(&format!(
         "UPDATE routes SET route_key = $3, api_key_required = $4, integration = $5, updated_at = now()
          WHERE api_id = $1 AND id = $2 RETURNING {COLUMNS}"

@@ -42,22 +42,30 @@ pub async fn insert(db: impl PgExecutor<'_>, api_id: Uuid, new: &NewStage) -> sq
 }
 
 pub async fn list(db: impl PgExecutor<'_>, api_id: Uuid) -> sqlx::Result<Vec<Stage>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM stages WHERE api_id = $1 ORDER BY name"))
-        .bind(api_id)
-        .fetch_all(db)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM stages WHERE api_id = $1 ORDER BY name"
+    ))
+    .bind(api_id)
+    .fetch_all(db)
+    .await
 }
 
 pub async fn get(db: impl PgExecutor<'_>, api_id: Uuid, name: &str) -> sqlx::Result<Option<Stage>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM stages WHERE api_id = $1 AND name = $2"))
-        .bind(api_id)
-        .bind(name)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM stages WHERE api_id = $1 AND name = $2"
+    ))
+    .bind(api_id)
+    .bind(name)
+    .fetch_optional(db)
+    .await
 }
 
 /// The whole new state of a stage (the handler merges a PATCH into the current one).
-pub async fn update(db: impl PgExecutor<'_>, api_id: Uuid, stage: &NewStage) -> sqlx::Result<Option<Stage>> {
+pub async fn update(
+    db: impl PgExecutor<'_>,
+    api_id: Uuid,
+    stage: &NewStage,
+) -> sqlx::Result<Option<Stage>> {
     sqlx::query_as(&format!(
         "UPDATE stages SET deployment_id = $3, variables = $4, description = $5, updated_at = now()
          WHERE api_id = $1 AND name = $2 RETURNING {COLUMNS}"
