@@ -29,10 +29,13 @@ fn route(key: &str, body: &str) -> serde_json::Value {
            "integration": {"type": "MOCK", "status": 200, "body": body}})
 }
 
+/// The `version` and `error` a proxy sent on one poll.
+type Poll = (Option<i64>, Option<String>);
+
 #[derive(Clone, Default)]
 struct Seen {
     /// (version, error) of every poll.
-    polls: Arc<Mutex<Vec<(Option<i64>, Option<String>)>>>,
+    polls: Arc<Mutex<Vec<Poll>>>,
 }
 
 async fn config(
