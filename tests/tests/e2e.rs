@@ -13,6 +13,22 @@ use sqlx::PgPool;
 
 const MIGRATOR: &sqlx::migrate::Migrator = &gatehouse_control_plane::MIGRATOR;
 
+/// Sends `GET path` as typed, without any client-side path normalization; returns the
+/// status line.
+async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// An API `pets` with a pet route to the upstream, a greedy echo route, a mock and a
 /// `$default`, deployed to `prod`. Returns (api id, deployment id).
 async fn deploy_pets(cp: &ControlPlane, upstream: &Upstream) -> (String, String) {
@@ -119,6 +135,19 @@ async fn a_deployed_route_answers_through_the_proxy(pool: PgPool) {
         fallback.text().await.expect("text"),
         "{\"message\":\"nothing here\"}"
     );
+
+    // Dot segments could climb out of a greedy route's upstream prefix; clients that
+    // normalize paths never send them, so write the request by hand.
+    for path in [
+        "/pets/prod/echo/../../admin",
+        "/pets/prod/echo/%2e%2E/admin",
+    ] {
+        assert_eq!(
+            raw_get(proxy.addr, path).await,
+            "HTTP/1.1 400 Bad Request",
+            "{path}"
+        );
+    }
 
     for path in ["/pets/dev/pets/2", "/cats/prod/pets/2", "/", "/pets"] {
         let response = http
@@ -431,4 +460,68 @@ async fn nodes_are_listed_with_the_config_version_they_serve(pool: PgPool) {
     assert!(node["config_error"].is_null());
     proxy.stop().await;
     cp.stop().await;
+}
+
+/// An API `svc` whose `GET /who` answers `body`, deployed to `prod`.
+async fn deploy_mock(cp: &ControlPlane, body: &str) {
+    let admin = cp.admin();
+    let api = admin.create_api("svc").await;
+    admin.add_route(&api, "GET /who", mock(body)).await;
+    let deployment = admin.deploy(&api, "").await;
+    admin
+        .create(
+            &format!("/apis/{api}/stages"),
+            json!({"name": "prod", "deployment_id": deployment}),
+        )
+        .await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_proxy_notices_a_database_restored_to_the_same_version_with_other_content(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let first = start_proxy(&cp.url(), data.path()).await;
+    deploy_mock(&cp, "from the old database").await;
+    let version = config_version(&pool).await;
+    wait_for_version(&first, version, Duration::from_secs(5)).await;
+    let cache = data.path().join("snapshot.json");
+    assert!(eventually(Duration::from_secs(2), || async {
+        cache.exists().then_some(())
+    })
+    .await
+    .is_some());
+    first.stop().await;
+    cp.stop().await;
+
+    // Another database, brought by the same steps to the same version number.
+    let other = format!("gatehouse_restored_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {other}"))
+        .execute(&pool)
+        .await
+        .expect("create database");
+    let options = (*pool.connect_options()).clone().database(&other);
+    let restored = sqlx::PgPool::connect_with(options).await.expect("connect");
+    MIGRATOR.run(&restored).await.expect("migrate");
+    let cp = ControlPlane::start(restored.clone()).await;
+    deploy_mock(&cp, "from the restored database").await;
+    assert_eq!(config_version(&restored).await, version);
+
+    let second = start_proxy(&cp.url(), data.path()).await;
+    let url = format!("http://{}/svc/prod/who", second.addr);
+    let switched = eventually(Duration::from_secs(2), || async {
+        let body = client().get(&url).send().await.ok()?.text().await.ok()?;
+        (body == "from the restored database").then_some(())
+    })
+    .await;
+    assert!(
+        switched.is_some(),
+        "the proxy kept serving the old database's snapshot"
+    );
+    second.stop().await;
+    cp.stop().await;
+    restored.close().await;
+    sqlx::query(&format!("DROP DATABASE {other} WITH (FORCE)"))
+        .execute(&pool)
+        .await
+        .expect("drop database");
 }
