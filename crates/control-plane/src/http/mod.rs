@@ -4,6 +4,7 @@ pub mod apis;
 pub mod deployments;
 pub mod health;
 pub mod nodes;
+pub mod pages;
 pub mod routes;
 pub mod stages;
 pub mod sync;
@@ -28,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", admin)
         .nest("/dp/v1", sync::router())
         .merge(health::router())
+        .merge(pages::router())
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
