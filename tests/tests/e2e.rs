@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use gatehouse_proxy::RunningProxy;
 use gatehouse_tests::{
     client, config_version, eventually, http_proxy, id_of, mock, start_proxy, wait_for_version,
     ControlPlane, Upstream,
@@ -69,14 +70,58 @@ async fn deploy_pets(cp: &ControlPlane, upstream: &Upstream) -> (String, String)
     (api, deployment)
 }
 
-#[sqlx::test(migrator = "MIGRATOR")]
-async fn a_deployed_route_answers_through_the_proxy(pool: PgPool) {
+/// What most tests start from: the demo upstream, a control plane, one proxy with a data
+/// folder of its own, and the pets API deployed to `prod` and served by the proxy.
+struct World {
+    upstream: Upstream,
+    cp: ControlPlane,
+    data: tempfile::TempDir,
+    proxy: RunningProxy,
+    api: String,
+    first_deployment: String,
+}
+
+async fn pets_world(pool: &PgPool) -> World {
     let upstream = Upstream::start().await;
     let cp = ControlPlane::start(pool.clone()).await;
     let data = tempfile::tempdir().expect("tempdir");
     let proxy = start_proxy(&cp.url(), data.path()).await;
-    deploy_pets(&cp, &upstream).await;
-    wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
+    let (api, first_deployment) = deploy_pets(&cp, &upstream).await;
+    wait_for_version(&proxy, config_version(pool).await, Duration::from_secs(5)).await;
+    World {
+        upstream,
+        cp,
+        data,
+        proxy,
+        api,
+        first_deployment,
+    }
+}
+
+/// Waits until the proxy has written its disk cache, then stops the proxy and the control
+/// plane. Returns the control plane's address, where nothing answers any more.
+async fn stop_once_cached(proxy: RunningProxy, cp: ControlPlane, data: &std::path::Path) -> String {
+    let cache = data.join("snapshot.json");
+    let written = eventually(Duration::from_secs(2), || async {
+        cache.exists().then_some(())
+    })
+    .await;
+    assert!(written.is_some(), "the proxy never wrote its disk cache");
+    let url = cp.url();
+    proxy.stop().await;
+    cp.stop().await;
+    url
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_deployed_route_answers_through_the_proxy(pool: PgPool) {
+    let World {
+        cp,
+        proxy,
+        upstream: _upstream,
+        data: _data,
+        ..
+    } = pets_world(&pool).await;
     let http = client();
     let base = format!("http://{}/pets/prod", proxy.addr);
 
@@ -168,13 +213,15 @@ async fn a_deployed_route_answers_through_the_proxy(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_redeploy_is_served_within_one_second_and_rollback_restores_the_old_one(pool: PgPool) {
-    let upstream = Upstream::start().await;
-    let cp = ControlPlane::start(pool.clone()).await;
-    let data = tempfile::tempdir().expect("tempdir");
-    let proxy = start_proxy(&cp.url(), data.path()).await;
+    let World {
+        cp,
+        proxy,
+        api,
+        first_deployment: first,
+        upstream: _upstream,
+        data: _data,
+    } = pets_world(&pool).await;
     let admin = cp.admin();
-    let (api, first) = deploy_pets(&cp, &upstream).await;
-    wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
     let http = client();
     let url = format!("http://{}/pets/prod/hello", proxy.addr);
     assert_eq!(
@@ -234,12 +281,13 @@ async fn a_redeploy_is_served_within_one_second_and_rollback_restores_the_old_on
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn the_proxy_keeps_serving_while_the_control_plane_is_stopped(pool: PgPool) {
-    let upstream = Upstream::start().await;
-    let cp = ControlPlane::start(pool.clone()).await;
-    let data = tempfile::tempdir().expect("tempdir");
-    let proxy = start_proxy(&cp.url(), data.path()).await;
-    deploy_pets(&cp, &upstream).await;
-    wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
+    let World {
+        cp,
+        proxy,
+        upstream: _upstream,
+        data: _data,
+        ..
+    } = pets_world(&pool).await;
     cp.stop().await;
 
     let http = client();
@@ -267,23 +315,15 @@ async fn the_proxy_keeps_serving_while_the_control_plane_is_stopped(pool: PgPool
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_restarted_proxy_serves_from_its_disk_cache_with_the_control_plane_down(pool: PgPool) {
-    let upstream = Upstream::start().await;
-    let cp = ControlPlane::start(pool.clone()).await;
-    let data = tempfile::tempdir().expect("tempdir");
-    let first = start_proxy(&cp.url(), data.path()).await;
-    deploy_pets(&cp, &upstream).await;
+    let World {
+        upstream: _upstream,
+        cp,
+        data,
+        proxy,
+        ..
+    } = pets_world(&pool).await;
     let version = config_version(&pool).await;
-    wait_for_version(&first, version, Duration::from_secs(5)).await;
-    // The cache is written right after the swap; give it a moment to land.
-    let cache = data.path().join("snapshot.json");
-    assert!(eventually(Duration::from_secs(2), || async {
-        cache.exists().then_some(())
-    })
-    .await
-    .is_some());
-    let cp_url = cp.url();
-    first.stop().await;
-    cp.stop().await;
+    let cp_url = stop_once_cached(proxy, cp, data.path()).await;
 
     let started = Instant::now();
     let second = start_proxy(&cp_url, data.path()).await;
@@ -304,21 +344,15 @@ async fn a_restarted_proxy_serves_from_its_disk_cache_with_the_control_plane_dow
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_damaged_disk_cache_is_refused_not_served(pool: PgPool) {
-    let upstream = Upstream::start().await;
-    let cp = ControlPlane::start(pool.clone()).await;
-    let data = tempfile::tempdir().expect("tempdir");
-    let first = start_proxy(&cp.url(), data.path()).await;
-    deploy_pets(&cp, &upstream).await;
-    wait_for_version(&first, config_version(&pool).await, Duration::from_secs(5)).await;
+    let World {
+        cp,
+        data,
+        proxy,
+        upstream: _upstream,
+        ..
+    } = pets_world(&pool).await;
+    let cp_url = stop_once_cached(proxy, cp, data.path()).await;
     let cache = data.path().join("snapshot.json");
-    assert!(eventually(Duration::from_secs(2), || async {
-        cache.exists().then_some(())
-    })
-    .await
-    .is_some());
-    let cp_url = cp.url();
-    first.stop().await;
-    cp.stop().await;
 
     let good = std::fs::read_to_string(&cache).expect("cache");
     for damaged in [
@@ -440,13 +474,14 @@ async fn upstream_failures_become_502_504_and_413(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn nodes_are_listed_with_the_config_version_they_serve(pool: PgPool) {
-    let upstream = Upstream::start().await;
-    let cp = ControlPlane::start(pool.clone()).await;
-    let data = tempfile::tempdir().expect("tempdir");
-    let proxy = start_proxy(&cp.url(), data.path()).await;
-    deploy_pets(&cp, &upstream).await;
+    let World {
+        cp,
+        proxy,
+        upstream: _upstream,
+        data: _data,
+        ..
+    } = pets_world(&pool).await;
     let version = config_version(&pool).await;
-    wait_for_version(&proxy, version, Duration::from_secs(5)).await;
     let admin = cp.admin();
     let listed = eventually(Duration::from_secs(5), || async {
         let (_, nodes) = admin.get("/nodes").await;
@@ -484,14 +519,7 @@ async fn a_proxy_notices_a_database_restored_to_the_same_version_with_other_cont
     deploy_mock(&cp, "from the old database").await;
     let version = config_version(&pool).await;
     wait_for_version(&first, version, Duration::from_secs(5)).await;
-    let cache = data.path().join("snapshot.json");
-    assert!(eventually(Duration::from_secs(2), || async {
-        cache.exists().then_some(())
-    })
-    .await
-    .is_some());
-    first.stop().await;
-    cp.stop().await;
+    stop_once_cached(first, cp, data.path()).await;
 
     // Another database, brought by the same steps to the same version number.
     let other = format!("gatehouse_restored_{}", uuid::Uuid::new_v4().simple());

@@ -48,6 +48,14 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .then_some(token.trim())
 }
 
+/// Succeeds when the request carries `expected` as its bearer token.
+fn authorize(parts: &Parts, expected: Option<&Secret>) -> Result<(), ApiError> {
+    match (bearer(parts), expected) {
+        (Some(presented), Some(token)) if token.matches(presented) => Ok(()),
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
 /// An authenticated admin. Its `name` is recorded as the author of deployments.
 #[derive(Debug, Clone)]
 pub struct Admin {
@@ -61,13 +69,10 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let presented = bearer(parts).ok_or(ApiError::Unauthorized)?;
-        match &state.config.admin_token {
-            Some(token) if token.matches(presented) => Ok(Admin {
-                name: "admin-token",
-            }),
-            _ => Err(ApiError::Unauthorized),
-        }
+        authorize(parts, state.config.admin_token.as_ref())?;
+        Ok(Admin {
+            name: "admin-token",
+        })
     }
 }
 
@@ -82,11 +87,8 @@ impl FromRequestParts<AppState> for Node {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let presented = bearer(parts).ok_or(ApiError::Unauthorized)?;
-        match &state.config.node_token {
-            Some(token) if token.matches(presented) => Ok(Node),
-            _ => Err(ApiError::Unauthorized),
-        }
+        authorize(parts, state.config.node_token.as_ref())?;
+        Ok(Node)
     }
 }
 

@@ -92,12 +92,12 @@ async fn a_deployment_keeps_the_routes_as_they_were(pool: PgPool) {
     routes::update(&pool, api.id, route.id, &spec("GET /b"))
         .await
         .expect("update");
-    let read = deployments::get(&pool, api.id, deployment.id)
+    let read = deployments::get(&pool, api.id, deployment.deployment.id)
         .await
         .expect("get")
         .expect("found");
     assert_eq!(read.routes.0[0].route_key.to_string(), "GET /a");
-    assert_eq!(read.route_count, 1);
+    assert_eq!(read.deployment.route_count, 1);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -109,7 +109,7 @@ async fn the_schema_refuses_a_stage_on_another_apis_deployment(pool: PgPool) {
         .expect("deploy");
     let stage = NewStage {
         name: StageName::parse("prod").expect("name"),
-        deployment_id: cats_deployment.id,
+        deployment_id: cats_deployment.deployment.id,
         variables: StageVariables::default(),
         description: String::new(),
     };
@@ -133,7 +133,7 @@ async fn the_snapshot_holds_every_deployed_stage_at_the_current_version(pool: Pg
     let mut tx = pool.begin().await.expect("tx");
     let stage = NewStage {
         name: StageName::parse("prod").expect("name"),
-        deployment_id: deployment.id,
+        deployment_id: deployment.deployment.id,
         variables: StageVariables::default(),
         description: String::new(),
     };

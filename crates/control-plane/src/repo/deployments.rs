@@ -21,12 +21,9 @@ pub struct Deployment {
 /// A deployment with the routes it froze.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DeploymentDetail {
-    pub id: Uuid,
-    pub api_id: Uuid,
-    pub description: String,
-    pub author: String,
-    pub route_count: i32,
-    pub created_at: DateTime<Utc>,
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub deployment: Deployment,
     pub routes: Json<Vec<DeployedRoute>>,
 }
 
