@@ -20,7 +20,9 @@ test:
         DATABASE_URL="$(target/debug/gatehouse postgres --data-dir target/test-data)"
         export DATABASE_URL
     fi
-    cargo test --workspace --locked
+    mkdir -p target
+    cargo test --workspace --locked --lib --bins --tests 2>&1 | tee target/test-output.txt
+    awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' target/test-output.txt
 
 # Stop the private PostgreSQL that `just test` started.
 test-db-stop:
