@@ -24,6 +24,10 @@ fn stage(routes: serde_json::Value) -> DeployedStage {
     .expect("valid stage")
 }
 
+fn snapshot(version: i64, stages: Vec<DeployedStage>) -> ConfigSnapshot {
+    ConfigSnapshot::new(version, stages, Vec::new(), Vec::new())
+}
+
 fn route(key: &str, body: &str) -> serde_json::Value {
     json!({"id": "00000000-0000-0000-0000-000000000003", "route_key": key,
            "integration": {"type": "MOCK", "status": 200, "body": body}})
@@ -54,14 +58,13 @@ async fn config(
         .expect("lock")
         .push((version, q.get("error").cloned()));
     let body = match version {
-        None => ConfigSnapshot::new(1, vec![stage(json!([route("GET /hello", "good")]))]).encode(),
+        None => snapshot(1, vec![stage(json!([route("GET /hello", "good")]))]).encode(),
         Some(1) => {
-            let mut damaged =
-                ConfigSnapshot::new(2, vec![stage(json!([route("GET /hello", "evil")]))]);
+            let mut damaged = snapshot(2, vec![stage(json!([route("GET /hello", "evil")]))]);
             damaged.hash = "0".repeat(64);
             damaged.encode()
         }
-        Some(2) => ConfigSnapshot::new(
+        Some(2) => snapshot(
             3,
             vec![stage(json!([
                 route("GET /a/{x}", "one"),

@@ -137,6 +137,17 @@ fn constraint_error(constraint: &str) -> Option<ApiError> {
             "deployment_id",
             "the deployment does not belong to this API or is in use by a stage",
         ),
+        "api_keys_hash_key" => ApiError::conflict("value", "this key already exists"),
+        "usage_plans_name_key" => {
+            ApiError::conflict("name", "a usage plan with this name already exists")
+        }
+        "usage_plan_keys_pkey" => {
+            ApiError::conflict("key_id", "the key is already attached to this plan")
+        }
+        "usage_plan_keys_plan_fkey" => {
+            ApiError::conflict("id", "keys use this plan; detach them first")
+        }
+        "usage_plan_stages_stage_fkey" => ApiError::invalid("stages", "no such API stage"),
         _ => return None,
     })
 }

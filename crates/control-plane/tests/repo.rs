@@ -112,6 +112,7 @@ async fn the_schema_refuses_a_stage_on_another_apis_deployment(pool: PgPool) {
         deployment_id: cats_deployment.deployment.id,
         variables: StageVariables::default(),
         description: String::new(),
+        throttle: gatehouse_model::DEFAULT_STAGE_THROTTLE,
     };
     let error = stages::insert(&pool, pets.id, &stage)
         .await
@@ -136,6 +137,7 @@ async fn the_snapshot_holds_every_deployed_stage_at_the_current_version(pool: Pg
         deployment_id: deployment.deployment.id,
         variables: StageVariables::default(),
         description: String::new(),
+        throttle: gatehouse_model::DEFAULT_STAGE_THROTTLE,
     };
     stages::insert(&mut *tx, api.id, &stage)
         .await

@@ -9,9 +9,13 @@ pub mod matcher;
 pub mod names;
 pub mod route_key;
 pub mod snapshot;
+pub mod usage;
 
 pub use integration::{HttpProxyIntegration, Integration, MockIntegration, UriTemplate};
 pub use matcher::{CompileError, RouteMatch, RouteTable};
 pub use names::{ApiSlug, NameError, StageName, StageVariables};
 pub use route_key::{Method, RouteKey, RouteKeyError};
-pub use snapshot::{ConfigSnapshot, DeployedRoute, DeployedStage, Protocol};
+pub use snapshot::{
+    ConfigSnapshot, DeployedRoute, DeployedStage, Protocol, DEFAULT_STAGE_THROTTLE,
+};
+pub use usage::{DeployedKey, DeployedPlan, PlanStage, Quota, QuotaPeriod, Throttle};

@@ -172,6 +172,11 @@ impl<T> RouteTable<T> {
         })
     }
 
+    /// Every route's value, in the order the routes were given.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.routes.iter()
+    }
+
     pub fn len(&self) -> usize {
         self.routes.len()
     }

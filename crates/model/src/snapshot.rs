@@ -4,7 +4,7 @@
 //!
 //! Compatibility: fields a proxy does not know are ignored, so a newer control plane can
 //! add some; a change old proxies cannot serve raises [`SCHEMA`]. The hash covers the
-//! `stages` bytes exactly as sent, not a re-serialization.
+//! content bytes exactly as sent, not a re-serialization.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::integration::Integration;
 use crate::names::{ApiSlug, StageName, StageVariables};
 use crate::route_key::RouteKey;
+use crate::usage::{DeployedKey, DeployedPlan, Throttle};
 
 /// The protocol of an API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,8 +54,18 @@ pub struct DeployedRoute {
     pub integration: Integration,
 }
 
+/// The throttle every stage has unless told otherwise: AWS's account default.
+pub const DEFAULT_STAGE_THROTTLE: Throttle = Throttle {
+    rate: 10_000.0,
+    burst: 5_000,
+};
+
+fn default_stage_throttle() -> Throttle {
+    DEFAULT_STAGE_THROTTLE
+}
+
 /// One stage of one API, with the routes of the deployment it points at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeployedStage {
     pub api_id: Uuid,
     pub api_slug: ApiSlug,
@@ -62,18 +73,23 @@ pub struct DeployedStage {
     pub stage: StageName,
     pub deployment_id: Uuid,
     pub variables: StageVariables,
+    /// Throttle for all traffic of the stage, keyed or not.
+    #[serde(default = "default_stage_throttle")]
+    pub throttle: Throttle,
     pub routes: Vec<DeployedRoute>,
 }
 
 /// Everything a proxy serves, as one value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigSnapshot {
     pub schema: u32,
     /// Increases with every change to what is deployed.
     pub version: i64,
-    /// SHA-256 of the serialized `stages`, in hex.
+    /// SHA-256, in hex, of the serialized content (stages, keys, plans).
     pub hash: String,
     pub stages: Vec<DeployedStage>,
+    pub keys: Vec<DeployedKey>,
+    pub plans: Vec<DeployedPlan>,
 }
 
 /// Why a snapshot was refused.
@@ -87,51 +103,96 @@ pub enum SnapshotError {
     UnsupportedSchema(u32),
 }
 
-/// The snapshot as received, before its stages are trusted.
+/// What the hash covers.
+#[derive(Serialize)]
+struct ContentRef<'a> {
+    stages: &'a [DeployedStage],
+    keys: &'a [DeployedKey],
+    plans: &'a [DeployedPlan],
+}
+
+#[derive(Deserialize)]
+struct Content {
+    stages: Vec<DeployedStage>,
+    #[serde(default)]
+    keys: Vec<DeployedKey>,
+    #[serde(default)]
+    plans: Vec<DeployedPlan>,
+}
+
+/// The snapshot as received, before its content is trusted.
 #[derive(Deserialize)]
 struct Envelope<'a> {
     schema: u32,
     version: i64,
     hash: String,
     #[serde(borrow)]
-    stages: &'a RawValue,
+    content: &'a RawValue,
 }
 
 impl ConfigSnapshot {
-    /// Seals `stages` as version `version`.
-    pub fn new(version: i64, stages: Vec<DeployedStage>) -> ConfigSnapshot {
-        let hash = hex::encode(Sha256::digest(
-            serde_json::to_vec(&stages).unwrap_or_default(),
-        ));
+    /// Seals the content as version `version`.
+    pub fn new(
+        version: i64,
+        stages: Vec<DeployedStage>,
+        keys: Vec<DeployedKey>,
+        plans: Vec<DeployedPlan>,
+    ) -> ConfigSnapshot {
+        let content = serde_json::to_vec(&ContentRef {
+            stages: &stages,
+            keys: &keys,
+            plans: &plans,
+        })
+        .unwrap_or_default();
+        let hash = hex::encode(Sha256::digest(&content));
         ConfigSnapshot {
             schema: SCHEMA,
             version,
             hash,
             stages,
+            keys,
+            plans,
         }
     }
 
-    /// Decodes a snapshot, checking its schema and that its stages hash to its hash.
+    /// Decodes a snapshot, checking its schema and that its content hashes to its hash.
     pub fn decode(bytes: &[u8]) -> Result<ConfigSnapshot, SnapshotError> {
         let envelope: Envelope<'_> = serde_json::from_slice(bytes)?;
         if envelope.schema != SCHEMA {
             return Err(SnapshotError::UnsupportedSchema(envelope.schema));
         }
-        if hex::encode(Sha256::digest(envelope.stages.get().as_bytes())) != envelope.hash {
+        if hex::encode(Sha256::digest(envelope.content.get().as_bytes())) != envelope.hash {
             return Err(SnapshotError::HashMismatch);
         }
-        let stages = serde_json::from_str(envelope.stages.get())?;
+        let content: Content = serde_json::from_str(envelope.content.get())?;
         Ok(ConfigSnapshot {
             schema: envelope.schema,
             version: envelope.version,
             hash: envelope.hash,
-            stages,
+            stages: content.stages,
+            keys: content.keys,
+            plans: content.plans,
         })
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        // Serializing plain data structures to a Vec cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        // The content is written once and embedded as is, so the bytes hashed are the bytes
+        // sent. Serializing plain data cannot fail; the hash is hex, safe to embed.
+        let content = serde_json::to_vec(&ContentRef {
+            stages: &self.stages,
+            keys: &self.keys,
+            plans: &self.plans,
+        })
+        .unwrap_or_default();
+        let head = format!(
+            r#"{{"schema":{},"version":{},"hash":"{}","content":"#,
+            self.schema, self.version, self.hash
+        );
+        let mut out = Vec::with_capacity(head.len() + content.len() + 1);
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(&content);
+        out.push(b'}');
+        out
     }
 }
 
@@ -147,7 +208,7 @@ mod tests {
                         "integration": {"type": "HTTP_PROXY", "uri": "http://a/pets/{id}"}}]
         }))
         .expect("valid stage");
-        ConfigSnapshot::new(3, vec![stage])
+        ConfigSnapshot::new(3, vec![stage], Vec::new(), Vec::new())
     }
 
     #[test]

@@ -66,7 +66,7 @@ mod tests {
     async fn a_stored_snapshot_loads_back_and_a_damaged_one_is_refused() {
         let dir = tempfile_dir();
         assert!(load(&dir).await.expect("no file is fine").is_none());
-        let snapshot = ConfigSnapshot::new(7, Vec::new());
+        let snapshot = ConfigSnapshot::new(7, Vec::new(), Vec::new(), Vec::new());
         store(&dir, &snapshot.encode()).await.expect("stored");
         assert_eq!(load(&dir).await.expect("loads"), Some(snapshot.clone()));
         #[cfg(unix)]

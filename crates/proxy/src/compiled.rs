@@ -1,14 +1,18 @@
 //! A snapshot compiled for serving: stages by `slug/stage`, each with its route table,
-//! integrations bound to the stage's variables, and mock responses prebuilt. Built off the
-//! request path, then published whole with one atomic store.
+//! integrations bound to the stage's variables, and mock responses prebuilt; API keys by
+//! hash, each with its plans and throttle buckets. Built off the request path, then
+//! published whole with one atomic store.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use gatehouse_model::integration::BoundUri;
-use gatehouse_model::{ConfigSnapshot, DeployedStage, Integration, RouteTable};
+use gatehouse_model::{ConfigSnapshot, DeployedStage, Integration, Quota, RouteTable, Throttle};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use uuid::Uuid;
+
+use crate::limiter::{Bucket, Rate};
 
 /// What a matched route does.
 #[derive(Debug)]
@@ -27,11 +31,62 @@ pub enum Action {
 #[derive(Debug)]
 pub struct CompiledRoute {
     pub route_key: String,
+    /// Position among the stage's routes (what plan route throttles refer to).
+    pub index: u32,
     pub api_key_required: bool,
     pub action: Action,
 }
 
 pub type StageTable = RouteTable<CompiledRoute>;
+
+/// A deployed stage, ready to serve.
+#[derive(Debug)]
+pub struct CompiledStage {
+    pub routes: StageTable,
+    /// Throttle of all the stage's traffic.
+    pub rate: Rate,
+    pub bucket: Bucket,
+    /// Plans covering this stage, as indices into [`CompiledConfig::plans`] (a handful).
+    pub plans: Vec<u32>,
+    /// Route throttles of plans on this stage: (plan, route index, bucket slot, rate).
+    pub overrides: Vec<RouteOverride>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteOverride {
+    pub plan: u32,
+    pub route: u32,
+    /// Index of this override's bucket among a key's buckets for the plan (after 0, the
+    /// plan's own).
+    pub slot: u32,
+    pub rate: Rate,
+    pub policy_header: HeaderValue,
+}
+
+/// A usage plan, ready to enforce.
+#[derive(Debug)]
+pub struct CompiledPlan {
+    pub id: Uuid,
+    pub rate: Option<Rate>,
+    pub quota: Option<Quota>,
+    /// Buckets each key of the plan holds: the plan's own, then one per route throttle.
+    pub bucket_count: u32,
+    /// `RateLimit-Policy` of keyed responses, built once.
+    pub policy_header: Option<HeaderValue>,
+}
+
+/// An enabled API key: its plans and its throttle state in each.
+#[derive(Debug)]
+pub struct CompiledKey {
+    pub id: Uuid,
+    pub memberships: Box<[Membership]>,
+}
+
+#[derive(Debug)]
+pub struct Membership {
+    pub plan: u32,
+    pub buckets: Box<[Bucket]>,
+}
 
 /// Everything the proxy serves, ready for lookups.
 #[derive(Debug)]
@@ -39,53 +94,208 @@ pub struct CompiledConfig {
     pub version: i64,
     pub hash: String,
     /// Keyed by `slug/stage`, the two first segments of an invoke path.
-    stages: HashMap<Box<str>, StageTable>,
+    stages: HashMap<Box<str>, CompiledStage>,
+    /// Keyed by the SHA-256 of the key.
+    keys: HashMap<[u8; 32], CompiledKey>,
+    pub plans: Vec<CompiledPlan>,
 }
 
 /// Why a snapshot cannot be served.
 #[derive(Debug, thiserror::Error)]
-#[error("stage {stage}: {reason}")]
+#[error("{what}: {reason}")]
 pub struct CompileFailure {
-    stage: String,
+    what: String,
     reason: String,
 }
 
+fn failure(what: impl Into<String>, reason: impl Into<String>) -> CompileFailure {
+    CompileFailure {
+        what: what.into(),
+        reason: reason.into(),
+    }
+}
+
 impl CompiledConfig {
-    pub fn compile(snapshot: &ConfigSnapshot) -> Result<CompiledConfig, CompileFailure> {
+    /// Compiles `snapshot`. Throttle state is carried over from `previous` (the config
+    /// being served), so a config change does not hand out fresh bursts.
+    pub fn compile(
+        snapshot: &ConfigSnapshot,
+        previous: Option<&CompiledConfig>,
+    ) -> Result<CompiledConfig, CompileFailure> {
+        let mut plans = Vec::with_capacity(snapshot.plans.len());
+        let mut plan_index: HashMap<Uuid, u32> = HashMap::with_capacity(snapshot.plans.len());
+        for plan in &snapshot.plans {
+            let index = u32::try_from(plans.len()).map_err(|_| failure("plans", "too many"))?;
+            if plan_index.insert(plan.id, index).is_some() {
+                return Err(failure(format!("plan {}", plan.id), "appears twice"));
+            }
+            let bucket_count = 1 + plan
+                .stages
+                .iter()
+                .map(|s| s.route_throttles.len())
+                .sum::<usize>();
+            plans.push(CompiledPlan {
+                id: plan.id,
+                rate: plan.throttle.map(Rate::new),
+                quota: plan.quota,
+                bucket_count: u32::try_from(bucket_count).map_err(|_| {
+                    failure(format!("plan {}", plan.id), "too many route throttles")
+                })?,
+                policy_header: plan.throttle.map(policy_header),
+            });
+        }
+
         let mut stages = HashMap::with_capacity(snapshot.stages.len());
+        let mut stage_names: HashMap<(Uuid, &str), Box<str>> =
+            HashMap::with_capacity(snapshot.stages.len());
         for stage in &snapshot.stages {
-            let key = format!("{}/{}", stage.api_slug, stage.stage);
-            let fail = |reason: String| CompileFailure {
-                stage: key.clone(),
-                reason,
+            let name = format!("{}/{}", stage.api_slug, stage.stage);
+            let routes = compile_stage(stage).map_err(|e| failure(format!("stage {name}"), e))?;
+            let previous_bucket = previous
+                .and_then(|p| p.stages.get(name.as_str()))
+                .map(|s| &s.bucket);
+            let compiled = CompiledStage {
+                routes,
+                rate: Rate::new(stage.throttle),
+                bucket: Bucket::resume(previous_bucket),
+                plans: Vec::new(),
+                overrides: Vec::new(),
             };
-            let table = compile_stage(stage).map_err(fail)?;
-            if stages.insert(key.clone().into_boxed_str(), table).is_some() {
-                return Err(fail("appears twice in the snapshot".to_owned()));
+            stage_names.insert(
+                (stage.api_id, stage.stage.as_str()),
+                name.clone().into_boxed_str(),
+            );
+            if stages
+                .insert(name.clone().into_boxed_str(), compiled)
+                .is_some()
+            {
+                return Err(failure(
+                    format!("stage {name}"),
+                    "appears twice in the snapshot",
+                ));
             }
         }
+
+        // Attach each plan to the stages it covers; a stage not deployed is skipped.
+        for plan in &snapshot.plans {
+            let index = plan_index[&plan.id];
+            let mut slot = 1u32;
+            for covered in &plan.stages {
+                let Some(stage) = stage_names
+                    .get(&(covered.api_id, covered.stage.as_str()))
+                    .and_then(|n| stages.get_mut(n))
+                else {
+                    slot += u32::try_from(covered.route_throttles.len()).unwrap_or(0);
+                    continue;
+                };
+                stage.plans.push(index);
+                for (route_key, throttle) in &covered.route_throttles {
+                    let route = stage
+                        .routes
+                        .values()
+                        .find(|r| r.route_key == *route_key)
+                        .map(|r| r.index);
+                    if let Some(route) = route {
+                        stage.overrides.push(RouteOverride {
+                            plan: index,
+                            route,
+                            slot,
+                            rate: Rate::new(*throttle),
+                            policy_header: policy_header(*throttle),
+                        });
+                    }
+                    slot += 1;
+                }
+            }
+        }
+
+        let mut keys = HashMap::with_capacity(snapshot.keys.len());
+        for key in &snapshot.keys {
+            let mut hash = [0u8; 32];
+            hex::decode_to_slice(&key.hash, &mut hash)
+                .map_err(|_| failure(format!("key {}", key.id), "hash is not 64 hex digits"))?;
+            let old = previous.and_then(|p| p.keys.get(&hash));
+            let memberships = key
+                .plans
+                .iter()
+                .filter_map(|plan_id| plan_index.get(plan_id).copied())
+                .map(|plan| {
+                    let count = plans[plan as usize].bucket_count as usize;
+                    let old_buckets = old
+                        .and_then(|o| {
+                            o.memberships
+                                .iter()
+                                .find(|m| plans_match(previous, m.plan, &plans[plan as usize]))
+                        })
+                        .map(|m| &m.buckets);
+                    let buckets = (0..count)
+                        .map(|i| Bucket::resume(old_buckets.and_then(|b| b.get(i))))
+                        .collect();
+                    Membership { plan, buckets }
+                })
+                .collect();
+            if keys
+                .insert(
+                    hash,
+                    CompiledKey {
+                        id: key.id,
+                        memberships,
+                    },
+                )
+                .is_some()
+            {
+                return Err(failure(format!("key {}", key.id), "appears twice"));
+            }
+        }
+
         Ok(CompiledConfig {
             version: snapshot.version,
             hash: snapshot.hash.clone(),
             stages,
+            keys,
+            plans,
         })
     }
 
-    /// Splits `/slug/stage/rest` into the stage's table and `/rest`.
-    pub fn stage<'p>(&self, path: &'p str) -> Option<(&StageTable, &'p str)> {
+    /// Splits `/slug/stage/rest` into the stage and `/rest`.
+    pub fn stage<'p>(&self, path: &'p str) -> Option<(&CompiledStage, &'p str)> {
         let after_slash = path.strip_prefix('/')?;
         let slug_end = after_slash.find('/')?;
         let stage_end = after_slash[slug_end + 1..]
             .find('/')
             .map_or(after_slash.len(), |i| slug_end + 1 + i);
-        let table = self.stages.get(&after_slash[..stage_end])?;
+        let stage = self.stages.get(&after_slash[..stage_end])?;
         let rest = &after_slash[stage_end..];
-        Some((table, if rest.is_empty() { "/" } else { rest }))
+        Some((stage, if rest.is_empty() { "/" } else { rest }))
+    }
+
+    /// The enabled key whose SHA-256 is `hash`.
+    pub fn key(&self, hash: &[u8; 32]) -> Option<&CompiledKey> {
+        self.keys.get(hash)
     }
 
     pub fn stage_count(&self) -> usize {
         self.stages.len()
     }
+
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+/// True when membership plan `old` of the previous config is the same plan as `plan`.
+fn plans_match(previous: Option<&CompiledConfig>, old: u32, plan: &CompiledPlan) -> bool {
+    previous
+        .and_then(|p| p.plans.get(old as usize))
+        .is_some_and(|o| o.id == plan.id && o.bucket_count == plan.bucket_count)
+}
+
+/// `RateLimit-Policy` for a throttle: `burst` requests per the time a full burst takes to
+/// refill.
+fn policy_header(throttle: Throttle) -> HeaderValue {
+    let window = (f64::from(throttle.burst) / throttle.rate).ceil().max(1.0) as u64;
+    HeaderValue::try_from(format!("\"throttle\";q={};w={window}", throttle.burst))
+        .unwrap_or(HeaderValue::from_static("\"throttle\""))
 }
 
 fn compile_stage(stage: &DeployedStage) -> Result<StageTable, String> {
@@ -123,6 +333,7 @@ fn compile_stage(stage: &DeployedStage) -> Result<StageTable, String> {
         };
         let compiled = CompiledRoute {
             route_key: route.route_key.to_string(),
+            index: u32::try_from(routes.len()).map_err(|_| "too many routes".to_owned())?,
             api_key_required: route.api_key_required,
             action,
         };
@@ -137,7 +348,10 @@ mod tests {
 
     fn config(stages: serde_json::Value) -> Result<CompiledConfig, CompileFailure> {
         let stages: Vec<DeployedStage> = serde_json::from_value(stages).expect("valid stages");
-        CompiledConfig::compile(&ConfigSnapshot::new(1, stages))
+        CompiledConfig::compile(
+            &ConfigSnapshot::new(1, stages, Vec::new(), Vec::new()),
+            None,
+        )
     }
 
     fn stage(slug: &str, name: &str, routes: serde_json::Value) -> serde_json::Value {

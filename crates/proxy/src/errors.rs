@@ -18,6 +18,8 @@ pub enum Reject {
     NotFound,
     /// The route requires an API key and none valid was sent.
     Forbidden,
+    /// Over a throttle.
+    TooManyRequests,
     /// The request body is over the limit.
     PayloadTooLarge,
     /// The upstream could not be reached or broke the exchange.
@@ -34,6 +36,7 @@ impl Reject {
             Reject::BadRequest => StatusCode::BAD_REQUEST,
             Reject::NotFound => StatusCode::NOT_FOUND,
             Reject::Forbidden => StatusCode::FORBIDDEN,
+            Reject::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Reject::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::BadGateway => StatusCode::BAD_GATEWAY,
             Reject::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -46,6 +49,7 @@ impl Reject {
             Reject::BadRequest => br#"{"message":"Bad Request"}"#,
             Reject::NotFound => br#"{"message":"Not Found"}"#,
             Reject::Forbidden => br#"{"message":"Forbidden"}"#,
+            Reject::TooManyRequests => br#"{"message":"Too Many Requests"}"#,
             Reject::PayloadTooLarge => br#"{"message":"Request Entity Too Large"}"#,
             Reject::BadGateway => br#"{"message":"Bad Gateway"}"#,
             Reject::GatewayTimeout => br#"{"message":"Endpoint request timed out"}"#,

@@ -12,9 +12,11 @@ use http::{header, HeaderValue, Request, Response, Version};
 use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
+use crate::admission;
 use crate::compiled::{Action, CompiledConfig};
 use crate::errors::{ProxyBody, Reject};
 use crate::forward::{rewrite_request_headers, strip_hop_by_hop, UpstreamClient};
+use crate::limiter::now_ns;
 use crate::request_id::{RequestIds, REQUEST_ID};
 
 /// What every request reads: the published snapshot and the shared upstream client.
@@ -48,31 +50,37 @@ async fn dispatch(
         // `..` would let a greedy parameter climb out of its upstream prefix.
         return Reject::BadRequest.response();
     }
-    let (uri, timeout) = {
+    let (uri, timeout, rate_headers) = {
         let guard = shared.config.load();
         let Some(config) = guard.as_ref() else {
             return Reject::NotReady.response();
         };
-        let Some((table, rest)) = config.stage(req.uri().path()) else {
+        let Some((stage, rest)) = config.stage(req.uri().path()) else {
             return Reject::NotFound.response();
         };
-        let Some(found) = table.at(req.method(), rest) else {
+        let Some(found) = stage.routes.at(req.method(), rest) else {
             return Reject::NotFound.response();
         };
         let route = found.value;
-        if route.api_key_required {
-            // API keys are not issued yet: a route that requires one admits nobody.
-            return Reject::Forbidden.response();
-        }
+        let rate_headers = match admission::admit(config, stage, route, req.headers(), now_ns()) {
+            Ok(headers) => headers,
+            Err(refusal) => return refusal.response(),
+        };
         match &route.action {
             Action::Mock {
                 status,
                 headers,
                 body,
-            } => return mock(*status, headers, body),
+            } => {
+                let mut response = mock(*status, headers, body);
+                if let Some(rate) = rate_headers {
+                    rate.apply(response.headers_mut());
+                }
+                return response;
+            }
             Action::Proxy { uri, timeout } => {
                 match uri.render(|i| found.param(i), req.uri().query()) {
-                    Ok(uri) => (uri, *timeout),
+                    Ok(uri) => (uri, *timeout, rate_headers),
                     Err(e) => {
                         tracing::warn!(route = %route.route_key, error = %e, "integration URI invalid for this request");
                         return Reject::BadGateway.response();
@@ -81,7 +89,11 @@ async fn dispatch(
             }
         }
     };
-    forward(shared, req, uri, timeout, client_ip, request_id).await
+    let mut response = forward(shared, req, uri, timeout, client_ip, request_id).await;
+    if let Some(rate) = rate_headers {
+        rate.apply(response.headers_mut());
+    }
+    response
 }
 
 /// True when a path segment is `.` or `..`, written plainly or percent-encoded.

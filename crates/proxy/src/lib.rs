@@ -7,12 +7,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod cache;
 pub mod compiled;
 pub mod config;
 pub mod errors;
 pub mod forward;
 pub mod handler;
+pub mod limiter;
 pub mod poller;
 pub mod request_id;
 pub mod server;

@@ -96,7 +96,7 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
 async fn load_cache(config: &ProxyConfig, shared: &Shared) -> Option<(i64, String)> {
     let dir = config.data_dir.as_ref()?;
     match cache::load(dir).await {
-        Ok(Some(snapshot)) => match CompiledConfig::compile(&snapshot) {
+        Ok(Some(snapshot)) => match CompiledConfig::compile(&snapshot, None) {
             Ok(compiled) => {
                 let version = compiled.version;
                 let hash = compiled.hash.clone();

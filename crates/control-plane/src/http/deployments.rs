@@ -68,7 +68,10 @@ async fn create(
     let deployment =
         deployments::insert(&mut *tx, api_id, &body.description, admin.name, &frozen).await?;
     tx.commit().await?;
-    let location = format!("/api/v1/apis/{api_id}/deployments/{}", deployment.deployment.id);
+    let location = format!(
+        "/api/v1/apis/{api_id}/deployments/{}",
+        deployment.deployment.id
+    );
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],

@@ -3,8 +3,10 @@
 pub mod apis;
 pub mod deployments;
 pub mod health;
+pub mod keys;
 pub mod nodes;
 pub mod pages;
+pub mod plans;
 pub mod routes;
 pub mod stages;
 pub mod sync;
@@ -24,6 +26,8 @@ pub fn router(state: AppState) -> Router {
         .merge(deployments::router())
         .merge(stages::router())
         .merge(nodes::router())
+        .merge(keys::router())
+        .merge(plans::router())
         .fallback(|| async { ApiError::NotFound("resource") });
     Router::new()
         .nest("/api/v1", admin)

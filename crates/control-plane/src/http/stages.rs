@@ -9,7 +9,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use gatehouse_model::{DeployedRoute, Integration, StageName, StageVariables};
+use gatehouse_model::{
+    DeployedRoute, Integration, StageName, StageVariables, Throttle, DEFAULT_STAGE_THROTTLE,
+};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -42,6 +44,8 @@ struct CreateStage {
     variables: BTreeMap<String, String>,
     #[serde(default)]
     description: String,
+    /// Throttle for all the stage's traffic; AWS's default when absent.
+    throttle: Option<Throttle>,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +54,7 @@ struct UpdateStage {
     deployment_id: Option<Uuid>,
     variables: Option<BTreeMap<String, String>>,
     description: Option<String>,
+    throttle: Option<Throttle>,
 }
 
 /// A stage with the path clients call it on.
@@ -57,12 +62,17 @@ struct UpdateStage {
 pub struct StageView {
     #[serde(flatten)]
     stage: Stage,
+    throttle: Throttle,
     invoke_path: String,
 }
 
 fn view(stage: Stage, slug: &str) -> StageView {
     let invoke_path = format!("/{slug}/{}", stage.name);
-    StageView { stage, invoke_path }
+    StageView {
+        throttle: stage.throttle(),
+        stage,
+        invoke_path,
+    }
 }
 
 fn parse_variables(
@@ -137,6 +147,7 @@ async fn create(
         deployment_id: body.deployment_id,
         variables,
         description: body.description,
+        throttle: body.throttle.unwrap_or(DEFAULT_STAGE_THROTTLE),
     };
     let stage = stages::insert(&mut *tx, api_id, &new).await?;
     config_state::bump(&mut tx).await?;
@@ -206,10 +217,12 @@ async fn update(
         .ok_or(ApiError::NotFound("stage"))?;
     let name =
         StageName::parse(&current.name).map_err(|e| anyhow::anyhow!("stored stage name: {e}"))?;
+    let current_throttle = current.throttle();
     let next = NewStage {
         name,
         deployment_id: body.deployment_id.unwrap_or(current.deployment_id),
         variables: variables.flatten().unwrap_or(current.variables.0),
+        throttle: body.throttle.unwrap_or(current_throttle),
         description: body.description.unwrap_or(current.description),
     };
     check_deployment(&mut tx, api_id, next.deployment_id, &next.variables).await?;

@@ -5,7 +5,8 @@
 //! `NOTIFY` goes out when, and only when, the transaction commits.
 
 use gatehouse_model::{
-    ApiSlug, ConfigSnapshot, DeployedRoute, DeployedStage, Protocol, StageName, StageVariables,
+    ApiSlug, ConfigSnapshot, DeployedKey, DeployedPlan, DeployedRoute, DeployedStage, Protocol,
+    StageName, StageVariables, Throttle,
 };
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, PgPool};
@@ -42,7 +43,16 @@ struct StageRow {
     name: String,
     deployment_id: Uuid,
     variables: Json<StageVariables>,
+    throttle_rate: f64,
+    throttle_burst: i32,
     routes: Json<Vec<DeployedRoute>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: Uuid,
+    hash: String,
+    plans: Vec<Uuid>,
 }
 
 /// Builds the snapshot of everything deployed, reading the version and the stages in one
@@ -54,12 +64,21 @@ pub async fn load_snapshot(pool: &PgPool) -> anyhow::Result<ConfigSnapshot> {
         .await?;
     let version = current_version(&mut *tx).await?;
     let rows: Vec<StageRow> = sqlx::query_as(
-        "SELECT a.id AS api_id, a.slug, a.protocol, s.name, s.deployment_id, s.variables, d.routes
+        "SELECT a.id AS api_id, a.slug, a.protocol, s.name, s.deployment_id, s.variables, s.throttle_rate,
+                s.throttle_burst, d.routes
          FROM stages s JOIN apis a ON a.id = s.api_id JOIN deployments d ON d.id = s.deployment_id
          ORDER BY a.slug, s.name",
     )
     .fetch_all(&mut *tx)
     .await?;
+    let keys: Vec<KeyRow> = sqlx::query_as(
+        "SELECT k.id, k.hash, COALESCE(array_agg(pk.plan_id ORDER BY pk.plan_id) FILTER (WHERE pk.plan_id IS NOT NULL), '{}') AS plans
+         FROM api_keys k LEFT JOIN usage_plan_keys pk ON pk.key_id = k.id
+         WHERE k.enabled GROUP BY k.id ORDER BY k.id",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let plans = crate::repo::plans::list(&mut tx).await?;
     tx.commit().await?;
     let mut stages = Vec::with_capacity(rows.len());
     for row in rows {
@@ -71,8 +90,29 @@ pub async fn load_snapshot(pool: &PgPool) -> anyhow::Result<ConfigSnapshot> {
             stage: StageName::parse(&row.name)?,
             deployment_id: row.deployment_id,
             variables: row.variables.0,
+            throttle: Throttle {
+                rate: row.throttle_rate,
+                burst: u32::try_from(row.throttle_burst).unwrap_or(1),
+            },
             routes: row.routes.0,
         });
     }
-    Ok(ConfigSnapshot::new(version, stages))
+    let keys = keys
+        .into_iter()
+        .map(|k| DeployedKey {
+            id: k.id,
+            hash: k.hash,
+            plans: k.plans,
+        })
+        .collect();
+    let plans = plans
+        .into_iter()
+        .map(|p| DeployedPlan {
+            id: p.id,
+            throttle: p.throttle,
+            quota: p.quota,
+            stages: p.stages,
+        })
+        .collect();
+    Ok(ConfigSnapshot::new(version, stages, keys, plans))
 }

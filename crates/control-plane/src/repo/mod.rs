@@ -5,6 +5,8 @@
 pub mod apis;
 pub mod config_state;
 pub mod deployments;
+pub mod keys;
 pub mod nodes;
+pub mod plans;
 pub mod routes;
 pub mod stages;

@@ -1,7 +1,7 @@
 //! The `stages` table: named environments of an API, each pointing at one deployment.
 
 use chrono::{DateTime, Utc};
-use gatehouse_model::{StageName, StageVariables};
+use gatehouse_model::{StageName, StageVariables, Throttle};
 use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::PgExecutor;
@@ -14,29 +14,37 @@ pub struct Stage {
     pub deployment_id: Uuid,
     pub variables: Json<StageVariables>,
     pub description: String,
+    #[serde(skip)]
+    pub throttle_rate: f64,
+    #[serde(skip)]
+    pub throttle_burst: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "api_id, name, deployment_id, variables, description, created_at, updated_at";
+const COLUMNS: &str =
+    "api_id, name, deployment_id, variables, description, throttle_rate, throttle_burst, created_at, updated_at";
 
 pub struct NewStage {
     pub name: StageName,
     pub deployment_id: Uuid,
     pub variables: StageVariables,
     pub description: String,
+    pub throttle: Throttle,
 }
 
 pub async fn insert(db: impl PgExecutor<'_>, api_id: Uuid, new: &NewStage) -> sqlx::Result<Stage> {
     sqlx::query_as(&format!(
-        "INSERT INTO stages (api_id, name, deployment_id, variables, description) VALUES ($1, $2, $3, $4, $5)
-         RETURNING {COLUMNS}"
+        "INSERT INTO stages (api_id, name, deployment_id, variables, description, throttle_rate, throttle_burst)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
     ))
     .bind(api_id)
     .bind(new.name.as_str())
     .bind(new.deployment_id)
     .bind(Json(&new.variables))
     .bind(&new.description)
+    .bind(new.throttle.rate)
+    .bind(burst(new.throttle))
     .fetch_one(db)
     .await
 }
@@ -67,7 +75,8 @@ pub async fn update(
     stage: &NewStage,
 ) -> sqlx::Result<Option<Stage>> {
     sqlx::query_as(&format!(
-        "UPDATE stages SET deployment_id = $3, variables = $4, description = $5, updated_at = now()
+        "UPDATE stages SET deployment_id = $3, variables = $4, description = $5, throttle_rate = $6,
+                throttle_burst = $7, updated_at = now()
          WHERE api_id = $1 AND name = $2 RETURNING {COLUMNS}"
     ))
     .bind(api_id)
@@ -75,8 +84,24 @@ pub async fn update(
     .bind(stage.deployment_id)
     .bind(Json(&stage.variables))
     .bind(&stage.description)
+    .bind(stage.throttle.rate)
+    .bind(burst(stage.throttle))
     .fetch_optional(db)
     .await
+}
+
+/// Bursts are validated to at most 10^9, which fits a PostgreSQL integer.
+fn burst(throttle: Throttle) -> i32 {
+    i32::try_from(throttle.burst).unwrap_or(i32::MAX)
+}
+
+impl Stage {
+    pub fn throttle(&self) -> Throttle {
+        Throttle {
+            rate: self.throttle_rate,
+            burst: u32::try_from(self.throttle_burst).unwrap_or(1),
+        }
+    }
 }
 
 pub async fn delete(db: impl PgExecutor<'_>, api_id: Uuid, name: &str) -> sqlx::Result<bool> {

@@ -1,0 +1,201 @@
+//! `/api/v1/keys`: API keys. A key's value is shown once, in the response that creates it;
+//! afterwards only its prefix is. Every change reaches proxies through the config version.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use gatehouse_model::usage::{hash_key, is_valid_key, MAX_KEY_LEN, MIN_KEY_LEN};
+use rand::distributions::{Alphanumeric, DistString};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::Admin;
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::http::{parse_id, Items};
+use crate::json::JsonBody;
+use crate::repo::config_state;
+use crate::repo::keys::{self, ApiKey};
+use crate::AppState;
+
+/// Generated keys: this prefix, then 40 random letters and digits (238 bits).
+const GENERATED_PREFIX: &str = "ghk_";
+const GENERATED_LEN: usize = 40;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/keys", get(list).post(create))
+        .route("/keys/{key_id}", get(read).patch(update).delete(remove))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    name: String,
+    /// An existing key to import; generated when absent.
+    value: Option<String>,
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateKey {
+    name: Option<String>,
+    enabled: Option<bool>,
+}
+
+/// The one response that carries the key's value.
+#[derive(Serialize)]
+struct CreatedKey {
+    #[serde(flatten)]
+    key: ApiKey,
+    value: String,
+}
+
+#[derive(Serialize)]
+struct KeyDetail {
+    #[serde(flatten)]
+    key: ApiKey,
+    plan_ids: Vec<Uuid>,
+}
+
+fn check_name(name: &str, errors: &mut Vec<FieldError>) {
+    if name.trim().is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            "name",
+            "must be 1 to 128 printable characters",
+        ));
+    }
+}
+
+/// What identifies a key in listings without revealing it: a quarter of it, at most 8
+/// characters (after the `ghk_` of generated keys).
+fn display_prefix(value: &str) -> String {
+    let skip = if value.starts_with(GENERATED_PREFIX) {
+        GENERATED_PREFIX.len()
+    } else {
+        0
+    };
+    let shown = (value.len() / 4).min(8);
+    value[..skip + shown].to_owned()
+}
+
+async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateKey>,
+) -> ApiResult<Response> {
+    let mut errors = Vec::new();
+    check_name(&body.name, &mut errors);
+    if let Some(value) = &body.value {
+        if !is_valid_key(value.as_bytes()) {
+            errors.push(FieldError::new(
+                "value",
+                format!(
+                    "must be {MIN_KEY_LEN} to {MAX_KEY_LEN} letters, digits or -_.~ (no spaces)"
+                ),
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let value = body.value.unwrap_or_else(|| {
+        let random = Alphanumeric.sample_string(&mut rand::rngs::OsRng, GENERATED_LEN);
+        format!("{GENERATED_PREFIX}{random}")
+    });
+    let hash = hex::encode(hash_key(value.as_bytes()));
+    let mut tx = state.pool.begin().await?;
+    let mut key = keys::insert(&mut *tx, &body.name, &display_prefix(&value), &hash).await?;
+    if !body.enabled {
+        key = keys::update(&mut *tx, key.id, None, Some(false))
+            .await?
+            .ok_or(ApiError::NotFound("key"))?;
+    }
+    config_state::bump(&mut tx).await?;
+    tx.commit().await?;
+    let location = format!("/api/v1/keys/{}", key.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(CreatedKey { key, value }),
+    )
+        .into_response())
+}
+
+async fn list(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Items<ApiKey>>> {
+    Ok(Json(Items {
+        items: keys::list(&state.pool).await?,
+    }))
+}
+
+async fn read(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(key_id): Path<String>,
+) -> ApiResult<Json<KeyDetail>> {
+    let id = parse_id(&key_id, "key")?;
+    let key = keys::get(&state.pool, id)
+        .await?
+        .ok_or(ApiError::NotFound("key"))?;
+    let plan_ids = keys::plan_ids(&state.pool, id).await?;
+    Ok(Json(KeyDetail { key, plan_ids }))
+}
+
+async fn update(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(key_id): Path<String>,
+    JsonBody(body): JsonBody<UpdateKey>,
+) -> ApiResult<Json<ApiKey>> {
+    let id = parse_id(&key_id, "key")?;
+    let mut errors = Vec::new();
+    if let Some(name) = &body.name {
+        check_name(name, &mut errors);
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let mut tx = state.pool.begin().await?;
+    let key = keys::update(&mut *tx, id, body.name.as_deref(), body.enabled)
+        .await?
+        .ok_or(ApiError::NotFound("key"))?;
+    config_state::bump(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(key))
+}
+
+async fn remove(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(key_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = parse_id(&key_id, "key")?;
+    let mut tx = state.pool.begin().await?;
+    if !keys::delete(&mut *tx, id).await? {
+        return Err(ApiError::NotFound("key"));
+    }
+    config_state::bump(&mut tx).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display_prefix;
+
+    #[test]
+    fn the_prefix_shows_a_small_part_of_the_key() {
+        assert_eq!(
+            display_prefix("ghk_abcdefghijklmnopqrstuvwxyz0123456789ABCD"),
+            "ghk_abcdefgh"
+        );
+        assert_eq!(display_prefix("abcdefghijklmnopqrst"), "abcde");
+    }
+}

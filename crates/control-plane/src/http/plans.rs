@@ -1,0 +1,338 @@
+//! `/api/v1/usage-plans`: throttles and quotas for the keys attached to a plan, on the API
+//! stages it covers. As in AWS, a key belongs to at most one plan per API stage, so a
+//! request's plan is never ambiguous.
+//!
+//! Every change raises the config version first, which also takes the config row lock:
+//! plan and key-membership changes are checked one at a time.
+
+use std::collections::{BTreeMap, HashSet};
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use gatehouse_model::{PlanStage, Quota, RouteKey, StageName, Throttle};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::auth::Admin;
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::http::{parse_id, Items};
+use crate::json::JsonBody;
+use crate::repo::keys::{self, ApiKey};
+use crate::repo::plans::{self, PlanSpec, PlanView};
+use crate::repo::{config_state, stages};
+use crate::AppState;
+
+/// Most API stages one plan may cover.
+pub const MAX_STAGES_PER_PLAN: usize = 100;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/usage-plans", get(list).post(create))
+        .route(
+            "/usage-plans/{plan_id}",
+            get(read).patch(update).delete(remove),
+        )
+        .route("/usage-plans/{plan_id}/keys", get(list_keys).post(attach))
+        .route("/usage-plans/{plan_id}/keys/{key_id}", delete(detach))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StageRef {
+    api_id: Uuid,
+    stage: String,
+    #[serde(default)]
+    route_throttles: BTreeMap<String, Throttle>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreatePlan {
+    name: String,
+    #[serde(default)]
+    description: String,
+    throttle: Option<Throttle>,
+    quota: Option<Quota>,
+    #[serde(default)]
+    stages: Vec<StageRef>,
+}
+
+/// `null` clears a field; an absent field keeps it.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdatePlan {
+    name: Option<String>,
+    description: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    throttle: Option<Option<Throttle>>,
+    #[serde(default, deserialize_with = "present")]
+    quota: Option<Option<Quota>>,
+    stages: Option<Vec<StageRef>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachKey {
+    key_id: Uuid,
+}
+
+#[derive(Serialize)]
+struct PlanDetail {
+    #[serde(flatten)]
+    plan: PlanView,
+    key_count: usize,
+}
+
+fn check_text(name: &str, description: &str, errors: &mut Vec<FieldError>) {
+    if name.trim().is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            "name",
+            "must be 1 to 128 printable characters",
+        ));
+    }
+    if description.chars().count() > 1024 {
+        errors.push(FieldError::new("description", "at most 1024 characters"));
+    }
+}
+
+/// Checks each stage exists, appears once, and that route throttles name valid route keys.
+async fn resolve_stages(conn: &mut PgConnection, refs: Vec<StageRef>) -> ApiResult<Vec<PlanStage>> {
+    if refs.len() > MAX_STAGES_PER_PLAN {
+        return Err(ApiError::invalid(
+            "stages",
+            format!("a plan covers at most {MAX_STAGES_PER_PLAN} stages"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut resolved = Vec::with_capacity(refs.len());
+    for (i, r) in refs.into_iter().enumerate() {
+        let field = format!("stages[{i}]");
+        let name = StageName::parse(&r.stage)
+            .map_err(|e| ApiError::invalid(format!("{field}.stage"), e.to_string()))?;
+        if !seen.insert((r.api_id, name.clone())) {
+            return Err(ApiError::invalid(field, "this API stage is listed twice"));
+        }
+        if stages::get(&mut *conn, r.api_id, name.as_str())
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::invalid(
+                field,
+                format!("API {} has no stage `{name}`", r.api_id),
+            ));
+        }
+        for key in r.route_throttles.keys() {
+            RouteKey::parse(key).map_err(|e| {
+                ApiError::invalid(format!("{field}.route_throttles"), format!("`{key}`: {e}"))
+            })?;
+        }
+        resolved.push(PlanStage {
+            api_id: r.api_id,
+            stage: name,
+            route_throttles: r.route_throttles,
+        });
+    }
+    Ok(resolved)
+}
+
+/// Refuses a state where a key's plans overlap on an API stage.
+async fn check_no_overlap(
+    conn: &mut PgConnection,
+    plan_id: Option<Uuid>,
+    key_id: Option<Uuid>,
+) -> ApiResult<()> {
+    if let Some((key, api, stage)) =
+        plans::overlapping_coverage(&mut *conn, plan_id, key_id).await?
+    {
+        let field = if key_id.is_some() { "key_id" } else { "stages" };
+        return Err(ApiError::conflict(
+            field,
+            format!("key {key} would be in two plans covering stage `{stage}` of API {api}; a key has one plan per API stage"),
+        ));
+    }
+    Ok(())
+}
+
+async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreatePlan>,
+) -> ApiResult<Response> {
+    let mut errors = Vec::new();
+    check_text(&body.name, &body.description, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let mut tx = state.pool.begin().await?;
+    config_state::bump(&mut tx).await?;
+    let stages = resolve_stages(&mut tx, body.stages).await?;
+    let spec = PlanSpec {
+        name: body.name,
+        description: body.description,
+        throttle: body.throttle,
+        quota: body.quota,
+        stages,
+    };
+    let plan = plans::save(&mut tx, None, &spec).await?;
+    tx.commit().await?;
+    let location = format!("/api/v1/usage-plans/{}", plan.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(PlanDetail { plan, key_count: 0 }),
+    )
+        .into_response())
+}
+
+async fn list(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Items<PlanView>>> {
+    let mut conn = state.pool.acquire().await?;
+    Ok(Json(Items {
+        items: plans::list(&mut conn).await?,
+    }))
+}
+
+async fn read(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(plan_id): Path<String>,
+) -> ApiResult<Json<PlanDetail>> {
+    let id = parse_id(&plan_id, "usage plan")?;
+    let mut conn = state.pool.acquire().await?;
+    let plan = plans::get(&mut conn, id)
+        .await?
+        .ok_or(ApiError::NotFound("usage plan"))?;
+    let key_count = plans::key_ids(&mut *conn, id).await?.len();
+    Ok(Json(PlanDetail { plan, key_count }))
+}
+
+async fn update(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(plan_id): Path<String>,
+    JsonBody(body): JsonBody<UpdatePlan>,
+) -> ApiResult<Json<PlanDetail>> {
+    let id = parse_id(&plan_id, "usage plan")?;
+    let mut tx = state.pool.begin().await?;
+    config_state::bump(&mut tx).await?;
+    let current = plans::get(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("usage plan"))?;
+    let name = body.name.unwrap_or(current.name);
+    let description = body.description.unwrap_or(current.description);
+    let mut errors = Vec::new();
+    check_text(&name, &description, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let stages = match body.stages {
+        Some(refs) => resolve_stages(&mut tx, refs).await?,
+        None => current.stages,
+    };
+    let spec = PlanSpec {
+        name,
+        description,
+        throttle: body.throttle.unwrap_or(current.throttle),
+        quota: body.quota.unwrap_or(current.quota),
+        stages,
+    };
+    let plan = plans::save(&mut tx, Some(id), &spec).await?;
+    check_no_overlap(&mut tx, Some(id), None).await?;
+    let key_count = plans::key_ids(&mut *tx, id).await?.len();
+    tx.commit().await?;
+    Ok(Json(PlanDetail { plan, key_count }))
+}
+
+async fn remove(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(plan_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = parse_id(&plan_id, "usage plan")?;
+    let mut tx = state.pool.begin().await?;
+    config_state::bump(&mut tx).await?;
+    let attached = plans::key_ids(&mut *tx, id).await?.len();
+    if attached > 0 {
+        return Err(ApiError::conflict(
+            "id",
+            format!("{attached} keys use this plan; detach them first"),
+        ));
+    }
+    if !plans::delete(&mut *tx, id).await? {
+        return Err(ApiError::NotFound("usage plan"));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_keys(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(plan_id): Path<String>,
+) -> ApiResult<Json<Items<ApiKey>>> {
+    let id = parse_id(&plan_id, "usage plan")?;
+    let mut conn = state.pool.acquire().await?;
+    plans::get(&mut conn, id)
+        .await?
+        .ok_or(ApiError::NotFound("usage plan"))?;
+    let mut items = Vec::new();
+    for key_id in plans::key_ids(&mut *conn, id).await? {
+        if let Some(key) = keys::get(&mut *conn, key_id).await? {
+            items.push(key);
+        }
+    }
+    Ok(Json(Items { items }))
+}
+
+async fn attach(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(plan_id): Path<String>,
+    JsonBody(body): JsonBody<AttachKey>,
+) -> ApiResult<Response> {
+    let id = parse_id(&plan_id, "usage plan")?;
+    let mut tx = state.pool.begin().await?;
+    config_state::bump(&mut tx).await?;
+    plans::get(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("usage plan"))?;
+    keys::get(&mut *tx, body.key_id)
+        .await?
+        .ok_or_else(|| ApiError::invalid("key_id", "no key with this id"))?;
+    plans::attach_key(&mut *tx, id, body.key_id).await?;
+    check_no_overlap(&mut tx, None, Some(body.key_id)).await?;
+    tx.commit().await?;
+    let location = format!("/api/v1/usage-plans/{id}/keys/{}", body.key_id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(json!({"plan_id": id, "key_id": body.key_id})),
+    )
+        .into_response())
+}
+
+async fn detach(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((plan_id, key_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let id = parse_id(&plan_id, "usage plan")?;
+    let key_id = parse_id(&key_id, "key")?;
+    let mut tx = state.pool.begin().await?;
+    config_state::bump(&mut tx).await?;
+    if !plans::detach_key(&mut *tx, id, key_id).await? {
+        return Err(ApiError::NotFound("key in this usage plan"));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

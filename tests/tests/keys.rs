@@ -1,0 +1,394 @@
+//! API keys and usage plans end to end: keys checked and throttled by a real proxy, plans
+//! and keys managed through the admin API.
+
+use std::time::Duration;
+
+use gatehouse_tests::{
+    client, config_version, eventually, id_of, mock, start_proxy, wait_for_version, ControlPlane,
+};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+const MIGRATOR: &sqlx::migrate::Migrator = &gatehouse_control_plane::MIGRATOR;
+
+/// An API `shop` with a keyed route `GET /orders` and an open route `GET /open`, deployed
+/// to `prod` with the given stage throttle. Returns the API id.
+async fn shop(cp: &ControlPlane, stage_throttle: Value) -> String {
+    let admin = cp.admin();
+    let api = admin.create_api("shop").await;
+    admin
+        .create(&format!("/apis/{api}/routes"), json!({"route_key": "GET /orders", "api_key_required": true, "integration": mock("orders")}))
+        .await;
+    admin.add_route(&api, "GET /open", mock("open")).await;
+    let deployment = admin.deploy(&api, "").await;
+    admin
+        .create(
+            &format!("/apis/{api}/stages"),
+            json!({"name": "prod", "deployment_id": deployment, "throttle": stage_throttle}),
+        )
+        .await;
+    api
+}
+
+async fn new_key(cp: &ControlPlane, name: &str) -> (String, String) {
+    let key = cp.admin().create("/keys", json!({"name": name})).await;
+    (
+        id_of(&key),
+        key["value"].as_str().expect("value shown once").to_owned(),
+    )
+}
+
+async fn new_plan(cp: &ControlPlane, api: &str, throttle: Value) -> String {
+    let plan = cp
+        .admin()
+        .create("/usage-plans", json!({"name": "gold", "throttle": throttle, "stages": [{"api_id": api, "stage": "prod"}]}))
+        .await;
+    id_of(&plan)
+}
+
+async fn status_with_key(url: &str, key: Option<&str>) -> StatusCode {
+    let mut request = client().get(url);
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    request.send().await.expect("proxy answers").status()
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn only_an_enabled_key_in_a_plan_for_the_stage_gets_through(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let proxy = start_proxy(&cp.url(), data.path()).await;
+    let admin = cp.admin();
+    let api = shop(&cp, json!({"rate": 1000, "burst": 1000})).await;
+    let plan = new_plan(&cp, &api, json!({"rate": 100, "burst": 50})).await;
+    let (key_id, key) = new_key(&cp, "mobile").await;
+    let (_, outsider) = new_key(&cp, "not in any plan").await;
+    admin
+        .create(
+            &format!("/usage-plans/{plan}/keys"),
+            json!({"key_id": key_id}),
+        )
+        .await;
+    wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
+    let url = format!("http://{}/shop/prod/orders", proxy.addr);
+
+    let ok = client()
+        .get(&url)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.headers()["ratelimit-policy"], "\"throttle\";q=50;w=1");
+    assert_eq!(ok.headers()["ratelimit"], "\"throttle\";r=49;t=1");
+
+    let upper = key.to_uppercase();
+    // Whitespace around a header value is not part of it (RFC 9110); inside, it is.
+    let spaced = format!("{} {}", &key[..10], &key[10..]);
+    let long = "k".repeat(129);
+    for (what, value) in [
+        ("no key", None),
+        ("unknown key", Some("abcdefghijklmnopqrstuvwxyz")),
+        ("key in the wrong case", Some(upper.as_str())),
+        ("key with whitespace", Some(spaced.as_str())),
+        ("oversized key", Some(long.as_str())),
+        ("key in no plan for this stage", Some(outsider.as_str())),
+    ] {
+        let response = client()
+            .get(&url)
+            .headers(value.map(key_header).unwrap_or_default())
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{what}");
+        assert_eq!(
+            response.text().await.expect("text"),
+            "{\"message\":\"Forbidden\"}",
+            "{what}"
+        );
+    }
+    // A route that needs no key ignores the header.
+    assert_eq!(
+        status_with_key(&format!("http://{}/shop/prod/open", proxy.addr), None).await,
+        StatusCode::OK
+    );
+
+    let (status, _) = admin
+        .patch(&format!("/keys/{key_id}"), json!({"enabled": false}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let refused = eventually(Duration::from_secs(1), || async {
+        (status_with_key(&url, Some(&key)).await == StatusCode::FORBIDDEN).then_some(())
+    })
+    .await;
+    assert!(refused.is_some(), "a disabled key still passed after 1 s");
+
+    admin
+        .patch(&format!("/keys/{key_id}"), json!({"enabled": true}))
+        .await;
+    let back = eventually(Duration::from_secs(1), || async {
+        (status_with_key(&url, Some(&key)).await == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert!(back.is_some(), "a re-enabled key did not pass within 1 s");
+
+    let (status, _) = admin.delete(&format!("/keys/{key_id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let gone = eventually(Duration::from_secs(1), || async {
+        (status_with_key(&url, Some(&key)).await == StatusCode::FORBIDDEN).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "a deleted key still passed after 1 s");
+    proxy.stop().await;
+    cp.stop().await;
+}
+
+fn key_header(value: &str) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(v) = reqwest::header::HeaderValue::from_str(value) {
+        headers.insert("x-api-key", v);
+    }
+    headers
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_burst_of_exactly_burst_requests_passes_and_the_next_is_throttled(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let proxy = start_proxy(&cp.url(), data.path()).await;
+    let admin = cp.admin();
+    let api = shop(&cp, json!({"rate": 10000, "burst": 5000})).await;
+    // A slow refill (one request every 100 s) makes the count exact however slow the test.
+    let plan = new_plan(&cp, &api, json!({"rate": 0.01, "burst": 5})).await;
+    let (key_id, key) = new_key(&cp, "bursty").await;
+    admin
+        .create(
+            &format!("/usage-plans/{plan}/keys"),
+            json!({"key_id": key_id}),
+        )
+        .await;
+    wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
+    let url = format!("http://{}/shop/prod/orders", proxy.addr);
+
+    for i in 0..5 {
+        assert_eq!(
+            status_with_key(&url, Some(&key)).await,
+            StatusCode::OK,
+            "request {i} of the burst"
+        );
+    }
+    let throttled = client()
+        .get(&url)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(throttled.headers()["retry-after"], "100");
+    assert_eq!(throttled.headers()["ratelimit"], "\"throttle\";r=0;t=500");
+    assert_eq!(
+        throttled.text().await.expect("text"),
+        "{\"message\":\"Too Many Requests\"}"
+    );
+
+    // A config change does not hand out a fresh burst.
+    admin
+        .patch(
+            &format!("/usage-plans/{plan}"),
+            json!({"description": "changed"}),
+        )
+        .await;
+    wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
+    assert_eq!(
+        status_with_key(&url, Some(&key)).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    proxy.stop().await;
+    cp.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_stage_throttle_limits_all_traffic_and_route_throttles_override_the_plan(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let proxy = start_proxy(&cp.url(), data.path()).await;
+    let admin = cp.admin();
+    let api = shop(&cp, json!({"rate": 0.01, "burst": 8})).await;
+    let plan = admin
+        .create(
+            "/usage-plans",
+            json!({"name": "routes", "throttle": {"rate": 1000, "burst": 1000},
+                   "stages": [{"api_id": api, "stage": "prod", "route_throttles": {"GET /orders": {"rate": 0.01, "burst": 2}}}]}),
+        )
+        .await;
+    let (key_id, key) = new_key(&cp, "k").await;
+    admin
+        .create(
+            &format!("/usage-plans/{}/keys", id_of(&plan)),
+            json!({"key_id": key_id}),
+        )
+        .await;
+    wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
+    let orders = format!("http://{}/shop/prod/orders", proxy.addr);
+    let open = format!("http://{}/shop/prod/open", proxy.addr);
+
+    // The route throttle (burst 2) applies to GET /orders, not the plan's 1000.
+    assert_eq!(status_with_key(&orders, Some(&key)).await, StatusCode::OK);
+    assert_eq!(status_with_key(&orders, Some(&key)).await, StatusCode::OK);
+    assert_eq!(
+        status_with_key(&orders, Some(&key)).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The stage's burst of 8 covers every request, keyed or not: 2 used above.
+    for i in 0..6 {
+        assert_eq!(
+            status_with_key(&open, None).await,
+            StatusCode::OK,
+            "open request {i}"
+        );
+    }
+    assert_eq!(
+        status_with_key(&open, None).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    proxy.stop().await;
+    cp.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn keys_and_plans_refuse_bad_input_and_write_nothing(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    let admin = cp.admin();
+    let api = shop(&cp, json!({"rate": 10, "burst": 10})).await;
+
+    for (body, field) in [
+        (json!({"name": "k", "value": "too short"}), "value"),
+        (
+            json!({"name": "k", "value": "has a space in it somewhere"}),
+            "value",
+        ),
+        (
+            json!({"name": "", "value": "abcdefghijklmnopqrstu"}),
+            "name",
+        ),
+    ] {
+        let (status, answer) = admin.post("/keys", body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(answer["errors"][0]["field"], field, "{answer}");
+    }
+    let imported = admin
+        .create(
+            "/keys",
+            json!({"name": "imported", "value": "abcdefghijklmnopqrstu"}),
+        )
+        .await;
+    assert_eq!(imported["prefix"], "abcde");
+    let (status, answer) = admin
+        .post(
+            "/keys",
+            json!({"name": "again", "value": "abcdefghijklmnopqrstu"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let (_, listed) = admin.get("/keys").await;
+    assert!(
+        !listed.to_string().contains("abcdefghijklmnopqrstu"),
+        "a key value is listed: {listed}"
+    );
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE hash LIKE '%abcdefghij%'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(count, 0, "key stored in clear");
+
+    let stage = json!([{"api_id": api, "stage": "prod"}]);
+    for (body, field) in [
+        (
+            json!({"name": "p", "throttle": {"rate": 0, "burst": 1}}),
+            "throttle",
+        ),
+        (
+            json!({"name": "p", "throttle": {"rate": -5, "burst": 1}}),
+            "throttle",
+        ),
+        (
+            json!({"name": "p", "throttle": {"rate": 5, "burst": 0}}),
+            "throttle",
+        ),
+        (
+            json!({"name": "p", "quota": {"limit": 10, "period": "YEAR"}}),
+            "quota.period",
+        ),
+        (
+            json!({"name": "p", "quota": {"limit": 0, "period": "DAY"}}),
+            "quota",
+        ),
+        (
+            json!({"name": "p", "stages": [{"api_id": api, "stage": "nope"}]}),
+            "stages[0]",
+        ),
+        (
+            json!({"name": "p", "stages": [{"api_id": api, "stage": "prod", "route_throttles": {"get /x": {"rate": 1, "burst": 1}}}]}),
+            "stages[0].route_throttles",
+        ),
+    ] {
+        let (status, answer) = admin.post("/usage-plans", body.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body} -> {answer}"
+        );
+        assert_eq!(answer["errors"][0]["field"], field, "{body} -> {answer}");
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_plans")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 0);
+
+    let gold = id_of(
+        &admin
+            .create("/usage-plans", json!({"name": "gold", "stages": stage}))
+            .await,
+    );
+    let silver = id_of(
+        &admin
+            .create("/usage-plans", json!({"name": "silver", "stages": stage}))
+            .await,
+    );
+    let key = id_of(&imported);
+    admin
+        .create(&format!("/usage-plans/{gold}/keys"), json!({"key_id": key}))
+        .await;
+    let (status, answer) = admin
+        .post(&format!("/usage-plans/{gold}/keys"), json!({"key_id": key}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "attached twice: {answer}");
+    let (status, answer) = admin
+        .post(
+            &format!("/usage-plans/{silver}/keys"),
+            json!({"key_id": key}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "two plans on one stage: {answer}"
+    );
+    let (status, answer) = admin.delete(&format!("/usage-plans/{gold}")).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "deleted a plan in use: {answer}"
+    );
+    let (status, _) = admin
+        .delete(&format!("/usage-plans/{gold}/keys/{key}"))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = admin.delete(&format!("/usage-plans/{gold}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    cp.stop().await;
+}
