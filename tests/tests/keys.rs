@@ -392,3 +392,78 @@ async fn keys_and_plans_refuse_bad_input_and_write_nothing(pool: PgPool) {
     assert_eq!(status, StatusCode::NO_CONTENT);
     cp.stop().await;
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_used_up_quota_answers_limit_exceeded_and_survives_a_proxy_restart(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let proxy = start_proxy(&cp.url(), data.path()).await;
+    let admin = cp.admin();
+    let api = shop(&cp, json!({"rate": 1000, "burst": 1000})).await;
+    let plan = admin
+        .create(
+            "/usage-plans",
+            json!({"name": "quota", "quota": {"limit": 5, "period": "DAY"}, "stages": [{"api_id": api, "stage": "prod"}]}),
+        )
+        .await;
+    let (key_id, key) = new_key(&cp, "metered").await;
+    admin
+        .create(
+            &format!("/usage-plans/{}/keys", id_of(&plan)),
+            json!({"key_id": key_id}),
+        )
+        .await;
+    wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
+    let url = format!("http://{}/shop/prod/orders", proxy.addr);
+
+    for i in 0..5 {
+        assert_eq!(
+            status_with_key(&url, Some(&key)).await,
+            StatusCode::OK,
+            "request {i} within the quota"
+        );
+    }
+    let over = client()
+        .get(&url)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = over.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=86_400).contains(&retry_after));
+    assert_eq!(
+        over.text().await.expect("text"),
+        "{\"message\":\"Limit Exceeded\"}"
+    );
+
+    // The control plane learns the use from the proxy's report.
+    let counted = eventually(Duration::from_secs(5), || async {
+        let (_, detail) = admin.get(&format!("/keys/{key_id}")).await;
+        (detail["usage"][0]["used"] == 5 && !detail["last_used_at"].is_null()).then_some(())
+    })
+    .await;
+    assert!(counted.is_some(), "usage never reached the control plane");
+    proxy.stop().await;
+
+    // A new proxy, with no state of its own, still refuses the key.
+    let fresh = tempfile::tempdir().expect("tempdir");
+    let restarted = start_proxy(&cp.url(), fresh.path()).await;
+    wait_for_version(
+        &restarted,
+        config_version(&pool).await,
+        Duration::from_secs(5),
+    )
+    .await;
+    let url = format!("http://{}/shop/prod/orders", restarted.addr);
+    assert_eq!(
+        status_with_key(&url, Some(&key)).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    restarted.stop().await;
+    cp.stop().await;
+}

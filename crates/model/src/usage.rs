@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Datelike, Days, Months, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -91,6 +92,26 @@ impl QuotaPeriod {
             _ => None,
         }
     }
+
+    /// The period containing `at`: its start and its end (exclusive), in UTC.
+    pub fn bounds(self, at: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+        let day = at.date_naive();
+        let (start, end) = match self {
+            QuotaPeriod::Day => (day, day + Days::new(1)),
+            QuotaPeriod::Week => {
+                let monday = day - Days::new(u64::from(day.weekday().num_days_from_monday()));
+                (monday, monday + Days::new(7))
+            }
+            QuotaPeriod::Month => {
+                let first = day.with_day(1).unwrap_or(day);
+                (first, first + Months::new(1))
+            }
+        };
+        (
+            start.and_time(NaiveTime::MIN).and_utc(),
+            end.and_time(NaiveTime::MIN).and_utc(),
+        )
+    }
 }
 
 /// At most `limit` requests per `period`.
@@ -155,6 +176,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn periods_start_at_midnight_utc_on_mondays_and_firsts() {
+        let at: DateTime<Utc> = "2026-11-26T15:30:00Z".parse().expect("time");
+        let (s, e) = QuotaPeriod::Day.bounds(at);
+        assert_eq!(
+            (s.to_rfc3339(), e.to_rfc3339()),
+            (
+                "2026-11-26T00:00:00+00:00".into(),
+                "2026-11-27T00:00:00+00:00".into()
+            )
+        );
+        let (s, e) = QuotaPeriod::Week.bounds(at);
+        assert_eq!(
+            (s.to_rfc3339(), e.to_rfc3339()),
+            (
+                "2026-11-23T00:00:00+00:00".into(),
+                "2026-11-30T00:00:00+00:00".into()
+            )
+        );
+        let (s, e) = QuotaPeriod::Month.bounds("2026-12-31T23:59:59Z".parse().expect("time"));
+        assert_eq!(
+            (s.to_rfc3339(), e.to_rfc3339()),
+            (
+                "2026-12-01T00:00:00+00:00".into(),
+                "2027-01-01T00:00:00+00:00".into()
+            )
+        );
+    }
+
+    #[test]
     fn keys_are_20_to_128_url_safe_characters() {
         assert!(is_valid_key(b"abcdefghijklmnopqrst"));
         assert!(is_valid_key(&[b'a'; 128]));
@@ -192,4 +242,34 @@ mod tests {
             assert!(serde_json::from_str::<Quota>(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// Requests a proxy admitted under quota since its last report: one entry per key, plan and
+/// period. The batch id makes a retried report count once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageReport {
+    pub batch_id: Uuid,
+    pub entries: Vec<UsageEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageEntry {
+    pub key_id: Uuid,
+    pub plan_id: Uuid,
+    pub period_start: DateTime<Utc>,
+    pub count: u64,
+}
+
+/// The control plane's count of a key's use of a plan in a period, across every proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageTotal {
+    pub key_id: Uuid,
+    pub plan_id: Uuid,
+    pub period_start: DateTime<Utc>,
+    pub used: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageTotals {
+    pub totals: Vec<UsageTotal>,
 }

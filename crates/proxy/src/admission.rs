@@ -4,6 +4,7 @@
 
 use std::io::Write as _;
 
+use chrono::Utc;
 use gatehouse_model::usage::{hash_key, is_valid_key};
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
@@ -39,6 +40,8 @@ pub enum Refusal {
         retry_after_ns: u64,
         rate_headers: Option<RateHeaders>,
     },
+    /// The key's quota for the period is used up.
+    QuotaExceeded { retry_after_secs: u64 },
 }
 
 impl Refusal {
@@ -46,6 +49,14 @@ impl Refusal {
     pub fn response(self) -> Response<ProxyBody> {
         match self {
             Refusal::Forbidden => Reject::Forbidden.response(),
+            Refusal::QuotaExceeded { retry_after_secs } => {
+                let mut response = Reject::LimitExceeded.response();
+                response.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs),
+                );
+                response
+            }
             Refusal::Throttled {
                 retry_after_ns,
                 rate_headers,
@@ -123,22 +134,36 @@ fn admit_key(
             membership.buckets.first(),
         ),
     };
-    let (Some(rate), Some(policy), Some(bucket)) = (rate, policy, bucket) else {
-        return Ok(None);
-    };
-    match bucket.check(&rate, now) {
-        Decision::Allowed { remaining } => Ok(Some(RateHeaders {
-            policy: policy.clone(),
-            state: state_header(&rate, remaining),
-        })),
-        Decision::Limited { retry_after_ns } => Err(Refusal::Throttled {
-            retry_after_ns,
-            rate_headers: Some(RateHeaders {
+    let rate_headers = match (rate, policy, bucket) {
+        (Some(rate), Some(policy), Some(bucket)) => match bucket.check(&rate, now) {
+            Decision::Allowed { remaining } => Some(RateHeaders {
                 policy: policy.clone(),
-                state: state_header(&rate, 0),
+                state: state_header(&rate, remaining),
             }),
-        }),
+            Decision::Limited { retry_after_ns } => {
+                return Err(Refusal::Throttled {
+                    retry_after_ns,
+                    rate_headers: Some(RateHeaders {
+                        policy: policy.clone(),
+                        state: state_header(&rate, 0),
+                    }),
+                })
+            }
+        },
+        _ => None,
+    };
+    // The quota counts only requests the throttle let through.
+    if let (Some(quota), Some(counter)) = (plan.quota, membership.quota.as_deref()) {
+        let wall = Utc::now();
+        let (start, end) = quota.period.bounds(wall);
+        if !counter.try_take(start.timestamp(), quota.limit) {
+            let retry_after_secs = u64::try_from((end - wall).num_seconds())
+                .unwrap_or(1)
+                .max(1);
+            return Err(Refusal::QuotaExceeded { retry_after_secs });
+        }
     }
+    Ok(rate_headers)
 }
 
 /// `"throttle";r=<remaining>;t=<seconds until the burst is whole again>`, written without

@@ -3,7 +3,8 @@
 //! hash, each with its plans and throttle buckets. Built off the request path, then
 //! published whole with one atomic store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use uuid::Uuid;
 
 use crate::limiter::{Bucket, Rate};
+use crate::quota::{QuotaCounter, QuotaLedger};
 
 /// What a matched route does.
 #[derive(Debug)]
@@ -86,6 +88,8 @@ pub struct CompiledKey {
 pub struct Membership {
     pub plan: u32,
     pub buckets: Box<[Bucket]>,
+    /// The key's quota counter under this plan, when the plan has a quota.
+    pub quota: Option<Arc<QuotaCounter>>,
 }
 
 /// Everything the proxy serves, ready for lookups.
@@ -121,6 +125,7 @@ impl CompiledConfig {
     pub fn compile(
         snapshot: &ConfigSnapshot,
         previous: Option<&CompiledConfig>,
+        ledger: &QuotaLedger,
     ) -> Result<CompiledConfig, CompileFailure> {
         let mut plans = Vec::with_capacity(snapshot.plans.len());
         let mut plan_index: HashMap<Uuid, u32> = HashMap::with_capacity(snapshot.plans.len());
@@ -231,7 +236,15 @@ impl CompiledConfig {
                     let buckets = (0..count)
                         .map(|i| Bucket::resume(old_buckets.and_then(|b| b.get(i))))
                         .collect();
-                    Membership { plan, buckets }
+                    let compiled_plan = &plans[plan as usize];
+                    let quota = compiled_plan
+                        .quota
+                        .map(|_| ledger.counter(key.id, compiled_plan.id));
+                    Membership {
+                        plan,
+                        buckets,
+                        quota,
+                    }
                 })
                 .collect();
             if keys
@@ -248,6 +261,16 @@ impl CompiledConfig {
             }
         }
 
+        let live: HashSet<(Uuid, Uuid)> = keys
+            .values()
+            .flat_map(|k: &CompiledKey| {
+                k.memberships
+                    .iter()
+                    .filter(|m| m.quota.is_some())
+                    .map(|m| (k.id, plans[m.plan as usize].id))
+            })
+            .collect();
+        ledger.retain(&live);
         Ok(CompiledConfig {
             version: snapshot.version,
             hash: snapshot.hash.clone(),
@@ -351,6 +374,7 @@ mod tests {
         CompiledConfig::compile(
             &ConfigSnapshot::new(1, stages, Vec::new(), Vec::new()),
             None,
+            &QuotaLedger::default(),
         )
     }
 

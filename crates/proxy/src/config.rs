@@ -28,6 +28,8 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// How often quota usage is sent to the control plane.
+    pub usage_report_interval: Duration,
 }
 
 impl ProxyConfig {
@@ -44,6 +46,7 @@ impl ProxyConfig {
             poll_wait: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            usage_report_interval: Duration::from_secs(1),
         }
     }
 }

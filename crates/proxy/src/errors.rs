@@ -20,6 +20,8 @@ pub enum Reject {
     Forbidden,
     /// Over a throttle.
     TooManyRequests,
+    /// Over a quota.
+    LimitExceeded,
     /// The request body is over the limit.
     PayloadTooLarge,
     /// The upstream could not be reached or broke the exchange.
@@ -36,7 +38,7 @@ impl Reject {
             Reject::BadRequest => StatusCode::BAD_REQUEST,
             Reject::NotFound => StatusCode::NOT_FOUND,
             Reject::Forbidden => StatusCode::FORBIDDEN,
-            Reject::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Reject::TooManyRequests | Reject::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
             Reject::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::BadGateway => StatusCode::BAD_GATEWAY,
             Reject::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -50,6 +52,7 @@ impl Reject {
             Reject::NotFound => br#"{"message":"Not Found"}"#,
             Reject::Forbidden => br#"{"message":"Forbidden"}"#,
             Reject::TooManyRequests => br#"{"message":"Too Many Requests"}"#,
+            Reject::LimitExceeded => br#"{"message":"Limit Exceeded"}"#,
             Reject::PayloadTooLarge => br#"{"message":"Request Entity Too Large"}"#,
             Reject::BadGateway => br#"{"message":"Bad Gateway"}"#,
             Reject::GatewayTimeout => br#"{"message":"Endpoint request timed out"}"#,

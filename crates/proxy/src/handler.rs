@@ -17,6 +17,7 @@ use crate::compiled::{Action, CompiledConfig};
 use crate::errors::{ProxyBody, Reject};
 use crate::forward::{rewrite_request_headers, strip_hop_by_hop, UpstreamClient};
 use crate::limiter::now_ns;
+use crate::quota::QuotaLedger;
 use crate::request_id::{RequestIds, REQUEST_ID};
 
 /// What every request reads: the published snapshot and the shared upstream client.
@@ -25,6 +26,8 @@ pub struct Shared {
     pub client: UpstreamClient,
     pub request_ids: RequestIds,
     pub max_body_bytes: u64,
+    /// Quota counters, shared by every snapshot compiled.
+    pub quotas: QuotaLedger,
 }
 
 /// Serves one request; never fails (errors become responses). `client_ip` is the peer's

@@ -16,9 +16,11 @@ pub mod forward;
 pub mod handler;
 pub mod limiter;
 pub mod poller;
+pub mod quota;
 pub mod request_id;
 pub mod server;
 pub mod status;
+pub mod usage_reporter;
 
 pub use config::ProxyConfig;
 pub use server::{start, RunningProxy};

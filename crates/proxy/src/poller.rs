@@ -176,10 +176,11 @@ impl Poller {
 
     async fn apply(&mut self, body: Bytes, version_header: Option<i64>) {
         let previous = self.shared.config.load_full();
+        let shared = self.shared.clone();
         let decoded = tokio::task::spawn_blocking(move || {
             let snapshot = ConfigSnapshot::decode(&body).map_err(|e| (None, e.to_string()))?;
             let version = snapshot.version;
-            let compiled = CompiledConfig::compile(&snapshot, previous.as_deref())
+            let compiled = CompiledConfig::compile(&snapshot, previous.as_deref(), &shared.quotas)
                 .map_err(|e| (Some(version), e.to_string()))?;
             Ok::<_, (Option<i64>, String)>((compiled, body))
         })

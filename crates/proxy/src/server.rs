@@ -20,7 +20,9 @@ use crate::compiled::CompiledConfig;
 use crate::config::ProxyConfig;
 use crate::handler::{handle, Shared};
 use crate::poller::Poller;
+use crate::quota::QuotaLedger;
 use crate::request_id::RequestIds;
+use crate::usage_reporter::UsageReporter;
 use crate::{cache, forward, status};
 
 /// Longest wait for a client to send its request headers.
@@ -67,13 +69,23 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
         client: forward::upstream_client(config.connect_timeout),
         request_ids: RequestIds::default(),
         max_body_bytes: config.max_body_bytes,
+        quotas: QuotaLedger::default(),
     });
     let active = load_cache(&config, &shared).await;
 
+    let reporter = UsageReporter::new(shared.clone(), &config)?;
+    // Learn how much of each quota is gone before serving, so a restart does not reset it.
+    if let Err(e) = tokio::time::timeout(Duration::from_secs(2), reporter.learn())
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")))
+    {
+        tracing::warn!(error = %e, "could not fetch quota usage at start; quotas count from the next report");
+    }
     let (shutdown, stop_rx) = watch::channel(false);
     let poller = Poller::new(shared.clone(), &config, &addr.to_string(), active)?;
     let tasks = vec![
         tokio::spawn(poller.run(stop_rx.clone())),
+        tokio::spawn(reporter.run(stop_rx.clone())),
         tokio::spawn(serve_traffic(
             listener,
             shared.clone(),
@@ -96,7 +108,7 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
 async fn load_cache(config: &ProxyConfig, shared: &Shared) -> Option<(i64, String)> {
     let dir = config.data_dir.as_ref()?;
     match cache::load(dir).await {
-        Ok(Some(snapshot)) => match CompiledConfig::compile(&snapshot, None) {
+        Ok(Some(snapshot)) => match CompiledConfig::compile(&snapshot, None, &shared.quotas) {
             Ok(compiled) => {
                 let version = compiled.version;
                 let hash = compiled.hash.clone();

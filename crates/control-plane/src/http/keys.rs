@@ -6,7 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use gatehouse_model::usage::{hash_key, is_valid_key, MAX_KEY_LEN, MIN_KEY_LEN};
+use gatehouse_model::usage::{hash_key, is_valid_key, UsageTotal, MAX_KEY_LEN, MIN_KEY_LEN};
 use rand::distributions::{Alphanumeric, DistString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -15,8 +15,8 @@ use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::{parse_id, Items};
 use crate::json::JsonBody;
-use crate::repo::config_state;
 use crate::repo::keys::{self, ApiKey};
+use crate::repo::{config_state, usage};
 use crate::AppState;
 
 /// Generated keys: this prefix, then 40 random letters and digits (238 bits).
@@ -63,6 +63,8 @@ struct KeyDetail {
     #[serde(flatten)]
     key: ApiKey,
     plan_ids: Vec<Uuid>,
+    /// Quota use per plan and period, newest first, as counted from proxy reports.
+    usage: Vec<UsageTotal>,
 }
 
 fn check_name(name: &str, errors: &mut Vec<FieldError>) {
@@ -145,7 +147,12 @@ async fn read(
         .await?
         .ok_or(ApiError::NotFound("key"))?;
     let plan_ids = keys::plan_ids(&state.pool, id).await?;
-    Ok(Json(KeyDetail { key, plan_ids }))
+    let usage = usage::of_key(&state.pool, id).await?;
+    Ok(Json(KeyDetail {
+        key,
+        plan_ids,
+        usage,
+    }))
 }
 
 async fn update(

@@ -14,15 +14,18 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
+use chrono::Utc;
+use gatehouse_model::usage::{UsageReport, UsageTotals};
 use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::auth::Node;
 use crate::changes::stopped;
 use crate::error::{ApiError, ApiResult};
-use crate::repo::config_state;
+use crate::json::JsonBody;
 use crate::repo::nodes::{self, NodeReport};
+use crate::repo::{config_state, usage};
 use crate::AppState;
 
 pub const NODE_ID_HEADER: &str = "x-gatehouse-node-id";
@@ -33,7 +36,9 @@ const MAX_HEADER_LEN: usize = 256;
 const MAX_ERROR_LEN: usize = 1024;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/config", get(poll))
+    Router::new()
+        .route("/config", get(poll))
+        .route("/usage", get(current_usage).post(report_usage))
 }
 
 /// A snapshot as served: its version, hash and encoded bytes.
@@ -182,4 +187,54 @@ fn snapshot_response(encoded: Encoded) -> Response {
     );
     headers.insert(CONFIG_VERSION_HEADER, HeaderValue::from(encoded.version));
     response
+}
+
+/// Most entries one usage report may carry.
+const MAX_USAGE_ENTRIES: usize = 100_000;
+
+/// `POST /dp/v1/usage`: a proxy's quota usage since its last report. Answers with the
+/// totals, across all proxies, of every key, plan and period reported.
+async fn report_usage(
+    _: Node,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(report): JsonBody<UsageReport>,
+) -> ApiResult<Json<UsageTotals>> {
+    let node_id = header_text(&headers, NODE_ID_HEADER)?
+        .ok_or_else(|| ApiError::BadRequest(format!("{NODE_ID_HEADER} is required")))?;
+    if report.entries.len() > MAX_USAGE_ENTRIES {
+        return Err(ApiError::invalid(
+            "entries",
+            format!("at most {MAX_USAGE_ENTRIES} per report"),
+        ));
+    }
+    let now = Utc::now();
+    for (i, entry) in report.entries.iter().enumerate() {
+        if entry.count == 0 || entry.count > 1_000_000_000 {
+            return Err(ApiError::invalid(
+                format!("entries[{i}].count"),
+                "must be between 1 and 1000000000",
+            ));
+        }
+        if entry.period_start > now + chrono::Duration::days(1)
+            || entry.period_start < now - chrono::Duration::days(62)
+        {
+            return Err(ApiError::invalid(
+                format!("entries[{i}].period_start"),
+                "must be a current period",
+            ));
+        }
+    }
+    let totals = usage::record(&state.pool, report.batch_id, &node_id, &report.entries).await?;
+    Ok(Json(UsageTotals { totals }))
+}
+
+/// `GET /dp/v1/usage`: the totals of current periods, so a starting proxy knows how much
+/// of each quota is gone.
+async fn current_usage(_: Node, State(state): State<AppState>) -> ApiResult<Json<UsageTotals>> {
+    // The longest period is a month: anything that started within 31 days may be current.
+    let since = Utc::now() - chrono::Duration::days(31);
+    Ok(Json(UsageTotals {
+        totals: usage::since(&state.pool, since).await?,
+    }))
 }

@@ -10,3 +10,4 @@ pub mod nodes;
 pub mod plans;
 pub mod routes;
 pub mod stages;
+pub mod usage;

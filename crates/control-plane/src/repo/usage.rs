@@ -1,0 +1,115 @@
+//! Quota usage: what proxies report, summed per key, plan and period in `quota_usage`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use gatehouse_model::usage::{UsageEntry, UsageTotal};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(sqlx::FromRow)]
+struct TotalRow {
+    key_id: Uuid,
+    plan_id: Uuid,
+    period_start: DateTime<Utc>,
+    used: i64,
+}
+
+impl From<TotalRow> for UsageTotal {
+    fn from(r: TotalRow) -> UsageTotal {
+        UsageTotal {
+            key_id: r.key_id,
+            plan_id: r.plan_id,
+            period_start: r.period_start,
+            used: u64::try_from(r.used).unwrap_or(0),
+        }
+    }
+}
+
+/// Adds a batch to the totals (once per batch id), marks its keys used, and returns the
+/// totals of every key, plan and period in it. Entries of unknown keys or plans (deleted
+/// since) are dropped.
+pub async fn record(
+    pool: &PgPool,
+    batch_id: Uuid,
+    node_id: &str,
+    entries: &[UsageEntry],
+) -> sqlx::Result<Vec<UsageTotal>> {
+    // Merge repeats, so one statement never touches a row twice.
+    let mut merged: BTreeMap<(Uuid, Uuid, DateTime<Utc>), i64> = BTreeMap::new();
+    for e in entries {
+        let count = i64::try_from(e.count).unwrap_or(i64::MAX);
+        let slot = merged
+            .entry((e.key_id, e.plan_id, e.period_start))
+            .or_default();
+        *slot = slot.saturating_add(count);
+    }
+    let keys: Vec<Uuid> = merged.keys().map(|k| k.0).collect();
+    let plans: Vec<Uuid> = merged.keys().map(|k| k.1).collect();
+    let periods: Vec<DateTime<Utc>> = merged.keys().map(|k| k.2).collect();
+    let counts: Vec<i64> = merged.values().copied().collect();
+
+    let mut tx = pool.begin().await?;
+    let fresh = sqlx::query(
+        "INSERT INTO usage_batches (id, node_id) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(batch_id)
+    .bind(node_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if fresh {
+        sqlx::query(
+            "INSERT INTO quota_usage (key_id, plan_id, period_start, used)
+             SELECT e.key_id, e.plan_id, e.period_start, e.count
+             FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::bigint[]) AS e(key_id, plan_id, period_start, count)
+             JOIN api_keys k ON k.id = e.key_id JOIN usage_plans p ON p.id = e.plan_id
+             ON CONFLICT (key_id, plan_id, period_start)
+             DO UPDATE SET used = quota_usage.used + EXCLUDED.used, updated_at = now()",
+        )
+        .bind(&keys)
+        .bind(&plans)
+        .bind(&periods)
+        .bind(&counts)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE id = ANY($1)")
+            .bind(&keys)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let totals: Vec<TotalRow> = sqlx::query_as(
+        "SELECT q.key_id, q.plan_id, q.period_start, q.used
+         FROM quota_usage q JOIN unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS e(key_id, plan_id, period_start)
+           ON q.key_id = e.key_id AND q.plan_id = e.plan_id AND q.period_start = e.period_start",
+    )
+    .bind(&keys)
+    .bind(&plans)
+    .bind(&periods)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(totals.into_iter().map(UsageTotal::from).collect())
+}
+
+/// Every total of a period that started at or after `since`.
+pub async fn since(pool: &PgPool, since: DateTime<Utc>) -> sqlx::Result<Vec<UsageTotal>> {
+    let rows: Vec<TotalRow> =
+        sqlx::query_as("SELECT key_id, plan_id, period_start, used FROM quota_usage WHERE period_start >= $1 AND used > 0")
+            .bind(since)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().map(UsageTotal::from).collect())
+}
+
+/// A key's usage in its plans, newest periods first.
+pub async fn of_key(pool: &PgPool, key_id: Uuid) -> sqlx::Result<Vec<UsageTotal>> {
+    let rows: Vec<TotalRow> = sqlx::query_as(
+        "SELECT key_id, plan_id, period_start, used FROM quota_usage WHERE key_id = $1 ORDER BY period_start DESC, plan_id",
+    )
+    .bind(key_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(UsageTotal::from).collect())
+}

@@ -1,0 +1,199 @@
+//! Sends quota usage to the control plane and learns the totals back.
+//!
+//! Every report interval the counts admitted since the last report are drained into a
+//! batch with a fresh id; batches are sent in order and a failed one is retried as is, so
+//! the control plane counts each once. While batches wait (bounded), their counts keep
+//! counting against the quota here. Every so often, and at start, the proxy also fetches
+//! all current totals, which is how it learns what other proxies used.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use gatehouse_model::usage::{UsageEntry, UsageReport, UsageTotals};
+use http::{header, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::handler::Shared;
+use crate::quota::QuotaCounter;
+use crate::server::stopped;
+
+/// Most batches kept while the control plane is away.
+const MAX_QUEUED_BATCHES: usize = 1000;
+/// How often all totals are fetched, to learn other proxies' use.
+const LEARN_EVERY: Duration = Duration::from_secs(10);
+const MAX_TOTALS_BYTES: usize = 256 * 1024 * 1024;
+
+struct Batch {
+    report: UsageReport,
+    counters: Vec<(Arc<QuotaCounter>, u64)>,
+}
+
+pub struct UsageReporter {
+    shared: Arc<Shared>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    base_url: String,
+    token: HeaderValue,
+    node_id: HeaderValue,
+    interval: Duration,
+    queue: VecDeque<Batch>,
+}
+
+impl UsageReporter {
+    pub fn new(shared: Arc<Shared>, config: &crate::ProxyConfig) -> anyhow::Result<UsageReporter> {
+        Ok(UsageReporter {
+            shared,
+            client: Client::builder(TokioExecutor::new())
+                .build(crate::forward::connector(config.connect_timeout)),
+            base_url: config.control_plane_url.trim_end_matches('/').to_owned(),
+            token: HeaderValue::try_from(format!("Bearer {}", config.node_token))?,
+            node_id: HeaderValue::try_from(config.node_id.as_str())?,
+            interval: config.usage_report_interval,
+            queue: VecDeque::new(),
+        })
+    }
+
+    /// Reports until `shutdown`, then makes one last attempt to send what is left.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut last_learned: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.interval) => {}
+                () = stopped(&mut shutdown) => {
+                    self.collect();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), self.flush()).await;
+                    return;
+                }
+            }
+            if last_learned.is_none_or(|t| t.elapsed() >= LEARN_EVERY) && self.learn().await.is_ok()
+            {
+                last_learned = Some(Instant::now());
+            }
+            self.collect();
+            self.flush().await;
+        }
+    }
+
+    /// Fetches every current total from the control plane.
+    pub async fn learn(&self) -> anyhow::Result<()> {
+        let (status, body) = self.exchange(Method::GET, Bytes::new()).await?;
+        anyhow::ensure!(status == StatusCode::OK, "control plane answered {status}");
+        let totals: UsageTotals = serde_json::from_slice(&body)?;
+        for total in totals.totals {
+            // Created if absent: a snapshot compiled later picks the counter up.
+            let counter = self.shared.quotas.counter(total.key_id, total.plan_id);
+            counter.learn(total.period_start.timestamp(), total.used);
+        }
+        Ok(())
+    }
+
+    /// Drains every counter's new use into one batch.
+    fn collect(&mut self) {
+        let mut entries = Vec::new();
+        let mut counters = Vec::new();
+        for ((key_id, plan_id), counter) in self.shared.quotas.all() {
+            let (start, delta) = counter.drain();
+            if delta == 0 {
+                continue;
+            }
+            let Some(period_start) = DateTime::<Utc>::from_timestamp(start, 0) else {
+                continue;
+            };
+            entries.push(UsageEntry {
+                key_id,
+                plan_id,
+                period_start,
+                count: delta,
+            });
+            counters.push((counter, delta));
+        }
+        if entries.is_empty() {
+            return;
+        }
+        if self.queue.len() == MAX_QUEUED_BATCHES {
+            tracing::warn!("usage report queue full; dropping the oldest batch");
+            self.queue.pop_front();
+        }
+        self.queue.push_back(Batch {
+            report: UsageReport {
+                batch_id: Uuid::now_v7(),
+                entries,
+            },
+            counters,
+        });
+    }
+
+    /// Sends queued batches in order, stopping at the first failure.
+    async fn flush(&mut self) {
+        while let Some(batch) = self.queue.front() {
+            let body = match serde_json::to_vec(&batch.report) {
+                Ok(body) => Bytes::from(body),
+                Err(_) => {
+                    self.queue.pop_front();
+                    continue;
+                }
+            };
+            match self.exchange(Method::POST, body).await {
+                Ok((StatusCode::OK, answer)) => {
+                    if let Ok(totals) = serde_json::from_slice::<UsageTotals>(&answer) {
+                        for total in totals.totals {
+                            if let Some(counter) =
+                                self.shared.quotas.get(total.key_id, total.plan_id)
+                            {
+                                counter.learn(total.period_start.timestamp(), total.used);
+                            }
+                        }
+                    }
+                    if let Some(done) = self.queue.pop_front() {
+                        for (counter, delta) in done.counters {
+                            counter.settle(delta);
+                        }
+                    }
+                }
+                Ok((status, _)) => {
+                    tracing::warn!(%status, "usage report refused; will retry");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "usage report failed; will retry");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn exchange(&self, method: Method, body: Bytes) -> anyhow::Result<(StatusCode, Bytes)> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}/dp/v1/usage", self.base_url))
+            .body(Full::new(body))?;
+        let headers = request.headers_mut();
+        headers.insert(header::AUTHORIZATION, self.token.clone());
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert("x-gatehouse-node-id", self.node_id.clone());
+        let exchange = async {
+            let response = self.client.request(request).await?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_TOTALS_BYTES)
+                .collect()
+                .await
+                .map_err(|e| anyhow::anyhow!("reading usage totals: {e}"))?
+                .to_bytes();
+            anyhow::Ok((status, body))
+        };
+        tokio::time::timeout(Duration::from_secs(10), exchange)
+            .await
+            .map_err(|_| anyhow::anyhow!("timed out"))?
+    }
+}
