@@ -11,7 +11,8 @@ default:
 run *ARGS:
     cargo run --release --locked -p gatehouse -- up {{ARGS}}
 
-# Run every test. Without $DATABASE_URL, a private PostgreSQL is started under target/.
+# Run every test. Without $DATABASE_URL, a private PostgreSQL is started under target/;
+# without $REDIS_URL, a private Redis on 127.0.0.1:6391.
 test:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -20,13 +21,27 @@ test:
         DATABASE_URL="$(target/debug/gatehouse postgres --data-dir target/test-data)"
         export DATABASE_URL
     fi
+    if [ -z "${REDIS_URL:-}" ]; then
+        if ! command -v redis-server >/dev/null; then
+            echo "Redis is needed for the shared-quota tests: install redis-server or set REDIS_URL" >&2
+            exit 1
+        fi
+        mkdir -p target/test-data
+        if ! (exec 3<>/dev/tcp/127.0.0.1/6391) 2>/dev/null; then
+            redis-server --bind 127.0.0.1 --port 6391 --daemonize yes --save '' --appendonly no \
+                --dir "$PWD/target/test-data" --logfile "$PWD/target/test-data/redis.log"
+            for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6391) 2>/dev/null && break; sleep 0.1; done
+        fi
+        export REDIS_URL=redis://127.0.0.1:6391
+    fi
     mkdir -p target
     cargo test --workspace --locked --lib --bins --tests 2>&1 | tee target/test-output.txt
     awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' target/test-output.txt
 
-# Stop the private PostgreSQL that `just test` started.
+# Stop the private PostgreSQL and Redis that `just test` started.
 test-db-stop:
     cargo run --locked -q -p gatehouse -- postgres --data-dir target/test-data --stop
+    -redis-cli -p 6391 shutdown nosave
 
 # Formatting and lints, warnings as errors.
 lint:

@@ -109,6 +109,21 @@ pub fn client() -> reqwest::Client {
 
 /// Starts a proxy of `control_plane_url` keeping its cache in `data_dir`.
 pub async fn start_proxy(control_plane_url: &str, data_dir: &Path) -> RunningProxy {
+    start_proxy_with(control_plane_url, data_dir, None).await
+}
+
+/// The Redis URL the tests share, from `REDIS_URL` (`just test` starts one).
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL")
+        .expect("REDIS_URL must be set for tests of shared quotas (`just test` sets it)")
+}
+
+/// Like [`start_proxy`], counting quotas in Redis when `redis_url` is given.
+pub async fn start_proxy_with(
+    control_plane_url: &str,
+    data_dir: &Path,
+    redis_url: Option<String>,
+) -> RunningProxy {
     let mut config = ProxyConfig::new(control_plane_url, NODE_TOKEN);
     config.listen = "127.0.0.1:0".parse().expect("addr");
     config.status_listen = "127.0.0.1:0".parse().expect("addr");
@@ -116,6 +131,7 @@ pub async fn start_proxy(control_plane_url: &str, data_dir: &Path) -> RunningPro
     config.data_dir = Some(data_dir.to_path_buf());
     config.poll_wait = Duration::from_secs(5);
     config.shutdown_grace = Duration::from_secs(2);
+    config.redis_url = redis_url;
     gatehouse_proxy::start(config).await.expect("proxy starts")
 }
 

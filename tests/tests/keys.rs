@@ -467,3 +467,123 @@ async fn a_used_up_quota_answers_limit_exceeded_and_survives_a_proxy_restart(poo
     restarted.stop().await;
     cp.stop().await;
 }
+
+/// A key on a plan of `limit` requests a day, over the `shop` API; returns the key value.
+async fn metered_key(cp: &ControlPlane, api: &str, limit: u64) -> String {
+    let admin = cp.admin();
+    let plan = admin
+        .create("/usage-plans", json!({"name": "metered", "quota": {"limit": limit, "period": "DAY"}, "stages": [{"api_id": api, "stage": "prod"}]}))
+        .await;
+    let (key_id, key) = new_key(cp, "shared").await;
+    admin
+        .create(
+            &format!("/usage-plans/{}/keys", id_of(&plan)),
+            json!({"key_id": key_id}),
+        )
+        .await;
+    key
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn two_proxies_sharing_a_quota_through_redis_never_admit_more_than_the_limit(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let a = gatehouse_tests::start_proxy_with(
+        &cp.url(),
+        a_dir.path(),
+        Some(gatehouse_tests::redis_url()),
+    )
+    .await;
+    let b = gatehouse_tests::start_proxy_with(
+        &cp.url(),
+        b_dir.path(),
+        Some(gatehouse_tests::redis_url()),
+    )
+    .await;
+    let api = shop(&cp, json!({"rate": 10000, "burst": 5000})).await;
+    let key = metered_key(&cp, &api, 25).await;
+    let version = config_version(&pool).await;
+    wait_for_version(&a, version, Duration::from_secs(5)).await;
+    wait_for_version(&b, version, Duration::from_secs(5)).await;
+    // Both proxies hold a Redis connection before the count starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let urls = [
+        format!("http://{}/shop/prod/orders", a.addr),
+        format!("http://{}/shop/prod/orders", b.addr),
+    ];
+    let mut tasks = Vec::new();
+    for i in 0..80 {
+        let url = urls[i % 2].clone();
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            status_with_key(&url, Some(&key)).await
+        }));
+    }
+    let mut admitted = 0;
+    for task in tasks {
+        if task.await.expect("request") == StatusCode::OK {
+            admitted += 1;
+        }
+    }
+    assert_eq!(
+        admitted, 25,
+        "Redis-shared quota let {admitted} of 80 through, limit 25"
+    );
+    a.stop().await;
+    b.stop().await;
+    cp.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn without_redis_a_second_proxy_overruns_at_most_one_report_interval(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let a = start_proxy(&cp.url(), a_dir.path()).await;
+    let b = start_proxy(&cp.url(), b_dir.path()).await;
+    let api = shop(&cp, json!({"rate": 10000, "burst": 5000})).await;
+    let key = metered_key(&cp, &api, 10).await;
+    let version = config_version(&pool).await;
+    wait_for_version(&a, version, Duration::from_secs(5)).await;
+    wait_for_version(&b, version, Duration::from_secs(5)).await;
+
+    let a_url = format!("http://{}/shop/prod/orders", a.addr);
+    for _ in 0..10 {
+        assert_eq!(status_with_key(&a_url, Some(&key)).await, StatusCode::OK);
+    }
+    assert_eq!(
+        status_with_key(&a_url, Some(&key)).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Proxy B has not heard of A's use yet: it admits until its own first report comes
+    // back with the total. At 20 requests a second, one 1 s interval is about 20.
+    let b_url = format!("http://{}/shop/prod/orders", b.addr);
+    let mut admitted_by_b = 0;
+    let mut refused_in_a_row = 0;
+    for _ in 0..80 {
+        if status_with_key(&b_url, Some(&key)).await == StatusCode::OK {
+            admitted_by_b += 1;
+            refused_in_a_row = 0;
+        } else {
+            refused_in_a_row += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        admitted_by_b <= 10,
+        "B admitted {admitted_by_b}: more than its own view of the quota allows"
+    );
+    assert!(
+        refused_in_a_row >= 40,
+        "B kept admitting after learning the total ({refused_in_a_row} refusals at the end)"
+    );
+    a.stop().await;
+    b.stop().await;
+    cp.stop().await;
+}

@@ -90,6 +90,10 @@ pub struct ProxyArgs {
     /// Largest request body forwarded, in bytes; larger ones get 413.
     #[arg(long, env = "GATEHOUSE_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: u64,
+    /// Redis shared by all proxies, for exact quota counts across them (optional; without
+    /// it each proxy counts locally and learns the others' use from the control plane).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
     /// Worker threads serving traffic (with `up`: of the whole process) [default: one per CPU].
     #[arg(long, env = "GATEHOUSE_PROXY_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub proxy_workers: Option<u16>,

@@ -84,6 +84,7 @@ fn proxy_config(
         .unwrap_or_else(|| format!("{}:{}", hostname(), args.proxy_listen.port()));
     config.data_dir = Some(data_dir.join("proxy"));
     config.max_body_bytes = args.max_body_bytes;
+    config.redis_url = args.redis_url.clone();
     config
 }
 

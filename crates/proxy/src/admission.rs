@@ -4,6 +4,8 @@
 
 use std::io::Write as _;
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use gatehouse_model::usage::{hash_key, is_valid_key};
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
@@ -11,6 +13,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use crate::compiled::{CompiledConfig, CompiledRoute, CompiledStage};
 use crate::errors::{ProxyBody, Reject};
 use crate::limiter::{Decision, Rate};
+use crate::quota::QuotaCounter;
+use uuid::Uuid;
 
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -75,19 +79,50 @@ impl Refusal {
     }
 }
 
-/// Checks the API key (when the route requires one) and the throttles. `Ok` carries the
-/// rate headers of a keyed request whose plan throttles.
+/// A request let through so far: the rate headers of a keyed request whose plan
+/// throttles, and the quota still to take from the shared counter (Redis) when one is used.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    pub rate_headers: Option<RateHeaders>,
+    pub shared_quota: Option<SharedQuota>,
+}
+
+/// A quota to take from the counter all proxies share; done after the snapshot is let go,
+/// since it waits on the network.
+#[derive(Debug)]
+pub struct SharedQuota {
+    pub key_id: Uuid,
+    pub plan_id: Uuid,
+    pub limit: u64,
+    pub period_start: i64,
+    pub period_end: i64,
+    pub counter: Arc<QuotaCounter>,
+}
+
+impl SharedQuota {
+    /// 429 `Limit Exceeded` until the period ends.
+    pub fn exceeded(&self) -> Refusal {
+        let now = Utc::now().timestamp();
+        Refusal::QuotaExceeded {
+            retry_after_secs: u64::try_from(self.period_end - now).unwrap_or(1).max(1),
+        }
+    }
+}
+
+/// Checks the API key (when the route requires one), the throttles, and the quota: here
+/// when counted locally, or handed back as [`SharedQuota`] when `shared_quotas` is set.
 pub fn admit(
     config: &CompiledConfig,
     stage: &CompiledStage,
     route: &CompiledRoute,
     headers: &HeaderMap,
     now: u64,
-) -> Result<Option<RateHeaders>, Refusal> {
-    let rate_headers = if route.api_key_required {
-        admit_key(config, stage, route, headers, now)?
+    shared_quotas: bool,
+) -> Result<Admitted, Refusal> {
+    let admitted = if route.api_key_required {
+        admit_key(config, stage, route, headers, now, shared_quotas)?
     } else {
-        None
+        Admitted::default()
     };
     if let Decision::Limited { retry_after_ns } = stage.bucket.check(&stage.rate, now) {
         return Err(Refusal::Throttled {
@@ -95,7 +130,7 @@ pub fn admit(
             rate_headers: None,
         });
     }
-    Ok(rate_headers)
+    Ok(admitted)
 }
 
 fn admit_key(
@@ -104,7 +139,8 @@ fn admit_key(
     route: &CompiledRoute,
     headers: &HeaderMap,
     now: u64,
-) -> Result<Option<RateHeaders>, Refusal> {
+    shared_quotas: bool,
+) -> Result<Admitted, Refusal> {
     let forbidden = || Refusal::Forbidden;
     let value = headers
         .get(X_API_KEY)
@@ -153,17 +189,28 @@ fn admit_key(
         _ => None,
     };
     // The quota counts only requests the throttle let through.
-    if let (Some(quota), Some(counter)) = (plan.quota, membership.quota.as_deref()) {
+    let mut shared_quota = None;
+    if let (Some(quota), Some(counter)) = (plan.quota, membership.quota.as_ref()) {
         let wall = Utc::now();
         let (start, end) = quota.period.bounds(wall);
-        if !counter.try_take(start.timestamp(), quota.limit) {
-            let retry_after_secs = u64::try_from((end - wall).num_seconds())
-                .unwrap_or(1)
-                .max(1);
-            return Err(Refusal::QuotaExceeded { retry_after_secs });
+        let check = SharedQuota {
+            key_id: key.id,
+            plan_id: plan.id,
+            limit: quota.limit,
+            period_start: start.timestamp(),
+            period_end: end.timestamp(),
+            counter: counter.clone(),
+        };
+        if shared_quotas {
+            shared_quota = Some(check);
+        } else if !counter.try_take(check.period_start, quota.limit) {
+            return Err(check.exceeded());
         }
     }
-    Ok(rate_headers)
+    Ok(Admitted {
+        rate_headers,
+        shared_quota,
+    })
 }
 
 /// `"throttle";r=<remaining>;t=<seconds until the burst is whole again>`, written without

@@ -30,6 +30,8 @@ pub struct ProxyConfig {
     pub shutdown_grace: Duration,
     /// How often quota usage is sent to the control plane.
     pub usage_report_interval: Duration,
+    /// Redis shared by all proxies for exact quota counts (`REDIS_URL`).
+    pub redis_url: Option<String>,
 }
 
 impl ProxyConfig {
@@ -47,6 +49,7 @@ impl ProxyConfig {
             connect_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             usage_report_interval: Duration::from_secs(1),
+            redis_url: None,
         }
     }
 }
@@ -61,6 +64,7 @@ impl fmt::Debug for ProxyConfig {
             .field("node_id", &self.node_id)
             .field("data_dir", &self.data_dir)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("redis", &self.redis_url.as_ref().map(|_| "****"))
             .finish_non_exhaustive()
     }
 }

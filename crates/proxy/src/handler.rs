@@ -19,6 +19,7 @@ use crate::forward::{rewrite_request_headers, strip_hop_by_hop, UpstreamClient};
 use crate::limiter::now_ns;
 use crate::quota::QuotaLedger;
 use crate::request_id::{RequestIds, REQUEST_ID};
+use crate::shared_quota::SharedCounters;
 
 /// What every request reads: the published snapshot and the shared upstream client.
 pub struct Shared {
@@ -28,6 +29,8 @@ pub struct Shared {
     pub max_body_bytes: u64,
     /// Quota counters, shared by every snapshot compiled.
     pub quotas: QuotaLedger,
+    /// Quota counts shared with other proxies through Redis, when configured.
+    pub shared_counters: Arc<SharedCounters>,
 }
 
 /// Serves one request; never fails (errors become responses). `client_ip` is the peer's
@@ -53,7 +56,9 @@ async fn dispatch(
         // `..` would let a greedy parameter climb out of its upstream prefix.
         return Reject::BadRequest.response();
     }
-    let (uri, timeout, rate_headers) = {
+    // Everything that needs the snapshot happens in this block; the guard is gone before
+    // the first await.
+    let (next, admitted) = {
         let guard = shared.config.load();
         let Some(config) = guard.as_ref() else {
             return Reject::NotReady.response();
@@ -65,38 +70,60 @@ async fn dispatch(
             return Reject::NotFound.response();
         };
         let route = found.value;
-        let rate_headers = match admission::admit(config, stage, route, req.headers(), now_ns()) {
-            Ok(headers) => headers,
-            Err(refusal) => return refusal.response(),
-        };
-        match &route.action {
+        let shared_quotas = shared.shared_counters.is_connected();
+        let admitted =
+            match admission::admit(config, stage, route, req.headers(), now_ns(), shared_quotas) {
+                Ok(admitted) => admitted,
+                Err(refusal) => return refusal.response(),
+            };
+        let next = match &route.action {
             Action::Mock {
                 status,
                 headers,
                 body,
-            } => {
-                let mut response = mock(*status, headers, body);
-                if let Some(rate) = rate_headers {
-                    rate.apply(response.headers_mut());
-                }
-                return response;
-            }
+            } => Next::Mock(mock(*status, headers, body)),
             Action::Proxy { uri, timeout } => {
                 match uri.render(|i| found.param(i), req.uri().query()) {
-                    Ok(uri) => (uri, *timeout, rate_headers),
+                    Ok(uri) => Next::Forward(uri, *timeout),
                     Err(e) => {
                         tracing::warn!(route = %route.route_key, error = %e, "integration URI invalid for this request");
                         return Reject::BadGateway.response();
                     }
                 }
             }
+        };
+        (next, admitted)
+    };
+    if let Some(quota) = &admitted.shared_quota {
+        let allowed = match shared.shared_counters.take(quota).await {
+            Some(allowed) => {
+                if allowed {
+                    quota.counter.record(quota.period_start);
+                }
+                allowed
+            }
+            None => quota.counter.try_take(quota.period_start, quota.limit),
+        };
+        if !allowed {
+            return quota.exceeded().response();
+        }
+    }
+    let mut response = match next {
+        Next::Mock(response) => response,
+        Next::Forward(uri, timeout) => {
+            forward(shared, req, uri, timeout, client_ip, request_id).await
         }
     };
-    let mut response = forward(shared, req, uri, timeout, client_ip, request_id).await;
-    if let Some(rate) = rate_headers {
+    if let Some(rate) = admitted.rate_headers {
         rate.apply(response.headers_mut());
     }
     response
+}
+
+/// What a matched route does next, decided under the snapshot guard.
+enum Next {
+    Mock(Response<ProxyBody>),
+    Forward(http::Uri, Duration),
 }
 
 /// True when a path segment is `.` or `..`, written plainly or percent-encoded.

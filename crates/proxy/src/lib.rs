@@ -19,6 +19,7 @@ pub mod poller;
 pub mod quota;
 pub mod request_id;
 pub mod server;
+pub mod shared_quota;
 pub mod status;
 pub mod usage_reporter;
 

@@ -55,6 +55,12 @@ impl QuotaCounter {
         true
     }
 
+    /// Counts one request admitted by the shared (Redis) count, for the control plane.
+    pub fn record(&self, start: i64) {
+        self.roll(start);
+        self.local.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Moves what was admitted since the last report into `pending`; returns it with the
     /// period it belongs to.
     pub fn drain(&self) -> (i64, u64) {

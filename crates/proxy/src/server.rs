@@ -22,6 +22,7 @@ use crate::handler::{handle, Shared};
 use crate::poller::Poller;
 use crate::quota::QuotaLedger;
 use crate::request_id::RequestIds;
+use crate::shared_quota::SharedCounters;
 use crate::usage_reporter::UsageReporter;
 use crate::{cache, forward, status};
 
@@ -70,6 +71,7 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
         request_ids: RequestIds::default(),
         max_body_bytes: config.max_body_bytes,
         quotas: QuotaLedger::default(),
+        shared_counters: Arc::new(SharedCounters::default()),
     });
     let active = load_cache(&config, &shared).await;
 
@@ -82,6 +84,12 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
         tracing::warn!(error = %e, "could not fetch quota usage at start; quotas count from the next report");
     }
     let (shutdown, stop_rx) = watch::channel(false);
+    if let Some(url) = &config.redis_url {
+        shared
+            .shared_counters
+            .connect(url.clone(), stop_rx.clone())
+            .context("REDIS_URL is not a valid Redis URL")?;
+    }
     let poller = Poller::new(shared.clone(), &config, &addr.to_string(), active)?;
     let tasks = vec![
         tokio::spawn(poller.run(stop_rx.clone())),
