@@ -416,7 +416,19 @@ async fn a_used_up_quota_answers_limit_exceeded_and_survives_a_proxy_restart(poo
     wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
     let url = format!("http://{}/shop/prod/orders", proxy.addr);
 
-    for i in 0..5 {
+    let first = client()
+        .get(&url)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()["ratelimit-policy"], "\"quota\";q=5;w=86400");
+    assert!(first.headers()["ratelimit"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("\"quota\";r=4;t="));
+    for i in 1..5 {
         assert_eq!(
             status_with_key(&url, Some(&key)).await,
             StatusCode::OK,

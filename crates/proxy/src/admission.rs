@@ -1,89 +1,72 @@
-//! Who may pass: the API key check (`x-api-key`, by hash, in O(1)) and the throttles
-//! (the key's plan, or its route throttle, then the stage's), each a lock-free bucket.
-//! Keyed responses say where they stand in IETF `RateLimit` / `RateLimit-Policy` headers.
-
-use std::io::Write as _;
+//! Who may pass: the API key check (`x-api-key`, by hash, in O(1)), the throttles (the
+//! key's plan or its route throttle, then the stage's), each a lock-free bucket, and the
+//! key's quota. Keyed responses say where they stand in `RateLimit` headers.
 
 use std::sync::Arc;
 
 use chrono::Utc;
 use gatehouse_model::usage::{hash_key, is_valid_key};
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
+use uuid::Uuid;
 
 use crate::compiled::{CompiledConfig, CompiledRoute, CompiledStage};
 use crate::errors::{ProxyBody, Reject};
 use crate::limiter::{Decision, Rate};
 use crate::quota::QuotaCounter;
-use uuid::Uuid;
+use crate::ratelimit_headers::{PolicyState, RateHeaders};
 
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
-pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-
-/// Headers describing a keyed request's throttle, added to its response.
-#[derive(Debug)]
-pub struct RateHeaders {
-    policy: HeaderValue,
-    state: HeaderValue,
-}
-
-impl RateHeaders {
-    pub fn apply(self, headers: &mut HeaderMap) {
-        headers.insert(RATELIMIT_POLICY, self.policy);
-        headers.insert(RATELIMIT, self.state);
-    }
-}
 
 /// Why a request was turned away.
 #[derive(Debug)]
 pub enum Refusal {
     /// No valid key, or none whose plan covers this stage.
     Forbidden,
-    /// Over a throttle; with the key's rate headers when its plan's throttle said no.
+    /// Over a throttle.
     Throttled {
         retry_after_ns: u64,
-        rate_headers: Option<RateHeaders>,
+        rate_headers: RateHeaders,
     },
     /// The key's quota for the period is used up.
-    QuotaExceeded { retry_after_secs: u64 },
+    QuotaExceeded {
+        retry_after_secs: u64,
+        rate_headers: RateHeaders,
+    },
 }
 
 impl Refusal {
     /// 403, or 429 with `Retry-After` in whole seconds (at least 1).
     pub fn response(self) -> Response<ProxyBody> {
-        match self {
-            Refusal::Forbidden => Reject::Forbidden.response(),
-            Refusal::QuotaExceeded { retry_after_secs } => {
-                let mut response = Reject::LimitExceeded.response();
-                response.headers_mut().insert(
-                    http::header::RETRY_AFTER,
-                    HeaderValue::from(retry_after_secs),
-                );
-                response
-            }
+        let (reject, retry_after, rate_headers) = match self {
+            Refusal::Forbidden => return Reject::Forbidden.response(),
             Refusal::Throttled {
                 retry_after_ns,
                 rate_headers,
-            } => {
-                let mut response = Reject::TooManyRequests.response();
-                let seconds = retry_after_ns.div_ceil(1_000_000_000).max(1);
-                response
-                    .headers_mut()
-                    .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
-                if let Some(rate) = rate_headers {
-                    rate.apply(response.headers_mut());
-                }
-                response
-            }
-        }
+            } => (
+                Reject::TooManyRequests,
+                retry_after_ns.div_ceil(1_000_000_000),
+                rate_headers,
+            ),
+            Refusal::QuotaExceeded {
+                retry_after_secs,
+                rate_headers,
+            } => (Reject::LimitExceeded, retry_after_secs, rate_headers),
+        };
+        let mut response = reject.response();
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(retry_after.max(1)),
+        );
+        rate_headers.apply(response.headers_mut());
+        response
     }
 }
 
-/// A request let through so far: the rate headers of a keyed request whose plan
-/// throttles, and the quota still to take from the shared counter (Redis) when one is used.
+/// A request let through so far: its rate headers, and the quota still to take from the
+/// shared counter (Redis) when one is used.
 #[derive(Debug, Default)]
 pub struct Admitted {
-    pub rate_headers: Option<RateHeaders>,
+    pub rate_headers: RateHeaders,
     pub shared_quota: Option<SharedQuota>,
 }
 
@@ -97,14 +80,32 @@ pub struct SharedQuota {
     pub period_start: i64,
     pub period_end: i64,
     pub counter: Arc<QuotaCounter>,
+    pub policy: HeaderValue,
 }
 
 impl SharedQuota {
+    fn state(&self, remaining: u64) -> PolicyState {
+        let reset = u64::try_from(self.period_end - Utc::now().timestamp()).unwrap_or(0);
+        PolicyState {
+            policy: self.policy.clone(),
+            remaining,
+            reset,
+        }
+    }
+
+    /// Records that `used` of the quota is gone (this request included), in `headers`.
+    pub fn admitted(&self, used: u64, headers: &mut RateHeaders) {
+        headers.quota = Some(self.state(self.limit.saturating_sub(used)));
+    }
+
     /// 429 `Limit Exceeded` until the period ends.
-    pub fn exceeded(&self) -> Refusal {
-        let now = Utc::now().timestamp();
+    pub fn exceeded(&self, mut rate_headers: RateHeaders) -> Refusal {
+        let state = self.state(0);
+        let retry_after_secs = state.reset.max(1);
+        rate_headers.quota = Some(state);
         Refusal::QuotaExceeded {
-            retry_after_secs: u64::try_from(self.period_end - now).unwrap_or(1).max(1),
+            retry_after_secs,
+            rate_headers,
         }
     }
 }
@@ -127,7 +128,7 @@ pub fn admit(
     if let Decision::Limited { retry_after_ns } = stage.bucket.check(&stage.rate, now) {
         return Err(Refusal::Throttled {
             retry_after_ns,
-            rate_headers: None,
+            rate_headers: admitted.rate_headers,
         });
     }
     Ok(admitted)
@@ -154,6 +155,8 @@ fn admit_key(
         .find(|m| stage.plans.contains(&m.plan))
         .ok_or_else(forbidden)?;
     let plan = &config.plans[membership.plan as usize];
+
+    let mut rate_headers = RateHeaders::default();
     let (rate, policy, bucket) = match stage
         .overrides
         .iter()
@@ -170,29 +173,29 @@ fn admit_key(
             membership.buckets.first(),
         ),
     };
-    let rate_headers = match (rate, policy, bucket) {
-        (Some(rate), Some(policy), Some(bucket)) => match bucket.check(&rate, now) {
-            Decision::Allowed { remaining } => Some(RateHeaders {
-                policy: policy.clone(),
-                state: state_header(&rate, remaining),
-            }),
+    if let (Some(rate), Some(policy), Some(bucket)) = (rate, policy, bucket) {
+        match bucket.check(&rate, now) {
+            Decision::Allowed { remaining } => {
+                rate_headers.throttle = Some(throttle_state(policy, &rate, remaining))
+            }
             Decision::Limited { retry_after_ns } => {
+                rate_headers.throttle = Some(throttle_state(policy, &rate, 0));
                 return Err(Refusal::Throttled {
                     retry_after_ns,
-                    rate_headers: Some(RateHeaders {
-                        policy: policy.clone(),
-                        state: state_header(&rate, 0),
-                    }),
-                })
+                    rate_headers,
+                });
             }
-        },
-        _ => None,
-    };
+        }
+    }
+
     // The quota counts only requests the throttle let through.
     let mut shared_quota = None;
-    if let (Some(quota), Some(counter)) = (plan.quota, membership.quota.as_ref()) {
-        let wall = Utc::now();
-        let (start, end) = quota.period.bounds(wall);
+    if let (Some(quota), Some(counter), Some(policy)) = (
+        plan.quota,
+        membership.quota.as_ref(),
+        plan.quota_policy.as_ref(),
+    ) {
+        let (start, end) = quota.period.bounds(Utc::now());
         let check = SharedQuota {
             key_id: key.id,
             plan_id: plan.id,
@@ -200,11 +203,14 @@ fn admit_key(
             period_start: start.timestamp(),
             period_end: end.timestamp(),
             counter: counter.clone(),
+            policy: policy.clone(),
         };
         if shared_quotas {
             shared_quota = Some(check);
-        } else if !counter.try_take(check.period_start, quota.limit) {
-            return Err(check.exceeded());
+        } else if counter.try_take(check.period_start, quota.limit) {
+            check.admitted(counter.used(), &mut rate_headers);
+        } else {
+            return Err(check.exceeded(rate_headers));
         }
     }
     Ok(Admitted {
@@ -213,30 +219,12 @@ fn admit_key(
     })
 }
 
-/// `"throttle";r=<remaining>;t=<seconds until the burst is whole again>`, written without
-/// a heap allocation of its own.
-fn state_header(rate: &Rate, remaining: u64) -> HeaderValue {
+/// Where the throttle stands: `remaining` requests now, whole again in `t` seconds.
+fn throttle_state(policy: &HeaderValue, rate: &Rate, remaining: u64) -> PolicyState {
     let missing = u64::from(rate.burst).saturating_sub(remaining);
-    let refill = (missing as f64 / rate.per_second).ceil() as u64;
-    let mut buf = [0u8; 64];
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    let _ = write!(cursor, "\"throttle\";r={remaining};t={refill}");
-    let len = usize::try_from(cursor.position()).unwrap_or(0);
-    HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("\"throttle\""))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use gatehouse_model::Throttle;
-
-    #[test]
-    fn the_state_header_counts_what_is_left_and_when_the_burst_refills() {
-        let rate = Rate::new(Throttle {
-            rate: 2.0,
-            burst: 10,
-        });
-        assert_eq!(state_header(&rate, 10), "\"throttle\";r=10;t=0");
-        assert_eq!(state_header(&rate, 3), "\"throttle\";r=3;t=4");
+    PolicyState {
+        policy: policy.clone(),
+        remaining,
+        reset: (missing as f64 / rate.per_second).ceil() as u64,
     }
 }

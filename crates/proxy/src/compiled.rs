@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatehouse_model::integration::BoundUri;
-use gatehouse_model::{ConfigSnapshot, DeployedStage, Integration, Quota, RouteTable, Throttle};
+use gatehouse_model::{ConfigSnapshot, DeployedStage, Integration, Quota, RouteTable};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use uuid::Uuid;
 
 use crate::limiter::{Bucket, Rate};
 use crate::quota::{QuotaCounter, QuotaLedger};
+use crate::ratelimit_headers::{quota_policy, throttle_policy};
 
 /// What a matched route does.
 #[derive(Debug)]
@@ -73,8 +74,9 @@ pub struct CompiledPlan {
     pub quota: Option<Quota>,
     /// Buckets each key of the plan holds: the plan's own, then one per route throttle.
     pub bucket_count: u32,
-    /// `RateLimit-Policy` of keyed responses, built once.
+    /// `RateLimit-Policy` items of keyed responses, built once.
     pub policy_header: Option<HeaderValue>,
+    pub quota_policy: Option<HeaderValue>,
 }
 
 /// An enabled API key: its plans and its throttle state in each.
@@ -146,7 +148,8 @@ impl CompiledConfig {
                 bucket_count: u32::try_from(bucket_count).map_err(|_| {
                     failure(format!("plan {}", plan.id), "too many route throttles")
                 })?,
-                policy_header: plan.throttle.map(policy_header),
+                policy_header: plan.throttle.map(throttle_policy),
+                quota_policy: plan.quota.map(quota_policy),
             });
         }
 
@@ -206,7 +209,7 @@ impl CompiledConfig {
                             route,
                             slot,
                             rate: Rate::new(*throttle),
-                            policy_header: policy_header(*throttle),
+                            policy_header: throttle_policy(*throttle),
                         });
                     }
                     slot += 1;
@@ -311,14 +314,6 @@ fn plans_match(previous: Option<&CompiledConfig>, old: u32, plan: &CompiledPlan)
     previous
         .and_then(|p| p.plans.get(old as usize))
         .is_some_and(|o| o.id == plan.id && o.bucket_count == plan.bucket_count)
-}
-
-/// `RateLimit-Policy` for a throttle: `burst` requests per the time a full burst takes to
-/// refill.
-fn policy_header(throttle: Throttle) -> HeaderValue {
-    let window = (f64::from(throttle.burst) / throttle.rate).ceil().max(1.0) as u64;
-    HeaderValue::try_from(format!("\"throttle\";q={};w={window}", throttle.burst))
-        .unwrap_or(HeaderValue::from_static("\"throttle\""))
 }
 
 fn compile_stage(stage: &DeployedStage) -> Result<StageTable, String> {

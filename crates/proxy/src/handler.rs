@@ -94,18 +94,23 @@ async fn dispatch(
         };
         (next, admitted)
     };
+    let mut rate_headers = admitted.rate_headers;
     if let Some(quota) = &admitted.shared_quota {
-        let allowed = match shared.shared_counters.take(quota).await {
-            Some(allowed) => {
-                if allowed {
+        let used = match shared.shared_counters.take(quota).await {
+            Some(count) => {
+                if count <= quota.limit {
                     quota.counter.record(quota.period_start);
                 }
-                allowed
+                Some(count)
             }
-            None => quota.counter.try_take(quota.period_start, quota.limit),
+            None => quota
+                .counter
+                .try_take(quota.period_start, quota.limit)
+                .then(|| quota.counter.used()),
         };
-        if !allowed {
-            return quota.exceeded().response();
+        match used {
+            Some(used) if used <= quota.limit => quota.admitted(used, &mut rate_headers),
+            _ => return quota.exceeded(rate_headers).response(),
         }
     }
     let mut response = match next {
@@ -114,9 +119,7 @@ async fn dispatch(
             forward(shared, req, uri, timeout, client_ip, request_id).await
         }
     };
-    if let Some(rate) = admitted.rate_headers {
-        rate.apply(response.headers_mut());
-    }
+    rate_headers.apply(response.headers_mut());
     response
 }
 

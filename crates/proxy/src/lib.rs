@@ -17,6 +17,7 @@ pub mod handler;
 pub mod limiter;
 pub mod poller;
 pub mod quota;
+pub mod ratelimit_headers;
 pub mod request_id;
 pub mod server;
 pub mod shared_quota;

@@ -67,8 +67,9 @@ impl SharedCounters {
         self.connection.load().is_some()
     }
 
-    /// Takes one request from the shared count. `None` when Redis could not say.
-    pub async fn take(&self, quota: &SharedQuota) -> Option<bool> {
+    /// Adds one request to the shared count and returns the count (the request may pass
+    /// if it is at most the limit). `None` when Redis could not say.
+    pub async fn take(&self, quota: &SharedQuota) -> Option<u64> {
         let mut connection = ConnectionManager::clone(self.connection.load_full()?.as_ref());
         let key = format!(
             "gatehouse:quota:{}:{}:{}",
@@ -86,7 +87,7 @@ impl SharedCounters {
             .ignore();
         match tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<(u64,)>(&mut connection)).await
         {
-            Ok(Ok((count,))) => Some(count <= quota.limit),
+            Ok(Ok((count,))) => Some(count),
             Ok(Err(e)) => {
                 self.log_failure(&e.to_string());
                 None
