@@ -121,7 +121,7 @@ async fn run(database_url: &str) -> anyhow::Result<()> {
     admin
         .create(
             &format!("/apis/{api}/stages"),
-            json!({"name": "prod", "deployment_id": first}),
+            json!({"name": "prod", "deployment_id": first, "throttle": {"rate": 1_000_000_000, "burst": 1_000_000_000}}),
         )
         .await;
     wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;

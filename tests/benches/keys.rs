@@ -1,0 +1,329 @@
+//! `just bench` (keys): what a million API keys cost the proxy, against ten keys in the
+//! same run. The proxy runs as its own process (the release `gatehouse proxy`, one worker
+//! thread) so its memory can be read; the control plane and the load generator run here.
+//!
+//! Reports: throughput of a keyed route with 10 keys and with 1,000,000 keys (the ratio is
+//! the figure of merit), the time from a deploy to a million-key snapshot being served,
+//! the proxy-side decode and compile time of that snapshot, the slowest request while it
+//! was swapped in, and the proxy's memory before and after.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gatehouse_model::ConfigSnapshot;
+use gatehouse_proxy::compiled::CompiledConfig;
+use gatehouse_proxy::quota::QuotaLedger;
+use gatehouse_tests::{client, config_version, id_of, mock, ControlPlane, NODE_TOKEN};
+use serde_json::json;
+use sqlx::{Connection as _, PgConnection, PgPool};
+
+const KEYS: i64 = 1_000_000;
+const CONCURRENCY: usize = 16;
+const LOAD_SECONDS: u64 = 5;
+
+struct Proxy {
+    child: Child,
+    addr: SocketAddr,
+    status: SocketAddr,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+fn gatehouse_binary() -> PathBuf {
+    // benches run from target/release/deps; the binary sits in target/release.
+    let exe = std::env::current_exe().expect("bench path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("gatehouse"))
+        .expect("target dir")
+}
+
+fn start_proxy(cp: &str, data: &std::path::Path) -> Proxy {
+    let (addr, status) = (free_port(), free_port());
+    let child = Command::new(gatehouse_binary())
+        .args([
+            "proxy",
+            "--control-plane-url",
+            cp,
+            "--node-token",
+            NODE_TOKEN,
+            "--proxy-workers",
+            "1",
+        ])
+        .args([
+            "--proxy-listen",
+            &addr.to_string(),
+            "--status-listen",
+            &status.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the release gatehouse binary (just bench builds it)");
+    Proxy {
+        child,
+        addr,
+        status,
+    }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+async fn served_version(status: SocketAddr) -> Option<i64> {
+    let body: serde_json::Value = client()
+        .get(format!("http://{status}/readyz"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    body["config_version"].as_i64()
+}
+
+async fn wait_version(status: SocketAddr, version: i64, limit: Duration) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if served_version(status).await.is_some_and(|v| v >= version) {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("proxy did not serve version {version} within {limit:?}");
+}
+
+/// Requests per second of `CONCURRENCY` clients cycling through `keys`; also the slowest.
+async fn load(url: &str, keys: &[String], seconds: u64) -> (f64, Duration) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for i in 0..CONCURRENCY {
+        let (url, key) = (url.to_owned(), keys[i % keys.len()].clone());
+        workers.push(tokio::spawn(async move {
+            let http = client();
+            let (mut done, mut slowest) = (0u64, Duration::ZERO);
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                let response = http
+                    .get(&url)
+                    .header("x-api-key", &key)
+                    .send()
+                    .await
+                    .expect("request");
+                assert!(response.status().is_success(), "{}", response.status());
+                response.bytes().await.expect("body");
+                slowest = slowest.max(started.elapsed());
+                done += 1;
+            }
+            (done, slowest)
+        }));
+    }
+    let (mut total, mut slowest) = (0, Duration::ZERO);
+    for worker in workers {
+        let (done, slow) = worker.await.expect("worker");
+        total += done;
+        slowest = slowest.max(slow);
+    }
+    (total as f64 / seconds as f64, slowest)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let server_url = std::env::var("DATABASE_URL")
+        .map_err(|_| anyhow::anyhow!("set DATABASE_URL (or run `just bench`)"))?;
+    let db_name = format!("gatehouse_bench_keys_{}", std::process::id());
+    let mut admin_conn = PgConnection::connect(&server_url).await?;
+    sqlx::query(&format!("CREATE DATABASE {db_name}"))
+        .execute(&mut admin_conn)
+        .await?;
+    let (base, query) = server_url
+        .split_once('?')
+        .map_or((server_url.as_str(), None), |(b, q)| (b, Some(q)));
+    let prefix = base.rsplit_once('/').map_or(base, |(p, _)| p);
+    let url = match query {
+        Some(q) => format!("{prefix}/{db_name}?{q}"),
+        None => format!("{prefix}/{db_name}"),
+    };
+    let result = run(&url).await;
+    sqlx::query(&format!("DROP DATABASE {db_name} WITH (FORCE)"))
+        .execute(&mut admin_conn)
+        .await?;
+    result
+}
+
+async fn run(database_url: &str) -> anyhow::Result<()> {
+    let pool = PgPool::connect(database_url).await?;
+    gatehouse_control_plane::MIGRATOR.run(&pool).await?;
+    let cp = ControlPlane::start(pool.clone()).await;
+    let admin = cp.admin();
+    let api = admin.create_api("bench").await;
+    admin
+        .create(
+            &format!("/apis/{api}/routes"),
+            json!({"route_key": "GET /k", "api_key_required": true, "integration": mock("ok")}),
+        )
+        .await;
+    let deployment = admin.deploy(&api, "").await;
+    let unlimited = json!({"rate": 1_000_000_000, "burst": 1_000_000_000});
+    admin
+        .create(
+            &format!("/apis/{api}/stages"),
+            json!({"name": "prod", "deployment_id": deployment, "throttle": unlimited}),
+        )
+        .await;
+    let plan = id_of(
+        &admin.create("/usage-plans", json!({"name": "bench", "throttle": unlimited, "stages": [{"api_id": api, "stage": "prod"}]})).await,
+    );
+    let mut keys = Vec::new();
+    for i in 0..10 {
+        let key = admin
+            .create("/keys", json!({"name": format!("load {i}")}))
+            .await;
+        admin
+            .create(
+                &format!("/usage-plans/{plan}/keys"),
+                json!({"key_id": id_of(&key)}),
+            )
+            .await;
+        keys.push(key["value"].as_str().expect("value").to_owned());
+    }
+    let data = tempfile::tempdir()?;
+    let proxy = start_proxy(&cp.url(), data.path());
+    wait_version(
+        proxy.status,
+        config_version(&pool).await,
+        Duration::from_secs(20),
+    )
+    .await;
+    let url = format!("http://{}/bench/prod/k", proxy.addr);
+    let _ = load(&url, &keys, 1).await; // warm up
+    let (rps_10, _) = load(&url, &keys, LOAD_SECONDS).await;
+    let rss_10 = rss_mib(proxy.child.id());
+
+    // A million more keys, straight into the tables, then one deploy-like bump.
+    let inserted = Instant::now();
+    sqlx::query(
+        "INSERT INTO api_keys (id, name, prefix, hash)
+         SELECT gen_random_uuid(), 'bulk', 'bulk', encode(sha256(convert_to('bulk-key-' || i, 'UTF8')), 'hex')
+         FROM generate_series(1, $1) AS i",
+    )
+    .bind(KEYS)
+    .execute(&pool)
+    .await?;
+    sqlx::query("INSERT INTO usage_plan_keys (plan_id, key_id) SELECT $1, id FROM api_keys WHERE name = 'bulk'")
+        .bind(uuid::Uuid::parse_str(&plan)?)
+        .execute(&pool)
+        .await?;
+    let insert_time = inserted.elapsed();
+
+    // Traffic keeps flowing while the big snapshot is built, sent, compiled and swapped in.
+    let stop = Arc::new(AtomicBool::new(false));
+    let background = {
+        let (url, keys, stop) = (url.clone(), keys.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut slowest = Duration::ZERO;
+            let http = client();
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let response = http
+                    .get(&url)
+                    .header("x-api-key", &keys[0])
+                    .send()
+                    .await
+                    .expect("request");
+                assert!(
+                    response.status().is_success(),
+                    "request failed during the swap: {}",
+                    response.status()
+                );
+                slowest = slowest.max(started.elapsed());
+            }
+            slowest
+        })
+    };
+    let mut tx = pool.begin().await?;
+    let version = gatehouse_control_plane::repo::config_state::bump(&mut tx).await?;
+    tx.commit().await?;
+    let propagation = wait_version(proxy.status, version, Duration::from_secs(120)).await;
+    stop.store(true, Ordering::Relaxed);
+    let slowest_during_swap = background.await?;
+
+    // The proxy-side share of that: decode, verify and compile the same bytes here.
+    let snapshot_bytes = client()
+        .get(format!("{}/dp/v1/config", cp.url()))
+        .bearer_auth(NODE_TOKEN)
+        .header("x-gatehouse-node-id", "bench")
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    let compile_started = Instant::now();
+    let snapshot = ConfigSnapshot::decode(&snapshot_bytes)?;
+    let decoded = compile_started.elapsed();
+    let compiled = CompiledConfig::compile(&snapshot, None, &QuotaLedger::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let compile_total = compile_started.elapsed();
+    assert_eq!(compiled.key_count(), KEYS as usize + 10);
+    drop((compiled, snapshot));
+
+    let _ = load(&url, &keys, 1).await;
+    let (rps_1m, _) = load(&url, &keys, LOAD_SECONDS).await;
+    let rss_1m = rss_mib(proxy.child.id());
+
+    let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
+    println!(
+        "\nGatehouse API key benchmark ({} CPUs; proxy with 1 worker thread)\n",
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    println!("Keyed route throughput, {CONCURRENCY} clients, {LOAD_SECONDS} s each");
+    println!("  10 keys          {rps_10:.0} req/s");
+    println!(
+        "  1,000,010 keys   {rps_1m:.0} req/s   (x{:.3} of 10 keys)",
+        rps_1m / rps_10
+    );
+    println!(
+        "\nA million-key snapshot ({:.0} MiB on the wire)",
+        snapshot_bytes.len() as f64 / 1_048_576.0
+    );
+    println!(
+        "  deploy -> served by the proxy    {}  (control plane query and encoding included)",
+        ms(propagation)
+    );
+    println!("  proxy decode and hash check      {}", ms(decoded));
+    println!("  proxy decode + compile           {}", ms(compile_total));
+    println!(
+        "  slowest request during the swap  {}",
+        ms(slowest_during_swap)
+    );
+    println!(
+        "  (loading the keys into PostgreSQL took {})",
+        ms(insert_time)
+    );
+    println!("\nProxy memory (RSS): {rss_10:.0} MiB with 10 keys, {rss_1m:.0} MiB with 1,000,010 keys: {:.0} bytes a key", (rss_1m - rss_10) * 1_048_576.0 / KEYS as f64);
+    Ok(())
+}
