@@ -115,6 +115,14 @@ async fn only_an_enabled_key_in_a_plan_for_the_stage_gets_through(pool: PgPool) 
         StatusCode::OK
     );
 
+    // Use is reported even on a plan without a quota.
+    let seen = eventually(Duration::from_secs(5), || async {
+        let (_, detail) = admin.get(&format!("/keys/{key_id}")).await;
+        (!detail["last_used_at"].is_null()).then_some(())
+    })
+    .await;
+    assert!(seen.is_some(), "last_used_at never set");
+
     let (status, _) = admin
         .patch(&format!("/keys/{key_id}"), json!({"enabled": false}))
         .await;

@@ -17,6 +17,9 @@ use crate::names::StageName;
 pub const MAX_KEY_LEN: usize = 128;
 /// Shortest API key accepted (imported keys), as AWS.
 pub const MIN_KEY_LEN: usize = 20;
+/// Longest time a full burst may take to refill, in seconds (keeps bucket arithmetic
+/// in range).
+pub const MAX_REFILL_SECS: f64 = 1e9;
 /// Highest throttle rate accepted, per second.
 pub const MAX_RATE: f64 = 1_000_000_000.0;
 
@@ -59,6 +62,9 @@ impl TryFrom<RawThrottle> for Throttle {
             .ok()
             .filter(|b| (1..=1_000_000_000).contains(b))
             .ok_or("burst must be between 1 and 1000000000")?;
+        if f64::from(burst) / raw.rate > MAX_REFILL_SECS {
+            return Err(format!("burst / rate must be at most {MAX_REFILL_SECS} seconds (a full burst refills within 30 years)"));
+        }
         Ok(Throttle {
             rate: raw.rate,
             burst,
@@ -224,6 +230,8 @@ mod tests {
         assert!(serde_json::from_str::<Throttle>(r#"{"rate":10,"burst":20}"#).is_ok());
         assert!(serde_json::from_str::<Throttle>(r#"{"rate":0.5,"burst":1}"#).is_ok());
         for bad in [
+            r#"{"rate":1e-11,"burst":1}"#,
+            r#"{"rate":0.0001,"burst":2000000}"#,
             r#"{"rate":0,"burst":1}"#,
             r#"{"rate":-1,"burst":1}"#,
             r#"{"rate":1,"burst":0}"#,
@@ -250,6 +258,9 @@ mod tests {
 pub struct UsageReport {
     pub batch_id: Uuid,
     pub entries: Vec<UsageEntry>,
+    /// Keys that made a request since the last report (for `last_used_at`), quota or not.
+    #[serde(default)]
+    pub used_keys: Vec<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

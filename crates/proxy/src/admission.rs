@@ -62,7 +62,7 @@ impl Refusal {
     }
 }
 
-/// A request let through so far: its rate headers, and the quota still to take from the
+/// A request let through so far: its rate headers, and its quota, still to take from the
 /// shared counter (Redis) when one is used.
 #[derive(Debug, Default)]
 pub struct Admitted {
@@ -70,8 +70,8 @@ pub struct Admitted {
     pub shared_quota: Option<SharedQuota>,
 }
 
-/// A quota to take from the counter all proxies share; done after the snapshot is let go,
-/// since it waits on the network.
+/// A key's quota under its plan for the current period. Taken locally, or from the counter
+/// all proxies share after the snapshot is let go, since that waits on the network.
 #[derive(Debug)]
 pub struct SharedQuota {
     pub key_id: Uuid,
@@ -120,8 +120,8 @@ pub fn admit(
     now: u64,
     shared_quotas: bool,
 ) -> Result<Admitted, Refusal> {
-    let admitted = if route.api_key_required {
-        admit_key(config, stage, route, headers, now, shared_quotas)?
+    let mut admitted = if route.api_key_required {
+        admit_key(config, stage, route, headers, now)?
     } else {
         Admitted::default()
     };
@@ -130,6 +130,16 @@ pub fn admit(
             retry_after_ns,
             rate_headers: admitted.rate_headers,
         });
+    }
+    // The quota counts only requests every throttle let through; taken last.
+    if let Some(quota) = admitted.shared_quota.take() {
+        if shared_quotas {
+            admitted.shared_quota = Some(quota);
+        } else if quota.counter.try_take(quota.period_start, quota.limit) {
+            quota.admitted(quota.counter.used(), &mut admitted.rate_headers);
+        } else {
+            return Err(quota.exceeded(admitted.rate_headers));
+        }
     }
     Ok(admitted)
 }
@@ -140,7 +150,6 @@ fn admit_key(
     route: &CompiledRoute,
     headers: &HeaderMap,
     now: u64,
-    shared_quotas: bool,
 ) -> Result<Admitted, Refusal> {
     let forbidden = || Refusal::Forbidden;
     let value = headers
@@ -149,6 +158,7 @@ fn admit_key(
         .filter(|v| is_valid_key(v))
         .ok_or_else(forbidden)?;
     let key = config.key(&hash_key(value)).ok_or_else(forbidden)?;
+    key.used.store(true, std::sync::atomic::Ordering::Relaxed);
     let membership = key
         .memberships
         .iter()
@@ -189,30 +199,25 @@ fn admit_key(
     }
 
     // The quota counts only requests the throttle let through.
-    let mut shared_quota = None;
-    if let (Some(quota), Some(counter), Some(policy)) = (
+    let shared_quota = match (
         plan.quota,
         membership.quota.as_ref(),
         plan.quota_policy.as_ref(),
     ) {
-        let (start, end) = quota.period.bounds(Utc::now());
-        let check = SharedQuota {
-            key_id: key.id,
-            plan_id: plan.id,
-            limit: quota.limit,
-            period_start: start.timestamp(),
-            period_end: end.timestamp(),
-            counter: counter.clone(),
-            policy: policy.clone(),
-        };
-        if shared_quotas {
-            shared_quota = Some(check);
-        } else if counter.try_take(check.period_start, quota.limit) {
-            check.admitted(counter.used(), &mut rate_headers);
-        } else {
-            return Err(check.exceeded(rate_headers));
+        (Some(quota), Some(counter), Some(policy)) => {
+            let (start, end) = quota.period.bounds(Utc::now());
+            Some(SharedQuota {
+                key_id: key.id,
+                plan_id: plan.id,
+                limit: quota.limit,
+                period_start: start.timestamp(),
+                period_end: end.timestamp(),
+                counter: counter.clone(),
+                policy: policy.clone(),
+            })
         }
-    }
+        _ => None,
+    };
     Ok(Admitted {
         rate_headers,
         shared_quota,

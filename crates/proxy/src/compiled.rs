@@ -4,6 +4,7 @@
 //! published whole with one atomic store.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use gatehouse_model::{ConfigSnapshot, DeployedStage, Integration, Quota, RouteTa
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use uuid::Uuid;
 
-use crate::limiter::{Bucket, Rate};
+use crate::limiter::{now_ns, Bucket, Rate};
 use crate::quota::{QuotaCounter, QuotaLedger};
 use crate::ratelimit_headers::{quota_policy, throttle_policy};
 
@@ -74,6 +75,9 @@ pub struct CompiledPlan {
     pub quota: Option<Quota>,
     /// Buckets each key of the plan holds: the plan's own, then one per route throttle.
     pub bucket_count: u32,
+    /// Name and rate of each bucket slot (`""` for the plan's own, then
+    /// `api/stage/route key`), to carry state to the same slot of the next config.
+    slots: Vec<(String, Option<Rate>)>,
     /// `RateLimit-Policy` items of keyed responses, built once.
     pub policy_header: Option<HeaderValue>,
     pub quota_policy: Option<HeaderValue>,
@@ -83,6 +87,8 @@ pub struct CompiledPlan {
 #[derive(Debug)]
 pub struct CompiledKey {
     pub id: Uuid,
+    /// Set by each request with this key; cleared when reported.
+    pub used: AtomicBool,
     pub memberships: Box<[Membership]>,
 }
 
@@ -129,6 +135,7 @@ impl CompiledConfig {
         previous: Option<&CompiledConfig>,
         ledger: &QuotaLedger,
     ) -> Result<CompiledConfig, CompileFailure> {
+        let now = now_ns();
         let mut plans = Vec::with_capacity(snapshot.plans.len());
         let mut plan_index: HashMap<Uuid, u32> = HashMap::with_capacity(snapshot.plans.len());
         for plan in &snapshot.plans {
@@ -141,8 +148,18 @@ impl CompiledConfig {
                 .iter()
                 .map(|s| s.route_throttles.len())
                 .sum::<usize>();
+            let mut slots = vec![(String::new(), plan.throttle.map(Rate::new))];
+            for covered in &plan.stages {
+                for (route_key, throttle) in &covered.route_throttles {
+                    slots.push((
+                        format!("{}/{}/{route_key}", covered.api_id, covered.stage),
+                        Some(Rate::new(*throttle)),
+                    ));
+                }
+            }
             plans.push(CompiledPlan {
                 id: plan.id,
+                slots,
                 rate: plan.throttle.map(Rate::new),
                 quota: plan.quota,
                 bucket_count: u32::try_from(bucket_count).map_err(|_| {
@@ -165,7 +182,7 @@ impl CompiledConfig {
             let compiled = CompiledStage {
                 routes,
                 rate: Rate::new(stage.throttle),
-                bucket: Bucket::resume(previous_bucket),
+                bucket: Bucket::resume(previous_bucket, Some(&Rate::new(stage.throttle)), now),
                 plans: Vec::new(),
                 overrides: Vec::new(),
             };
@@ -228,16 +245,31 @@ impl CompiledConfig {
                 .iter()
                 .filter_map(|plan_id| plan_index.get(plan_id).copied())
                 .map(|plan| {
-                    let count = plans[plan as usize].bucket_count as usize;
-                    let old_buckets = old
-                        .and_then(|o| {
-                            o.memberships
-                                .iter()
-                                .find(|m| plans_match(previous, m.plan, &plans[plan as usize]))
+                    let compiled_plan = &plans[plan as usize];
+                    let old_plan = old.and_then(|o| {
+                        let previous = previous?;
+                        o.memberships
+                            .iter()
+                            .find(|m| {
+                                previous
+                                    .plans
+                                    .get(m.plan as usize)
+                                    .is_some_and(|p| p.id == compiled_plan.id)
+                            })
+                            .map(|m| (m, &previous.plans[m.plan as usize]))
+                    });
+                    let buckets = compiled_plan
+                        .slots
+                        .iter()
+                        .map(|(name, rate)| {
+                            let old_bucket = old_plan.and_then(|(m, p)| {
+                                p.slots
+                                    .iter()
+                                    .position(|(n, _)| n == name)
+                                    .and_then(|j| m.buckets.get(j))
+                            });
+                            Bucket::resume(old_bucket, rate.as_ref(), now)
                         })
-                        .map(|m| &m.buckets);
-                    let buckets = (0..count)
-                        .map(|i| Bucket::resume(old_buckets.and_then(|b| b.get(i))))
                         .collect();
                     let compiled_plan = &plans[plan as usize];
                     let quota = compiled_plan
@@ -255,6 +287,7 @@ impl CompiledConfig {
                     hash,
                     CompiledKey {
                         id: key.id,
+                        used: AtomicBool::new(old.is_some_and(|o| o.used.load(Ordering::Relaxed))),
                         memberships,
                     },
                 )
@@ -273,7 +306,7 @@ impl CompiledConfig {
                     .map(|m| (k.id, plans[m.plan as usize].id))
             })
             .collect();
-        ledger.retain(&live);
+        ledger.retain(&live, chrono::Utc::now().timestamp());
         Ok(CompiledConfig {
             version: snapshot.version,
             hash: snapshot.hash.clone(),
@@ -304,16 +337,18 @@ impl CompiledConfig {
         self.stages.len()
     }
 
+    /// Ids of keys used since the last call.
+    pub fn take_used_keys(&self) -> Vec<Uuid> {
+        self.keys
+            .values()
+            .filter(|k| k.used.swap(false, Ordering::Relaxed))
+            .map(|k| k.id)
+            .collect()
+    }
+
     pub fn key_count(&self) -> usize {
         self.keys.len()
     }
-}
-
-/// True when membership plan `old` of the previous config is the same plan as `plan`.
-fn plans_match(previous: Option<&CompiledConfig>, old: u32, plan: &CompiledPlan) -> bool {
-    previous
-        .and_then(|p| p.plans.get(old as usize))
-        .is_some_and(|o| o.id == plan.id && o.bucket_count == plan.bucket_count)
 }
 
 fn compile_stage(stage: &DeployedStage) -> Result<StageTable, String> {

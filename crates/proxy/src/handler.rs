@@ -98,10 +98,13 @@ async fn dispatch(
     if let Some(quota) = &admitted.shared_quota {
         let used = match shared.shared_counters.take(quota).await {
             Some(count) => {
-                if count <= quota.limit {
+                // Redis may have lost its count (restart, eviction, REDIS_URL set mid-period):
+                // what the control plane and this proxy counted is a floor.
+                let used = count.max(quota.counter.used() + 1);
+                if used <= quota.limit {
                     quota.counter.record(quota.period_start);
                 }
-                Some(count)
+                Some(used)
             }
             None => quota
                 .counter

@@ -59,10 +59,13 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    /// A bucket that starts where `previous` was (throttle state survives config swaps).
-    pub fn resume(previous: Option<&Bucket>) -> Bucket {
+    /// A bucket that starts where `previous` was, so a config change hands out no fresh
+    /// burst; but owing no more than `rate` allows, in case the throttle was raised.
+    pub fn resume(previous: Option<&Bucket>, rate: Option<&Rate>, now: u64) -> Bucket {
+        let tat = previous.map_or(0, |b| b.tat.load(Ordering::Relaxed));
+        let cap = rate.map_or(u64::MAX, |r| now.saturating_add(r.capacity_ns));
         Bucket {
-            tat: AtomicU64::new(previous.map_or(0, |b| b.tat.load(Ordering::Relaxed))),
+            tat: AtomicU64::new(tat.min(cap)),
         }
     }
 
@@ -165,7 +168,14 @@ mod tests {
         let r = rate(1.0, 1);
         let old = Bucket::default();
         assert!(matches!(old.check(&r, 5), Decision::Allowed { .. }));
-        let new = Bucket::resume(Some(&old));
+        let new = Bucket::resume(Some(&old), Some(&r), 5);
         assert!(matches!(new.check(&r, 5), Decision::Limited { .. }));
+        // Raised to 1000 a second: the old debt shrinks to what the new rate allows.
+        let faster = rate(1000.0, 1);
+        let raised = Bucket::resume(Some(&old), Some(&faster), 5);
+        assert!(matches!(
+            raised.check(&faster, 5 + 1_000_000),
+            Decision::Allowed { .. }
+        ));
     }
 }

@@ -27,24 +27,36 @@ pub struct QuotaCounter {
 }
 
 impl QuotaCounter {
-    /// Moves the counter to the period starting at `start`, forgetting the old one.
-    fn roll(&self, start: i64) {
-        let current = self.period_start.load(Ordering::Acquire);
-        if current != start
-            && self
+    /// Moves the counter forward to the period starting at `start`, forgetting the old one.
+    /// Returns false when `start` is an older period than the counter's (never move back).
+    fn roll(&self, start: i64) -> bool {
+        loop {
+            let current = self.period_start.load(Ordering::Acquire);
+            if current == start {
+                return true;
+            }
+            if current > start {
+                return false;
+            }
+            if self
                 .period_start
                 .compare_exchange(current, start, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
-        {
-            self.local.store(0, Ordering::Release);
-            self.pending.store(0, Ordering::Release);
-            self.known.store(0, Ordering::Release);
+            {
+                self.local.store(0, Ordering::Release);
+                self.pending.store(0, Ordering::Release);
+                self.known.store(0, Ordering::Release);
+                return true;
+            }
         }
     }
 
     /// Takes one request of the period starting at `start`, if the quota has room.
     pub fn try_take(&self, start: i64, limit: u64) -> bool {
-        self.roll(start);
+        if !self.roll(start) {
+            // A request dated in a period already over (clock steps): count it as the new one.
+            return self.try_take(self.period_start.load(Ordering::Acquire), limit);
+        }
         let taken = self.local.fetch_add(1, Ordering::AcqRel) + 1;
         let used =
             self.known.load(Ordering::Acquire) + self.pending.load(Ordering::Acquire) + taken;
@@ -57,7 +69,7 @@ impl QuotaCounter {
 
     /// Counts one request admitted by the shared (Redis) count, for the control plane.
     pub fn record(&self, start: i64) {
-        self.roll(start);
+        let _ = self.roll(start);
         self.local.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -70,21 +82,28 @@ impl QuotaCounter {
         (start, delta)
     }
 
-    /// The control plane counted `delta` of ours (a report went through).
-    pub fn settle(&self, delta: u64) {
-        let _ = self
-            .pending
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
-                Some(p.saturating_sub(delta))
-            });
+    /// The control plane counted `delta` of ours, sent for the period starting at `start`.
+    pub fn settle(&self, start: i64, delta: u64) {
+        if self.period_start.load(Ordering::Acquire) == start {
+            let _ = self
+                .pending
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                    Some(p.saturating_sub(delta))
+                });
+        }
     }
 
-    /// The control plane's total for the period starting at `start`.
+    /// The control plane's total for the period starting at `start`; totals of periods
+    /// older than the counter's are ignored.
     pub fn learn(&self, start: i64, total: u64) {
-        self.roll(start);
-        if self.period_start.load(Ordering::Acquire) == start {
+        if self.roll(start) {
             self.known.fetch_max(total, Ordering::AcqRel);
         }
+    }
+
+    /// Start of the period counted, in Unix seconds.
+    pub fn period_start(&self) -> i64 {
+        self.period_start.load(Ordering::Acquire)
     }
 
     /// Everything counted against the quota in the current period.
@@ -109,10 +128,16 @@ impl QuotaLedger {
         counters.entry((key, plan)).or_default().clone()
     }
 
-    /// Forgets counters of keys and plans no longer deployed, once they have nothing to send.
-    pub fn retain(&self, live: &std::collections::HashSet<(Uuid, Uuid)>) {
+    /// Forgets counters of keys and plans no longer deployed once their period is over
+    /// (longest: a month), so a key disabled and enabled again keeps its count.
+    pub fn retain(&self, live: &std::collections::HashSet<(Uuid, Uuid)>, now_unix: i64) {
+        let month_ago = now_unix - 32 * 86_400;
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        counters.retain(|id, c| live.contains(id) || c.local.load(Ordering::Acquire) > 0);
+        counters.retain(|id, c| {
+            live.contains(id)
+                || c.local.load(Ordering::Acquire) > 0
+                || c.period_start.load(Ordering::Acquire) >= month_ago
+        });
     }
 
     /// A copy of the counter list, to report from without holding the lock.
@@ -150,9 +175,19 @@ mod tests {
         assert_eq!(c.drain(), (0, 4));
         assert!(!c.try_take(0, 4), "sent but unconfirmed use was forgotten");
         c.learn(0, 4);
-        c.settle(4);
+        c.settle(0, 4);
         assert_eq!(c.used(), 4);
         assert!(!c.try_take(0, 4));
+    }
+
+    #[test]
+    fn totals_of_an_older_period_change_nothing() {
+        let c = QuotaCounter::default();
+        assert!(c.try_take(86_400, 10));
+        c.learn(0, 1_000);
+        c.settle(0, 5);
+        assert_eq!(c.period_start(), 86_400);
+        assert_eq!(c.used(), 1);
     }
 
     #[test]

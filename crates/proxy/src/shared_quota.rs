@@ -77,14 +77,18 @@ impl SharedCounters {
         );
         // Kept an hour past the period, so clocks a little apart still agree.
         let ttl = (quota.period_end - chrono::Utc::now().timestamp()).max(1) + 3600;
+        // SET NX EX creates the counter with its expiry (any Redis since 2.6.12); INCR
+        // keeps the expiry. Both in one MULTI.
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .incr(&key, 1u64)
-            .cmd("EXPIRE")
+            .cmd("SET")
             .arg(&key)
+            .arg(0)
+            .arg("EX")
             .arg(ttl)
             .arg("NX")
-            .ignore();
+            .ignore()
+            .incr(&key, 1u64);
         match tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<(u64,)>(&mut connection)).await
         {
             Ok(Ok((count,))) => Some(count),

@@ -28,13 +28,16 @@ use crate::server::stopped;
 
 /// Most batches kept while the control plane is away.
 const MAX_QUEUED_BATCHES: usize = 1000;
+/// Most entries in one batch (the control plane takes up to 20,000).
+const MAX_BATCH_ENTRIES: usize = 10_000;
 /// How often all totals are fetched, to learn other proxies' use.
 const LEARN_EVERY: Duration = Duration::from_secs(10);
 const MAX_TOTALS_BYTES: usize = 256 * 1024 * 1024;
 
 struct Batch {
     report: UsageReport,
-    counters: Vec<(Arc<QuotaCounter>, u64)>,
+    /// Each counter drained into the batch, with the period and count it gave.
+    counters: Vec<(Arc<QuotaCounter>, i64, u64)>,
 }
 
 pub struct UsageReporter {
@@ -95,7 +98,7 @@ impl UsageReporter {
         Ok(())
     }
 
-    /// Drains every counter's new use into one batch.
+    /// Drains every counter's new use, and the keys used, into batches.
     fn collect(&mut self) {
         let mut entries = Vec::new();
         let mut counters = Vec::new();
@@ -113,22 +116,33 @@ impl UsageReporter {
                 period_start,
                 count: delta,
             });
-            counters.push((counter, delta));
+            counters.push((counter, start, delta));
         }
-        if entries.is_empty() {
-            return;
-        }
-        if self.queue.len() == MAX_QUEUED_BATCHES {
-            tracing::warn!("usage report queue full; dropping the oldest batch");
-            self.queue.pop_front();
-        }
-        self.queue.push_back(Batch {
-            report: UsageReport {
+        let mut used_keys = self
+            .shared
+            .config
+            .load()
+            .as_ref()
+            .map(|c| c.take_used_keys())
+            .unwrap_or_default();
+        while !entries.is_empty() || !used_keys.is_empty() {
+            let rest_used = used_keys.split_off(used_keys.len().min(MAX_BATCH_ENTRIES));
+            let rest_entries = entries.split_off(entries.len().min(MAX_BATCH_ENTRIES));
+            let rest_counters = counters.split_off(counters.len().min(MAX_BATCH_ENTRIES));
+            if self.queue.len() == MAX_QUEUED_BATCHES {
+                tracing::warn!("usage report queue full; dropping the oldest batch");
+                self.queue.pop_front();
+            }
+            let report = UsageReport {
                 batch_id: Uuid::now_v7(),
-                entries,
-            },
-            counters,
-        });
+                entries: std::mem::replace(&mut entries, rest_entries),
+                used_keys: std::mem::replace(&mut used_keys, rest_used),
+            };
+            self.queue.push_back(Batch {
+                report,
+                counters: std::mem::replace(&mut counters, rest_counters),
+            });
+        }
     }
 
     /// Sends queued batches in order, stopping at the first failure.
@@ -153,13 +167,21 @@ impl UsageReporter {
                         }
                     }
                     if let Some(done) = self.queue.pop_front() {
-                        for (counter, delta) in done.counters {
-                            counter.settle(delta);
+                        for (counter, start, delta) in done.counters {
+                            counter.settle(start, delta);
                         }
                     }
                 }
+                Ok((status, answer))
+                    if status.is_client_error() && status != StatusCode::UNAUTHORIZED =>
+                {
+                    // Sending it again would be refused again: drop it rather than block
+                    // every report behind it.
+                    tracing::error!(%status, answer = %String::from_utf8_lossy(&answer), "usage report refused; dropping it");
+                    self.queue.pop_front();
+                }
                 Ok((status, _)) => {
-                    tracing::warn!(%status, "usage report refused; will retry");
+                    tracing::warn!(%status, "usage report not accepted; will retry");
                     return;
                 }
                 Err(e) => {

@@ -312,7 +312,7 @@ async fn attach(
     plans::attach_key(&mut *tx, id, body.key_id).await?;
     check_no_overlap(&mut tx, None, Some(body.key_id)).await?;
     tx.commit().await?;
-    let location = format!("/api/v1/usage-plans/{id}/keys/{}", body.key_id);
+    let location = format!("/api/v1/usage-plans/{id}/keys");
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],

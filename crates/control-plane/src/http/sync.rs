@@ -190,7 +190,7 @@ fn snapshot_response(encoded: Encoded) -> Response {
 }
 
 /// Most entries one usage report may carry.
-const MAX_USAGE_ENTRIES: usize = 100_000;
+pub const MAX_USAGE_ENTRIES: usize = 20_000;
 
 /// `POST /dp/v1/usage`: a proxy's quota usage since its last report. Answers with the
 /// totals, across all proxies, of every key, plan and period reported.
@@ -205,6 +205,12 @@ async fn report_usage(
     if report.entries.len() > MAX_USAGE_ENTRIES {
         return Err(ApiError::invalid(
             "entries",
+            format!("at most {MAX_USAGE_ENTRIES} per report"),
+        ));
+    }
+    if report.used_keys.len() > MAX_USAGE_ENTRIES {
+        return Err(ApiError::invalid(
+            "used_keys",
             format!("at most {MAX_USAGE_ENTRIES} per report"),
         ));
     }
@@ -225,16 +231,21 @@ async fn report_usage(
             ));
         }
     }
-    let totals = usage::record(&state.pool, report.batch_id, &node_id, &report.entries).await?;
+    let totals = usage::record(
+        &state.pool,
+        report.batch_id,
+        &node_id,
+        &report.entries,
+        &report.used_keys,
+    )
+    .await?;
     Ok(Json(UsageTotals { totals }))
 }
 
 /// `GET /dp/v1/usage`: the totals of current periods, so a starting proxy knows how much
 /// of each quota is gone.
 async fn current_usage(_: Node, State(state): State<AppState>) -> ApiResult<Json<UsageTotals>> {
-    // The longest period is a month: anything that started within 31 days may be current.
-    let since = Utc::now() - chrono::Duration::days(31);
     Ok(Json(UsageTotals {
-        totals: usage::since(&state.pool, since).await?,
+        totals: usage::current(&state.pool).await?,
     }))
 }

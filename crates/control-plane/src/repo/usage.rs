@@ -34,6 +34,7 @@ pub async fn record(
     batch_id: Uuid,
     node_id: &str,
     entries: &[UsageEntry],
+    used_keys: &[Uuid],
 ) -> sqlx::Result<Vec<UsageTotal>> {
     // Merge repeats, so one statement never touches a row twice.
     let mut merged: BTreeMap<(Uuid, Uuid, DateTime<Utc>), i64> = BTreeMap::new();
@@ -74,10 +75,14 @@ pub async fn record(
         .bind(&counts)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE id = ANY($1)")
-            .bind(&keys)
-            .execute(&mut *tx)
-            .await?;
+        // At most one write a minute per key, however busy it is.
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = now()
+             WHERE id = ANY($1) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+        )
+        .bind(used_keys)
+        .execute(&mut *tx)
+        .await?;
     }
     let totals: Vec<TotalRow> = sqlx::query_as(
         "SELECT q.key_id, q.plan_id, q.period_start, q.used
@@ -93,14 +98,31 @@ pub async fn record(
     Ok(totals.into_iter().map(UsageTotal::from).collect())
 }
 
-/// Every total of a period that started at or after `since`.
-pub async fn since(pool: &PgPool, since: DateTime<Utc>) -> sqlx::Result<Vec<UsageTotal>> {
-    let rows: Vec<TotalRow> =
-        sqlx::query_as("SELECT key_id, plan_id, period_start, used FROM quota_usage WHERE period_start >= $1 AND used > 0")
-            .bind(since)
-            .fetch_all(pool)
-            .await?;
+/// The totals of each plan's current period (UTC days; ISO weeks from Monday; months).
+pub async fn current(pool: &PgPool) -> sqlx::Result<Vec<UsageTotal>> {
+    let rows: Vec<TotalRow> = sqlx::query_as(
+        "SELECT q.key_id, q.plan_id, q.period_start, q.used
+         FROM quota_usage q JOIN usage_plans p ON p.id = q.plan_id
+         WHERE q.used > 0 AND p.quota_period IS NOT NULL
+           AND q.period_start = date_trunc(lower(p.quota_period), now(), 'UTC')",
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(rows.into_iter().map(UsageTotal::from).collect())
+}
+
+/// Forgets batch ids after a day (a retry comes within minutes) and periods over for
+/// two months. Returns how many rows went.
+pub async fn prune(pool: &PgPool) -> sqlx::Result<u64> {
+    let batches =
+        sqlx::query("DELETE FROM usage_batches WHERE received_at < now() - interval '1 day'")
+            .execute(pool)
+            .await?;
+    let periods =
+        sqlx::query("DELETE FROM quota_usage WHERE period_start < now() - interval '62 days'")
+            .execute(pool)
+            .await?;
+    Ok(batches.rows_affected() + periods.rows_affected())
 }
 
 /// A key's usage in its plans, newest periods first.
