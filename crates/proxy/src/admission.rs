@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::compiled::{CompiledConfig, CompiledRoute, CompiledStage};
 use crate::errors::{ProxyBody, Reject};
 use crate::limiter::{Decision, Rate};
-use crate::quota::QuotaCounter;
+use crate::quota::{KeyUse, QuotaCounter};
 use crate::ratelimit_headers::{PolicyState, RateHeaders};
 
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -119,9 +119,10 @@ pub fn admit(
     headers: &HeaderMap,
     now: u64,
     shared_quotas: bool,
+    key_use: &KeyUse,
 ) -> Result<Admitted, Refusal> {
     let mut admitted = if route.api_key_required {
-        admit_key(config, stage, route, headers, now)?
+        admit_key(config, stage, route, headers, now, key_use)?
     } else {
         Admitted::default()
     };
@@ -150,6 +151,7 @@ fn admit_key(
     route: &CompiledRoute,
     headers: &HeaderMap,
     now: u64,
+    key_use: &KeyUse,
 ) -> Result<Admitted, Refusal> {
     let forbidden = || Refusal::Forbidden;
     let value = headers
@@ -158,7 +160,7 @@ fn admit_key(
         .filter(|v| is_valid_key(v))
         .ok_or_else(forbidden)?;
     let key = config.key(&hash_key(value)).ok_or_else(forbidden)?;
-    key.used.store(true, std::sync::atomic::Ordering::Relaxed);
+    key_use.note(key.id, &key.used_in);
     let membership = key
         .memberships
         .iter()

@@ -4,7 +4,7 @@
 //! published whole with one atomic store.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,8 +87,8 @@ pub struct CompiledPlan {
 #[derive(Debug)]
 pub struct CompiledKey {
     pub id: Uuid,
-    /// Set by each request with this key; cleared when reported.
-    pub used: AtomicBool,
+    /// The last report interval this key was used in (see `KeyUse`); `u32::MAX`: never.
+    pub used_in: AtomicU32,
     pub memberships: Box<[Membership]>,
 }
 
@@ -287,7 +287,9 @@ impl CompiledConfig {
                     hash,
                     CompiledKey {
                         id: key.id,
-                        used: AtomicBool::new(old.is_some_and(|o| o.used.load(Ordering::Relaxed))),
+                        used_in: AtomicU32::new(
+                            old.map_or(u32::MAX, |o| o.used_in.load(Ordering::Relaxed)),
+                        ),
                         memberships,
                     },
                 )
@@ -335,15 +337,6 @@ impl CompiledConfig {
 
     pub fn stage_count(&self) -> usize {
         self.stages.len()
-    }
-
-    /// Ids of keys used since the last call.
-    pub fn take_used_keys(&self) -> Vec<Uuid> {
-        self.keys
-            .values()
-            .filter(|k| k.used.swap(false, Ordering::Relaxed))
-            .map(|k| k.id)
-            .collect()
     }
 
     pub fn key_count(&self) -> usize {

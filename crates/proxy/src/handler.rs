@@ -17,7 +17,7 @@ use crate::compiled::{Action, CompiledConfig};
 use crate::errors::{ProxyBody, Reject};
 use crate::forward::{rewrite_request_headers, strip_hop_by_hop, UpstreamClient};
 use crate::limiter::now_ns;
-use crate::quota::QuotaLedger;
+use crate::quota::{KeyUse, QuotaLedger};
 use crate::request_id::{RequestIds, REQUEST_ID};
 use crate::shared_quota::SharedCounters;
 
@@ -29,6 +29,8 @@ pub struct Shared {
     pub max_body_bytes: u64,
     /// Quota counters, shared by every snapshot compiled.
     pub quotas: QuotaLedger,
+    /// Keys used since the last usage report.
+    pub key_use: KeyUse,
     /// Quota counts shared with other proxies through Redis, when configured.
     pub shared_counters: Arc<SharedCounters>,
 }
@@ -71,11 +73,18 @@ async fn dispatch(
         };
         let route = found.value;
         let shared_quotas = shared.shared_counters.is_connected();
-        let admitted =
-            match admission::admit(config, stage, route, req.headers(), now_ns(), shared_quotas) {
-                Ok(admitted) => admitted,
-                Err(refusal) => return refusal.response(),
-            };
+        let admitted = match admission::admit(
+            config,
+            stage,
+            route,
+            req.headers(),
+            now_ns(),
+            shared_quotas,
+            &shared.key_use,
+        ) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return refusal.response(),
+        };
         let next = match &route.action {
             Action::Mock {
                 status,

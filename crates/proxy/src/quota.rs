@@ -191,10 +191,49 @@ mod tests {
     }
 
     #[test]
+    fn a_key_is_listed_once_per_interval() {
+        let uses = KeyUse::default();
+        let used_in = std::sync::atomic::AtomicU32::new(u32::MAX);
+        let id = Uuid::nil();
+        uses.note(id, &used_in);
+        uses.note(id, &used_in);
+        assert_eq!(uses.take(), vec![id]);
+        assert!(uses.take().is_empty());
+        uses.note(id, &used_in);
+        assert_eq!(uses.take(), vec![id]);
+    }
+
+    #[test]
     fn a_new_period_starts_from_zero() {
         let c = QuotaCounter::default();
         assert!(c.try_take(0, 1));
         assert!(!c.try_take(0, 1));
         assert!(c.try_take(86_400, 1));
+    }
+}
+
+/// Which keys were used in the current report interval, for their `last_used_at`. A
+/// request costs one atomic load in the common case: a key is listed the first time it is
+/// seen in an interval, and the interval number moves on at each report, so no flag ever
+/// needs clearing and no report scans every key.
+#[derive(Debug, Default)]
+pub struct KeyUse {
+    interval: std::sync::atomic::AtomicU32,
+    used: Mutex<Vec<Uuid>>,
+}
+
+impl KeyUse {
+    /// Notes that the key `id`, whose last interval of use is `used_in`, made a request.
+    pub fn note(&self, id: Uuid, used_in: &std::sync::atomic::AtomicU32) {
+        let now = self.interval.load(Ordering::Relaxed);
+        if used_in.load(Ordering::Relaxed) != now && used_in.swap(now, Ordering::Relaxed) != now {
+            self.used.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+        }
+    }
+
+    /// The keys used since the last call; starts a new interval.
+    pub fn take(&self) -> Vec<Uuid> {
+        self.interval.fetch_add(1, Ordering::Relaxed);
+        std::mem::take(&mut *self.used.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }

@@ -20,7 +20,7 @@ use crate::compiled::CompiledConfig;
 use crate::config::ProxyConfig;
 use crate::handler::{handle, Shared};
 use crate::poller::Poller;
-use crate::quota::QuotaLedger;
+use crate::quota::{KeyUse, QuotaLedger};
 use crate::request_id::RequestIds;
 use crate::shared_quota::SharedCounters;
 use crate::usage_reporter::UsageReporter;
@@ -71,6 +71,7 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
         request_ids: RequestIds::default(),
         max_body_bytes: config.max_body_bytes,
         quotas: QuotaLedger::default(),
+        key_use: KeyUse::default(),
         shared_counters: Arc::new(SharedCounters::default()),
     });
     let active = load_cache(&config, &shared).await;

@@ -71,7 +71,7 @@ impl UsageReporter {
             tokio::select! {
                 () = tokio::time::sleep(self.interval) => {}
                 () = stopped(&mut shutdown) => {
-                    self.collect();
+                    self.collect().await;
                     let _ = tokio::time::timeout(Duration::from_secs(2), self.flush()).await;
                     return;
                 }
@@ -80,7 +80,7 @@ impl UsageReporter {
             {
                 last_learned = Some(Instant::now());
             }
-            self.collect();
+            self.collect().await;
             self.flush().await;
         }
     }
@@ -98,33 +98,15 @@ impl UsageReporter {
         Ok(())
     }
 
-    /// Drains every counter's new use, and the keys used, into batches.
-    fn collect(&mut self) {
-        let mut entries = Vec::new();
-        let mut counters = Vec::new();
-        for ((key_id, plan_id), counter) in self.shared.quotas.all() {
-            let (start, delta) = counter.drain();
-            if delta == 0 {
-                continue;
-            }
-            let Some(period_start) = DateTime::<Utc>::from_timestamp(start, 0) else {
-                continue;
-            };
-            entries.push(UsageEntry {
-                key_id,
-                plan_id,
-                period_start,
-                count: delta,
-            });
-            counters.push((counter, start, delta));
-        }
-        let mut used_keys = self
-            .shared
-            .config
-            .load()
-            .as_ref()
-            .map(|c| c.take_used_keys())
-            .unwrap_or_default();
+    /// Drains every counter's new use, and the keys used, into batches. The scan over
+    /// every key runs on a blocking thread, away from the request workers.
+    async fn collect(&mut self) {
+        let shared = self.shared.clone();
+        let Ok((mut entries, mut counters, mut used_keys)) =
+            tokio::task::spawn_blocking(move || gather(&shared)).await
+        else {
+            return;
+        };
         while !entries.is_empty() || !used_keys.is_empty() {
             let rest_used = used_keys.split_off(used_keys.len().min(MAX_BATCH_ENTRIES));
             let rest_entries = entries.split_off(entries.len().min(MAX_BATCH_ENTRIES));
@@ -218,4 +200,35 @@ impl UsageReporter {
             .await
             .map_err(|_| anyhow::anyhow!("timed out"))?
     }
+}
+
+/// New use of every quota counter, and the keys used since the last call.
+#[allow(clippy::type_complexity)]
+fn gather(
+    shared: &Shared,
+) -> (
+    Vec<UsageEntry>,
+    Vec<(Arc<QuotaCounter>, i64, u64)>,
+    Vec<Uuid>,
+) {
+    let mut entries = Vec::new();
+    let mut counters = Vec::new();
+    for ((key_id, plan_id), counter) in shared.quotas.all() {
+        let (start, delta) = counter.drain();
+        if delta == 0 {
+            continue;
+        }
+        let Some(period_start) = DateTime::<Utc>::from_timestamp(start, 0) else {
+            continue;
+        };
+        entries.push(UsageEntry {
+            key_id,
+            plan_id,
+            period_start,
+            count: delta,
+        });
+        counters.push((counter, start, delta));
+    }
+    let used_keys = shared.key_use.take();
+    (entries, counters, used_keys)
 }
