@@ -31,6 +31,40 @@ async fn shop(cp: &ControlPlane, stage_throttle: Value) -> String {
     api
 }
 
+/// A control plane, one proxy (with its data folder) and the `shop` API deployed with the
+/// given stage throttle.
+struct Shop {
+    cp: ControlPlane,
+    proxy: gatehouse_proxy::RunningProxy,
+    api: String,
+    _data: tempfile::TempDir,
+}
+
+impl Shop {
+    async fn start(pool: &PgPool, stage_throttle: Value) -> Shop {
+        let cp = ControlPlane::start(pool.clone()).await;
+        let data = tempfile::tempdir().expect("tempdir");
+        let proxy = start_proxy(&cp.url(), data.path()).await;
+        let api = shop(&cp, stage_throttle).await;
+        Shop {
+            cp,
+            proxy,
+            api,
+            _data: data,
+        }
+    }
+}
+
+/// Attaches key `key_id` to usage plan `plan`.
+async fn attach(cp: &ControlPlane, plan: &str, key_id: &str) {
+    cp.admin()
+        .create(
+            &format!("/usage-plans/{plan}/keys"),
+            json!({"key_id": key_id}),
+        )
+        .await;
+}
+
 async fn new_key(cp: &ControlPlane, name: &str) -> (String, String) {
     let key = cp.admin().create("/keys", json!({"name": name})).await;
     (
@@ -57,20 +91,17 @@ async fn status_with_key(url: &str, key: Option<&str>) -> StatusCode {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn only_an_enabled_key_in_a_plan_for_the_stage_gets_through(pool: PgPool) {
-    let cp = ControlPlane::start(pool.clone()).await;
-    let data = tempfile::tempdir().expect("tempdir");
-    let proxy = start_proxy(&cp.url(), data.path()).await;
+    let Shop {
+        cp,
+        proxy,
+        api,
+        _data,
+    } = Shop::start(&pool, json!({"rate": 1000, "burst": 1000})).await;
     let admin = cp.admin();
-    let api = shop(&cp, json!({"rate": 1000, "burst": 1000})).await;
     let plan = new_plan(&cp, &api, json!({"rate": 100, "burst": 50})).await;
     let (key_id, key) = new_key(&cp, "mobile").await;
     let (_, outsider) = new_key(&cp, "not in any plan").await;
-    admin
-        .create(
-            &format!("/usage-plans/{plan}/keys"),
-            json!({"key_id": key_id}),
-        )
-        .await;
+    attach(&cp, &plan, &key_id).await;
     wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
     let url = format!("http://{}/shop/prod/orders", proxy.addr);
 
@@ -163,20 +194,17 @@ fn key_header(value: &str) -> reqwest::header::HeaderMap {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_burst_of_exactly_burst_requests_passes_and_the_next_is_throttled(pool: PgPool) {
-    let cp = ControlPlane::start(pool.clone()).await;
-    let data = tempfile::tempdir().expect("tempdir");
-    let proxy = start_proxy(&cp.url(), data.path()).await;
+    let Shop {
+        cp,
+        proxy,
+        api,
+        _data,
+    } = Shop::start(&pool, json!({"rate": 10000, "burst": 5000})).await;
     let admin = cp.admin();
-    let api = shop(&cp, json!({"rate": 10000, "burst": 5000})).await;
     // A slow refill (one request every 100 s) makes the count exact however slow the test.
     let plan = new_plan(&cp, &api, json!({"rate": 0.01, "burst": 5})).await;
     let (key_id, key) = new_key(&cp, "bursty").await;
-    admin
-        .create(
-            &format!("/usage-plans/{plan}/keys"),
-            json!({"key_id": key_id}),
-        )
-        .await;
+    attach(&cp, &plan, &key_id).await;
     wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
     let url = format!("http://{}/shop/prod/orders", proxy.addr);
 
@@ -219,11 +247,13 @@ async fn a_burst_of_exactly_burst_requests_passes_and_the_next_is_throttled(pool
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn the_stage_throttle_limits_all_traffic_and_route_throttles_override_the_plan(pool: PgPool) {
-    let cp = ControlPlane::start(pool.clone()).await;
-    let data = tempfile::tempdir().expect("tempdir");
-    let proxy = start_proxy(&cp.url(), data.path()).await;
+    let Shop {
+        cp,
+        proxy,
+        api,
+        _data,
+    } = Shop::start(&pool, json!({"rate": 0.01, "burst": 8})).await;
     let admin = cp.admin();
-    let api = shop(&cp, json!({"rate": 0.01, "burst": 8})).await;
     let plan = admin
         .create(
             "/usage-plans",
@@ -403,11 +433,13 @@ async fn keys_and_plans_refuse_bad_input_and_write_nothing(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_used_up_quota_answers_limit_exceeded_and_survives_a_proxy_restart(pool: PgPool) {
-    let cp = ControlPlane::start(pool.clone()).await;
-    let data = tempfile::tempdir().expect("tempdir");
-    let proxy = start_proxy(&cp.url(), data.path()).await;
+    let Shop {
+        cp,
+        proxy,
+        api,
+        _data,
+    } = Shop::start(&pool, json!({"rate": 1000, "burst": 1000})).await;
     let admin = cp.admin();
-    let api = shop(&cp, json!({"rate": 1000, "burst": 1000})).await;
     let plan = admin
         .create(
             "/usage-plans",
