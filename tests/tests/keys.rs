@@ -639,3 +639,51 @@ async fn without_redis_a_second_proxy_overruns_at_most_one_report_interval(pool:
     b.stop().await;
     cp.stop().await;
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn requests_the_stage_throttle_refuses_do_not_use_up_the_quota(pool: PgPool) {
+    let Shop {
+        cp,
+        proxy,
+        api,
+        _data,
+    } = Shop::start(&pool, json!({"rate": 0.01, "burst": 2})).await;
+    let admin = cp.admin();
+    let plan = admin
+        .create(
+            "/usage-plans",
+            json!({"name": "q", "quota": {"limit": 100, "period": "DAY"}, "stages": [{"api_id": api, "stage": "prod"}]}),
+        )
+        .await;
+    let (key_id, key) = new_key(&cp, "k").await;
+    attach(&cp, &id_of(&plan), &key_id).await;
+    wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
+    let url = format!("http://{}/shop/prod/orders", proxy.addr);
+    let statuses = [
+        status_with_key(&url, Some(&key)).await,
+        status_with_key(&url, Some(&key)).await,
+        status_with_key(&url, Some(&key)).await,
+        status_with_key(&url, Some(&key)).await,
+    ];
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    let counted = eventually(Duration::from_secs(5), || async {
+        let (_, detail) = admin.get(&format!("/keys/{key_id}")).await;
+        detail["usage"][0]["used"].as_u64()
+    })
+    .await;
+    let (used, _) = counted.expect("usage reported");
+    // Give a late report the chance to (wrongly) add the throttled ones.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, detail) = admin.get(&format!("/keys/{key_id}")).await;
+    assert_eq!((used, detail["usage"][0]["used"].as_u64()), (2, Some(2)));
+    proxy.stop().await;
+    cp.stop().await;
+}
