@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatehouse_model::integration::BoundUri;
-use gatehouse_model::{ConfigSnapshot, DeployedStage, Integration, Quota, RouteTable};
+use gatehouse_model::{
+    ConfigSnapshot, DeployedPlan, DeployedStage, Integration, PlanStage, Quota, RouteTable,
+    Throttle,
+};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use uuid::Uuid;
 
@@ -73,10 +76,9 @@ pub struct CompiledPlan {
     pub id: Uuid,
     pub rate: Option<Rate>,
     pub quota: Option<Quota>,
-    /// Buckets each key of the plan holds: the plan's own, then one per route throttle.
-    pub bucket_count: u32,
-    /// Name and rate of each bucket slot (`""` for the plan's own, then
-    /// `api/stage/route key`), to carry state to the same slot of the next config.
+    /// The buckets each key of the plan holds, by slot: name and rate (`""` for the plan's
+    /// own, then `api/stage/route key` per route throttle), to carry state to the same slot
+    /// of the next config.
     slots: Vec<(String, Option<Rate>)>,
     /// `RateLimit-Policy` items of keyed responses, built once.
     pub policy_header: Option<HeaderValue>,
@@ -143,28 +145,21 @@ impl CompiledConfig {
             if plan_index.insert(plan.id, index).is_some() {
                 return Err(failure(format!("plan {}", plan.id), "appears twice"));
             }
-            let bucket_count = 1 + plan
-                .stages
-                .iter()
-                .map(|s| s.route_throttles.len())
-                .sum::<usize>();
-            let mut slots = vec![(String::new(), plan.throttle.map(Rate::new))];
-            for covered in &plan.stages {
-                for (route_key, throttle) in &covered.route_throttles {
-                    slots.push((
-                        format!("{}/{}/{route_key}", covered.api_id, covered.stage),
-                        Some(Rate::new(*throttle)),
-                    ));
-                }
-            }
+            let slots = std::iter::once((String::new(), plan.throttle.map(Rate::new)))
+                .chain(
+                    route_throttle_slots(plan).map(|(_, covered, route_key, throttle)| {
+                        (
+                            format!("{}/{}/{route_key}", covered.api_id, covered.stage),
+                            Some(Rate::new(throttle)),
+                        )
+                    }),
+                )
+                .collect();
             plans.push(CompiledPlan {
                 id: plan.id,
                 slots,
                 rate: plan.throttle.map(Rate::new),
                 quota: plan.quota,
-                bucket_count: u32::try_from(bucket_count).map_err(|_| {
-                    failure(format!("plan {}", plan.id), "too many route throttles")
-                })?,
                 policy_header: plan.throttle.map(throttle_policy),
                 quota_policy: plan.quota.map(quota_policy),
             });
@@ -204,32 +199,33 @@ impl CompiledConfig {
         // Attach each plan to the stages it covers; a stage not deployed is skipped.
         for plan in &snapshot.plans {
             let index = plan_index[&plan.id];
-            let mut slot = 1u32;
-            for covered in &plan.stages {
-                let Some(stage) = stage_names
+            let deployed = |covered: &PlanStage| {
+                stage_names
                     .get(&(covered.api_id, covered.stage.as_str()))
-                    .and_then(|n| stages.get_mut(n))
-                else {
-                    slot += u32::try_from(covered.route_throttles.len()).unwrap_or(0);
+                    .cloned()
+            };
+            for name in plan.stages.iter().filter_map(deployed) {
+                if let Some(stage) = stages.get_mut(&name) {
+                    stage.plans.push(index);
+                }
+            }
+            for (slot, covered, route_key, throttle) in route_throttle_slots(plan) {
+                let Some(stage) = deployed(covered).and_then(|name| stages.get_mut(&name)) else {
                     continue;
                 };
-                stage.plans.push(index);
-                for (route_key, throttle) in &covered.route_throttles {
-                    let route = stage
-                        .routes
-                        .values()
-                        .find(|r| r.route_key == *route_key)
-                        .map(|r| r.index);
-                    if let Some(route) = route {
-                        stage.overrides.push(RouteOverride {
-                            plan: index,
-                            route,
-                            slot,
-                            rate: Rate::new(*throttle),
-                            policy_header: throttle_policy(*throttle),
-                        });
-                    }
-                    slot += 1;
+                if let Some(route) = stage
+                    .routes
+                    .values()
+                    .find(|r| r.route_key == route_key)
+                    .map(|r| r.index)
+                {
+                    stage.overrides.push(RouteOverride {
+                        plan: index,
+                        route,
+                        slot,
+                        rate: Rate::new(throttle),
+                        policy_header: throttle_policy(throttle),
+                    });
                 }
             }
         }
@@ -342,6 +338,23 @@ impl CompiledConfig {
     pub fn key_count(&self) -> usize {
         self.keys.len()
     }
+}
+
+/// Every route throttle of a plan with its bucket slot (slot 0 is the plan's own bucket):
+/// the one numbering both the buckets and the stages' overrides follow.
+fn route_throttle_slots(
+    plan: &DeployedPlan,
+) -> impl Iterator<Item = (u32, &PlanStage, &str, Throttle)> {
+    plan.stages
+        .iter()
+        .flat_map(|covered| {
+            covered
+                .route_throttles
+                .iter()
+                .map(move |(key, throttle)| (covered, key.as_str(), *throttle))
+        })
+        .zip(1u32..)
+        .map(|((covered, key, throttle), slot)| (slot, covered, key, throttle))
 }
 
 fn compile_stage(stage: &DeployedStage) -> Result<StageTable, String> {

@@ -2,9 +2,8 @@
 //! or forward upstream. The snapshot guard is dropped before any await, so a request never
 //! pins a snapshot while it waits on the network.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
@@ -16,7 +15,7 @@ use crate::admission;
 use crate::compiled::{Action, CompiledConfig};
 use crate::errors::{ProxyBody, Reject};
 use crate::forward::{rewrite_request_headers, strip_hop_by_hop, UpstreamClient};
-use crate::limiter::now_ns;
+use crate::limiter::{now_ns, EverySecond};
 use crate::quota::{KeyUse, QuotaLedger};
 use crate::request_id::{RequestIds, REQUEST_ID};
 use crate::shared_quota::SharedCounters;
@@ -164,18 +163,10 @@ pub fn has_dot_segment(path: &str) -> bool {
     })
 }
 
-/// Logs an upstream failure at most once a second, so an outage cannot flood the log.
+/// Logs an upstream failure, at most once a second.
 fn warn_upstream_failure(error: &hyper_util::client::legacy::Error) {
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let last = LAST.load(Ordering::Relaxed);
-    if now > last
-        && LAST
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
+    static GATE: EverySecond = EverySecond::new();
+    if GATE.ready() {
         tracing::warn!(error = %error, source = ?std::error::Error::source(error), "upstream request failed (logged at most once a second)");
     }
 }

@@ -11,6 +11,7 @@ pub mod admission;
 pub mod cache;
 pub mod compiled;
 pub mod config;
+pub mod control_plane_client;
 pub mod errors;
 pub mod forward;
 pub mod handler;

@@ -18,6 +18,32 @@ pub fn now_ns() -> u64 {
     u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Lets a log line through at most once a second, so an outage cannot flood the log.
+#[derive(Debug, Default)]
+pub struct EverySecond {
+    /// The second (since the process's epoch, plus one) of the last line let through.
+    last: AtomicU64,
+}
+
+impl EverySecond {
+    pub const fn new() -> EverySecond {
+        EverySecond {
+            last: AtomicU64::new(0),
+        }
+    }
+
+    /// True at most once per second.
+    pub fn ready(&self) -> bool {
+        let now = now_ns() / 1_000_000_000 + 1;
+        let last = self.last.load(Ordering::Relaxed);
+        now > last
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
 /// A throttle's numbers, in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
@@ -161,6 +187,13 @@ mod tests {
             .collect();
         let passed: usize = handles.into_iter().map(|h| h.join().expect("thread")).sum();
         assert_eq!(passed, 1000);
+    }
+
+    #[test]
+    fn every_second_lets_one_through_per_second() {
+        let gate = EverySecond::new();
+        assert!(gate.ready());
+        assert!(!gate.ready());
     }
 
     #[test]

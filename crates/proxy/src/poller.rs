@@ -10,16 +10,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatehouse_model::ConfigSnapshot;
-use http::{header, HeaderValue, Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::{HeaderValue, Method, StatusCode};
 use tokio::sync::watch;
 
 use crate::cache;
 use crate::compiled::CompiledConfig;
+use crate::control_plane_client::ControlPlaneClient;
 use crate::handler::Shared;
 use crate::server::stopped;
 
@@ -30,10 +26,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 pub struct Poller {
     shared: Arc<Shared>,
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
-    base_url: String,
-    token: HeaderValue,
-    node_id: HeaderValue,
+    control_plane: Arc<ControlPlaneClient>,
     node_address: HeaderValue,
     wait: Duration,
     data_dir: Option<PathBuf>,
@@ -51,21 +44,15 @@ pub struct Poller {
 impl Poller {
     pub fn new(
         shared: Arc<Shared>,
+        control_plane: Arc<ControlPlaneClient>,
         config: &crate::ProxyConfig,
         node_address: &str,
         serving: Option<(i64, String)>,
     ) -> anyhow::Result<Poller> {
         let (active, active_hash) = serving.map_or((None, None), |(v, h)| (Some(v), Some(h)));
-        let client = Client::builder(TokioExecutor::new())
-            .build(crate::forward::connector(config.connect_timeout));
         Ok(Poller {
             shared,
-            client,
-            base_url: config.control_plane_url.trim_end_matches('/').to_owned(),
-            token: HeaderValue::try_from(format!("Bearer {}", config.node_token))
-                .map_err(|_| anyhow::anyhow!("the node token must be printable ASCII"))?,
-            node_id: HeaderValue::try_from(config.node_id.as_str())
-                .map_err(|_| anyhow::anyhow!("the node id must be printable ASCII"))?,
+            control_plane,
             node_address: HeaderValue::try_from(node_address)?,
             wait: config.poll_wait,
             data_dir: config.data_dir.clone(),
@@ -110,11 +97,7 @@ impl Poller {
     }
 
     fn poll_url(&self) -> String {
-        let mut url = format!(
-            "{}/dp/v1/config?wait_ms={}",
-            self.base_url,
-            self.wait.as_millis()
-        );
+        let mut url = format!("/dp/v1/config?wait_ms={}", self.wait.as_millis());
         if let Some(v) = self.received {
             let _ = write!(url, "&version={v}");
         }
@@ -132,35 +115,31 @@ impl Poller {
     }
 
     async fn poll_once(&mut self) -> anyhow::Result<()> {
-        let mut request = Request::get(self.poll_url()).body(Empty::new())?;
-        let headers = request.headers_mut();
-        headers.insert(header::AUTHORIZATION, self.token.clone());
-        headers.insert("x-gatehouse-node-id", self.node_id.clone());
-        headers.insert(
-            "x-gatehouse-node-version",
-            HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
-        );
-        headers.insert("x-gatehouse-node-address", self.node_address.clone());
-
-        let exchange = async {
-            let response = self.client.request(request).await?;
-            let status = response.status();
-            let version_header = response
-                .headers()
-                .get("x-gatehouse-config-version")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<i64>().ok());
-            let body = Limited::new(response.into_body(), MAX_SNAPSHOT_BYTES)
-                .collect()
-                .await
-                .map_err(|e| anyhow::anyhow!("reading the snapshot: {e}"))?
-                .to_bytes();
-            anyhow::Ok((status, version_header, body))
-        };
-        let (status, version_header, body) =
-            tokio::time::timeout(self.wait + Duration::from_secs(10), exchange)
-                .await
-                .map_err(|_| anyhow::anyhow!("control plane did not answer in time"))??;
+        let headers = [
+            (
+                "x-gatehouse-node-version",
+                HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
+            ),
+            ("x-gatehouse-node-address", self.node_address.clone()),
+        ];
+        let deadline = self.wait + Duration::from_secs(10);
+        let answer = self
+            .control_plane
+            .call(
+                Method::GET,
+                &self.poll_url(),
+                Bytes::new(),
+                &headers,
+                MAX_SNAPSHOT_BYTES,
+                deadline,
+            )
+            .await?;
+        let version_header = answer
+            .headers
+            .get("x-gatehouse-config-version")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok());
+        let (status, body) = (answer.status, answer.body);
         match status {
             StatusCode::NOT_MODIFIED => Ok(()),
             StatusCode::OK => {

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::compiled::CompiledConfig;
 use crate::config::ProxyConfig;
+use crate::control_plane_client::ControlPlaneClient;
 use crate::handler::{handle, Shared};
 use crate::poller::Poller;
 use crate::quota::{KeyUse, QuotaLedger};
@@ -76,7 +77,8 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
     });
     let active = load_cache(&config, &shared).await;
 
-    let reporter = UsageReporter::new(shared.clone(), &config)?;
+    let control_plane = Arc::new(ControlPlaneClient::new(&config)?);
+    let mut reporter = UsageReporter::new(shared.clone(), control_plane.clone(), &config);
     // Learn how much of each quota is gone before serving, so a restart does not reset it.
     if let Err(e) = tokio::time::timeout(Duration::from_secs(2), reporter.learn())
         .await
@@ -91,7 +93,13 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
             .connect(url.clone(), stop_rx.clone())
             .context("REDIS_URL is not a valid Redis URL")?;
     }
-    let poller = Poller::new(shared.clone(), &config, &addr.to_string(), active)?;
+    let poller = Poller::new(
+        shared.clone(),
+        control_plane,
+        &config,
+        &addr.to_string(),
+        active,
+    )?;
     let tasks = vec![
         tokio::spawn(poller.run(stop_rx.clone())),
         tokio::spawn(reporter.run(stop_rx.clone())),

@@ -5,7 +5,6 @@
 //! When Redis is unreachable or slow, the request falls back to the local count (the
 //! control plane's totals), so an outage of Redis degrades quotas, not traffic.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
 use crate::admission::SharedQuota;
+use crate::limiter::EverySecond;
 use crate::server::stopped;
 
 /// Longest wait for Redis before counting locally instead.
@@ -22,7 +22,7 @@ const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 #[derive(Default)]
 pub struct SharedCounters {
     connection: ArcSwapOption<ConnectionManager>,
-    failures_logged_at: AtomicU64,
+    failures_logged: EverySecond,
 }
 
 impl SharedCounters {
@@ -104,14 +104,7 @@ impl SharedCounters {
     }
 
     fn log_failure(&self, error: &str) {
-        let now = crate::limiter::now_ns() / 1_000_000_000;
-        let last = self.failures_logged_at.load(Ordering::Relaxed);
-        if now > last
-            && self
-                .failures_logged_at
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.failures_logged.ready() {
             tracing::warn!(%error, "Redis quota count failed; counting locally (logged at most once a second)");
         }
     }

@@ -13,15 +13,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use gatehouse_model::usage::{UsageEntry, UsageReport, UsageTotals};
-use http::{header, HeaderValue, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::{Method, StatusCode};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::control_plane_client::ControlPlaneClient;
 use crate::handler::Shared;
 use crate::quota::QuotaCounter;
 use crate::server::stopped;
@@ -42,31 +38,30 @@ struct Batch {
 
 pub struct UsageReporter {
     shared: Arc<Shared>,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    base_url: String,
-    token: HeaderValue,
-    node_id: HeaderValue,
+    control_plane: Arc<ControlPlaneClient>,
     interval: Duration,
     queue: VecDeque<Batch>,
+    /// When all totals were last fetched.
+    last_learned: Option<Instant>,
 }
 
 impl UsageReporter {
-    pub fn new(shared: Arc<Shared>, config: &crate::ProxyConfig) -> anyhow::Result<UsageReporter> {
-        Ok(UsageReporter {
+    pub fn new(
+        shared: Arc<Shared>,
+        control_plane: Arc<ControlPlaneClient>,
+        config: &crate::ProxyConfig,
+    ) -> UsageReporter {
+        UsageReporter {
             shared,
-            client: Client::builder(TokioExecutor::new())
-                .build(crate::forward::connector(config.connect_timeout)),
-            base_url: config.control_plane_url.trim_end_matches('/').to_owned(),
-            token: HeaderValue::try_from(format!("Bearer {}", config.node_token))?,
-            node_id: HeaderValue::try_from(config.node_id.as_str())?,
+            control_plane,
             interval: config.usage_report_interval,
             queue: VecDeque::new(),
-        })
+            last_learned: None,
+        }
     }
 
     /// Reports until `shutdown`, then makes one last attempt to send what is left.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut last_learned: Option<Instant> = None;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(self.interval) => {}
@@ -76,9 +71,8 @@ impl UsageReporter {
                     return;
                 }
             }
-            if last_learned.is_none_or(|t| t.elapsed() >= LEARN_EVERY) && self.learn().await.is_ok()
-            {
-                last_learned = Some(Instant::now());
+            if self.last_learned.is_none_or(|t| t.elapsed() >= LEARN_EVERY) {
+                let _ = self.learn().await;
             }
             self.collect().await;
             self.flush().await;
@@ -86,7 +80,7 @@ impl UsageReporter {
     }
 
     /// Fetches every current total from the control plane.
-    pub async fn learn(&self) -> anyhow::Result<()> {
+    pub async fn learn(&mut self) -> anyhow::Result<()> {
         let (status, body) = self.exchange(Method::GET, Bytes::new()).await?;
         anyhow::ensure!(status == StatusCode::OK, "control plane answered {status}");
         let totals: UsageTotals = serde_json::from_slice(&body)?;
@@ -95,6 +89,7 @@ impl UsageReporter {
             let counter = self.shared.quotas.counter(total.key_id, total.plan_id);
             counter.learn(total.period_start.timestamp(), total.used);
         }
+        self.last_learned = Some(Instant::now());
         Ok(())
     }
 
@@ -175,30 +170,18 @@ impl UsageReporter {
     }
 
     async fn exchange(&self, method: Method, body: Bytes) -> anyhow::Result<(StatusCode, Bytes)> {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("{}/dp/v1/usage", self.base_url))
-            .body(Full::new(body))?;
-        let headers = request.headers_mut();
-        headers.insert(header::AUTHORIZATION, self.token.clone());
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert("x-gatehouse-node-id", self.node_id.clone());
-        let exchange = async {
-            let response = self.client.request(request).await?;
-            let status = response.status();
-            let body = Limited::new(response.into_body(), MAX_TOTALS_BYTES)
-                .collect()
-                .await
-                .map_err(|e| anyhow::anyhow!("reading usage totals: {e}"))?
-                .to_bytes();
-            anyhow::Ok((status, body))
-        };
-        tokio::time::timeout(Duration::from_secs(10), exchange)
-            .await
-            .map_err(|_| anyhow::anyhow!("timed out"))?
+        let answer = self
+            .control_plane
+            .call(
+                method,
+                "/dp/v1/usage",
+                body,
+                &[],
+                MAX_TOTALS_BYTES,
+                Duration::from_secs(10),
+            )
+            .await?;
+        Ok((answer.status, answer.body))
     }
 }
 

@@ -146,6 +146,11 @@ async fn resolve_stages(conn: &mut PgConnection, refs: Vec<StageRef>) -> ApiResu
     Ok(resolved)
 }
 
+/// How many keys the plan has, as the API shows it.
+async fn key_count(conn: &mut PgConnection, plan_id: Uuid) -> ApiResult<usize> {
+    Ok(usize::try_from(plans::key_count(&mut *conn, plan_id).await?).unwrap_or(0))
+}
+
 /// Refuses a state where a key's plans overlap on an API stage.
 async fn check_no_overlap(
     conn: &mut PgConnection,
@@ -212,7 +217,7 @@ async fn read(
     let plan = plans::get(&mut conn, id)
         .await?
         .ok_or(ApiError::NotFound("usage plan"))?;
-    let key_count = plans::key_ids(&mut *conn, id).await?.len();
+    let key_count = key_count(&mut conn, id).await?;
     Ok(Json(PlanDetail { plan, key_count }))
 }
 
@@ -248,7 +253,7 @@ async fn update(
     };
     let plan = plans::save(&mut tx, Some(id), &spec).await?;
     check_no_overlap(&mut tx, Some(id), None).await?;
-    let key_count = plans::key_ids(&mut *tx, id).await?.len();
+    let key_count = key_count(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(PlanDetail { plan, key_count }))
 }
@@ -261,7 +266,7 @@ async fn remove(
     let id = parse_id(&plan_id, "usage plan")?;
     let mut tx = state.pool.begin().await?;
     config_state::bump(&mut tx).await?;
-    let attached = plans::key_ids(&mut *tx, id).await?.len();
+    let attached = key_count(&mut tx, id).await?;
     if attached > 0 {
         return Err(ApiError::conflict(
             "id",
@@ -285,13 +290,9 @@ async fn list_keys(
     plans::get(&mut conn, id)
         .await?
         .ok_or(ApiError::NotFound("usage plan"))?;
-    let mut items = Vec::new();
-    for key_id in plans::key_ids(&mut *conn, id).await? {
-        if let Some(key) = keys::get(&mut *conn, key_id).await? {
-            items.push(key);
-        }
-    }
-    Ok(Json(Items { items }))
+    Ok(Json(Items {
+        items: keys::in_plan(&mut *conn, id).await?,
+    }))
 }
 
 async fn attach(

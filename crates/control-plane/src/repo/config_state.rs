@@ -6,7 +6,7 @@
 
 use gatehouse_model::{
     ApiSlug, ConfigSnapshot, DeployedKey, DeployedPlan, DeployedRoute, DeployedStage, Protocol,
-    StageName, StageVariables, Throttle,
+    StageName, StageVariables,
 };
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, PgPool};
@@ -90,10 +90,7 @@ pub async fn load_snapshot(pool: &PgPool) -> anyhow::Result<ConfigSnapshot> {
             stage: StageName::parse(&row.name)?,
             deployment_id: row.deployment_id,
             variables: row.variables.0,
-            throttle: Throttle {
-                rate: row.throttle_rate,
-                burst: u32::try_from(row.throttle_burst).unwrap_or(1),
-            },
+            throttle: crate::repo::throttle_from_columns(row.throttle_rate, row.throttle_burst),
             routes: row.routes.0,
         });
     }

@@ -77,6 +77,18 @@ pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
+/// The keys attached to a plan, in the order they were attached.
+pub async fn in_plan(db: impl PgExecutor<'_>, plan_id: Uuid) -> sqlx::Result<Vec<ApiKey>> {
+    sqlx::query_as(
+        "SELECT k.id, k.name, k.prefix, k.enabled, k.created_at, k.updated_at, k.last_used_at
+         FROM api_keys k JOIN usage_plan_keys pk ON pk.key_id = k.id
+         WHERE pk.plan_id = $1 ORDER BY pk.created_at, pk.key_id",
+    )
+    .bind(plan_id)
+    .fetch_all(db)
+    .await
+}
+
 /// Ids of the usage plans a key is attached to.
 pub async fn plan_ids(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar("SELECT plan_id FROM usage_plan_keys WHERE key_id = $1 ORDER BY plan_id")

@@ -36,13 +36,10 @@ pub struct PlanView {
 
 impl PlanRow {
     pub fn throttle(&self) -> Option<Throttle> {
-        match (
-            self.throttle_rate,
-            self.throttle_burst.and_then(|b| u32::try_from(b).ok()),
-        ) {
-            (Some(rate), Some(burst)) => Some(Throttle { rate, burst }),
-            _ => None,
-        }
+        Some(super::throttle_from_columns(
+            self.throttle_rate?,
+            self.throttle_burst?,
+        ))
     }
 
     pub fn quota(&self) -> Option<Quota> {
@@ -117,7 +114,7 @@ pub async fn save(
     .bind(&spec.name)
     .bind(&spec.description)
     .bind(spec.throttle.map(|t| t.rate))
-    .bind(spec.throttle.map(|t| i32::try_from(t.burst).unwrap_or(i32::MAX)))
+    .bind(spec.throttle.map(|t| super::throttle_columns(t).1))
     .bind(spec.quota.map(|q| i64::try_from(q.limit).unwrap_or(i64::MAX)))
     .bind(spec.quota.map(|q| q.period.as_str()))
     .fetch_one(&mut *tx)
@@ -221,13 +218,12 @@ pub async fn detach_key(
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn key_ids(db: impl PgExecutor<'_>, plan_id: Uuid) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
-        "SELECT key_id FROM usage_plan_keys WHERE plan_id = $1 ORDER BY created_at, key_id",
-    )
-    .bind(plan_id)
-    .fetch_all(db)
-    .await
+/// How many keys are attached to the plan.
+pub async fn key_count(db: impl PgExecutor<'_>, plan_id: Uuid) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM usage_plan_keys WHERE plan_id = $1")
+        .bind(plan_id)
+        .fetch_one(db)
+        .await
 }
 
 /// An API stage covered by two plans that share a key: `(key, api, stage)`, among the

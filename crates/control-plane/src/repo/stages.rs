@@ -44,7 +44,7 @@ pub async fn insert(db: impl PgExecutor<'_>, api_id: Uuid, new: &NewStage) -> sq
     .bind(Json(&new.variables))
     .bind(&new.description)
     .bind(new.throttle.rate)
-    .bind(burst(new.throttle))
+    .bind(super::throttle_columns(new.throttle).1)
     .fetch_one(db)
     .await
 }
@@ -85,22 +85,14 @@ pub async fn update(
     .bind(Json(&stage.variables))
     .bind(&stage.description)
     .bind(stage.throttle.rate)
-    .bind(burst(stage.throttle))
+    .bind(super::throttle_columns(stage.throttle).1)
     .fetch_optional(db)
     .await
 }
 
-/// Bursts are validated to at most 10^9, which fits a PostgreSQL integer.
-fn burst(throttle: Throttle) -> i32 {
-    i32::try_from(throttle.burst).unwrap_or(i32::MAX)
-}
-
 impl Stage {
     pub fn throttle(&self) -> Throttle {
-        Throttle {
-            rate: self.throttle_rate,
-            burst: u32::try_from(self.throttle_burst).unwrap_or(1),
-        }
+        super::throttle_from_columns(self.throttle_rate, self.throttle_burst)
     }
 }
 
