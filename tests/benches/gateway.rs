@@ -7,10 +7,11 @@
 use std::time::{Duration, Instant};
 
 use gatehouse_tests::{
-    client, config_version, http_proxy, mock, start_proxy, wait_for_version, ControlPlane, Upstream,
+    bench_database, client, config_version, http_proxy, mock, start_proxy, wait_for_version,
+    ControlPlane, Upstream,
 };
 use serde_json::json;
-use sqlx::{Connection as _, PgConnection};
+use sqlx::PgPool;
 
 const REDEPLOYS: usize = 30;
 const SEQUENTIAL_REQUESTS: usize = 2000;
@@ -69,39 +70,13 @@ async fn throughput(url: &str) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let server_url = std::env::var("DATABASE_URL")
-        .map_err(|_| anyhow::anyhow!("set DATABASE_URL (or run `just bench`)"))?;
-    let db_name = format!("gatehouse_bench_{}", std::process::id());
-    let mut admin_conn = PgConnection::connect(&server_url).await?;
-    sqlx::query(&format!("CREATE DATABASE {db_name}"))
-        .execute(&mut admin_conn)
-        .await?;
-    let bench_url = with_database(&server_url, &db_name);
-    let result = run(&bench_url).await;
-    sqlx::query(&format!("DROP DATABASE {db_name} WITH (FORCE)"))
-        .execute(&mut admin_conn)
-        .await?;
+    let database = bench_database("gatehouse_bench").await?;
+    let result = run(database.pool.clone()).await;
+    database.drop_now().await?;
     result
 }
 
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let prefix = base.rsplit_once('/').map_or(base, |(p, _)| p);
-    match query {
-        Some(q) => format!("{prefix}/{name}?{q}"),
-        None => format!("{prefix}/{name}"),
-    }
-}
-
-async fn run(database_url: &str) -> anyhow::Result<()> {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(10)
-        .connect(database_url)
-        .await?;
-    gatehouse_control_plane::MIGRATOR.run(&pool).await?;
+async fn run(pool: PgPool) -> anyhow::Result<()> {
     let upstream = Upstream::start().await;
     let cp = ControlPlane::start(pool.clone()).await;
     let data = tempfile::tempdir()?;

@@ -18,9 +18,11 @@ use std::time::{Duration, Instant};
 use gatehouse_model::ConfigSnapshot;
 use gatehouse_proxy::compiled::CompiledConfig;
 use gatehouse_proxy::quota::QuotaLedger;
-use gatehouse_tests::{client, config_version, id_of, mock, ControlPlane, NODE_TOKEN};
+use gatehouse_tests::{
+    bench_database, client, config_version, id_of, mock, ControlPlane, NODE_TOKEN,
+};
 use serde_json::json;
-use sqlx::{Connection as _, PgConnection, PgPool};
+use sqlx::PgPool;
 
 const KEYS: i64 = 1_000_000;
 const CONCURRENCY: usize = 16;
@@ -165,31 +167,13 @@ async fn load(url: &str, keys: &[String], seconds: u64) -> (f64, Duration) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let server_url = std::env::var("DATABASE_URL")
-        .map_err(|_| anyhow::anyhow!("set DATABASE_URL (or run `just bench`)"))?;
-    let db_name = format!("gatehouse_bench_keys_{}", std::process::id());
-    let mut admin_conn = PgConnection::connect(&server_url).await?;
-    sqlx::query(&format!("CREATE DATABASE {db_name}"))
-        .execute(&mut admin_conn)
-        .await?;
-    let (base, query) = server_url
-        .split_once('?')
-        .map_or((server_url.as_str(), None), |(b, q)| (b, Some(q)));
-    let prefix = base.rsplit_once('/').map_or(base, |(p, _)| p);
-    let url = match query {
-        Some(q) => format!("{prefix}/{db_name}?{q}"),
-        None => format!("{prefix}/{db_name}"),
-    };
-    let result = run(&url).await;
-    sqlx::query(&format!("DROP DATABASE {db_name} WITH (FORCE)"))
-        .execute(&mut admin_conn)
-        .await?;
+    let database = bench_database("gatehouse_bench_keys").await?;
+    let result = run(database.pool.clone()).await;
+    database.drop_now().await?;
     result
 }
 
-async fn run(database_url: &str) -> anyhow::Result<()> {
-    let pool = PgPool::connect(database_url).await?;
-    gatehouse_control_plane::MIGRATOR.run(&pool).await?;
+async fn run(pool: PgPool) -> anyhow::Result<()> {
     let cp = ControlPlane::start(pool.clone()).await;
     let admin = cp.admin();
     let api = admin.create_api("bench").await;

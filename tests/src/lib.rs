@@ -174,6 +174,52 @@ pub async fn config_version(pool: &PgPool) -> i64 {
         .expect("version")
 }
 
+/// A migrated database of its own on the server `server` connects to, for a test or a
+/// benchmark that needs a second database or one outside `#[sqlx::test]`.
+pub struct ScratchDatabase {
+    name: String,
+    server: PgPool,
+    pub pool: PgPool,
+}
+
+impl ScratchDatabase {
+    /// Creates `<prefix>_<random>` and applies the migrations.
+    pub async fn create(server: &PgPool, prefix: &str) -> anyhow::Result<ScratchDatabase> {
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(server)
+            .await?;
+        let options = (*server.connect_options()).clone().database(&name);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(10)
+            .connect_with(options)
+            .await?;
+        gatehouse_control_plane::MIGRATOR.run(&pool).await?;
+        Ok(ScratchDatabase {
+            name,
+            server: server.clone(),
+            pool,
+        })
+    }
+
+    /// Closes its connections and drops it.
+    pub async fn drop_now(self) -> anyhow::Result<()> {
+        self.pool.close().await;
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(&self.server)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A scratch database on the server of `DATABASE_URL`, for the benchmarks.
+pub async fn bench_database(prefix: &str) -> anyhow::Result<ScratchDatabase> {
+    let url = std::env::var("DATABASE_URL")
+        .map_err(|_| anyhow::anyhow!("set DATABASE_URL (or run `just bench`)"))?;
+    let server = PgPool::connect(&url).await?;
+    ScratchDatabase::create(&server, prefix).await
+}
+
 /// A client of the admin API with the test admin token.
 #[derive(Clone)]
 pub struct Admin {

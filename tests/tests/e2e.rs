@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use gatehouse_proxy::RunningProxy;
 use gatehouse_tests::{
     client, config_version, eventually, http_proxy, id_of, mock, start_proxy, wait_for_version,
-    ControlPlane, Upstream,
+    ControlPlane, ScratchDatabase, Upstream,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -522,14 +522,10 @@ async fn a_proxy_notices_a_database_restored_to_the_same_version_with_other_cont
     stop_once_cached(first, cp, data.path()).await;
 
     // Another database, brought by the same steps to the same version number.
-    let other = format!("gatehouse_restored_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {other}"))
-        .execute(&pool)
+    let restored_database = ScratchDatabase::create(&pool, "gatehouse_restored")
         .await
-        .expect("create database");
-    let options = (*pool.connect_options()).clone().database(&other);
-    let restored = sqlx::PgPool::connect_with(options).await.expect("connect");
-    MIGRATOR.run(&restored).await.expect("migrate");
+        .expect("database");
+    let restored = restored_database.pool.clone();
     let cp = ControlPlane::start(restored.clone()).await;
     deploy_mock(&cp, "from the restored database").await;
     assert_eq!(config_version(&restored).await, version);
@@ -547,9 +543,5 @@ async fn a_proxy_notices_a_database_restored_to_the_same_version_with_other_cont
     );
     second.stop().await;
     cp.stop().await;
-    restored.close().await;
-    sqlx::query(&format!("DROP DATABASE {other} WITH (FORCE)"))
-        .execute(&pool)
-        .await
-        .expect("drop database");
+    restored_database.drop_now().await.expect("drop database");
 }

@@ -440,19 +440,7 @@ async fn a_used_up_quota_answers_limit_exceeded_and_survives_a_proxy_restart(poo
         _data,
     } = Shop::start(&pool, json!({"rate": 1000, "burst": 1000})).await;
     let admin = cp.admin();
-    let plan = admin
-        .create(
-            "/usage-plans",
-            json!({"name": "quota", "quota": {"limit": 5, "period": "DAY"}, "stages": [{"api_id": api, "stage": "prod"}]}),
-        )
-        .await;
-    let (key_id, key) = new_key(&cp, "metered").await;
-    admin
-        .create(
-            &format!("/usage-plans/{}/keys", id_of(&plan)),
-            json!({"key_id": key_id}),
-        )
-        .await;
+    let (key_id, key) = metered_key(&cp, &api, 5).await;
     wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
     let url = format!("http://{}/shop/prod/orders", proxy.addr);
 
@@ -521,19 +509,14 @@ async fn a_used_up_quota_answers_limit_exceeded_and_survives_a_proxy_restart(poo
 }
 
 /// A key on a plan of `limit` requests a day, over the `shop` API; returns the key value.
-async fn metered_key(cp: &ControlPlane, api: &str, limit: u64) -> String {
-    let admin = cp.admin();
-    let plan = admin
+async fn metered_key(cp: &ControlPlane, api: &str, limit: u64) -> (String, String) {
+    let plan = cp
+        .admin()
         .create("/usage-plans", json!({"name": "metered", "quota": {"limit": limit, "period": "DAY"}, "stages": [{"api_id": api, "stage": "prod"}]}))
         .await;
     let (key_id, key) = new_key(cp, "shared").await;
-    admin
-        .create(
-            &format!("/usage-plans/{}/keys", id_of(&plan)),
-            json!({"key_id": key_id}),
-        )
-        .await;
-    key
+    attach(cp, &id_of(&plan), &key_id).await;
+    (key_id, key)
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -556,7 +539,7 @@ async fn two_proxies_sharing_a_quota_through_redis_never_admit_more_than_the_lim
     )
     .await;
     let api = shop(&cp, json!({"rate": 10000, "burst": 5000})).await;
-    let key = metered_key(&cp, &api, 25).await;
+    let (_, key) = metered_key(&cp, &api, 25).await;
     let version = config_version(&pool).await;
     wait_for_version(&a, version, Duration::from_secs(5)).await;
     wait_for_version(&b, version, Duration::from_secs(5)).await;
@@ -600,7 +583,7 @@ async fn without_redis_a_second_proxy_overruns_at_most_one_report_interval(pool:
     let a = start_proxy(&cp.url(), a_dir.path()).await;
     let b = start_proxy(&cp.url(), b_dir.path()).await;
     let api = shop(&cp, json!({"rate": 10000, "burst": 5000})).await;
-    let key = metered_key(&cp, &api, 10).await;
+    let (_, key) = metered_key(&cp, &api, 10).await;
     let version = config_version(&pool).await;
     wait_for_version(&a, version, Duration::from_secs(5)).await;
     wait_for_version(&b, version, Duration::from_secs(5)).await;
@@ -649,14 +632,7 @@ async fn requests_the_stage_throttle_refuses_do_not_use_up_the_quota(pool: PgPoo
         _data,
     } = Shop::start(&pool, json!({"rate": 0.01, "burst": 2})).await;
     let admin = cp.admin();
-    let plan = admin
-        .create(
-            "/usage-plans",
-            json!({"name": "q", "quota": {"limit": 100, "period": "DAY"}, "stages": [{"api_id": api, "stage": "prod"}]}),
-        )
-        .await;
-    let (key_id, key) = new_key(&cp, "k").await;
-    attach(&cp, &id_of(&plan), &key_id).await;
+    let (key_id, key) = metered_key(&cp, &api, 100).await;
     wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
     let url = format!("http://{}/shop/prod/orders", proxy.addr);
     let statuses = [
