@@ -78,7 +78,7 @@ fn start_proxy(cp: &str, data: &std::path::Path) -> Proxy {
         ])
         .arg("--data-dir")
         .arg(data)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .spawn()
         .expect("start the release gatehouse binary (just bench builds it)");

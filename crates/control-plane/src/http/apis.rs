@@ -10,14 +10,11 @@ use serde::Deserialize;
 
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::http::{parse_id, Items};
+use crate::http::{check_description, check_name, parse_id, Items};
 use crate::json::JsonBody;
 use crate::repo::apis::{self, Api, ApiChanges, NewApi};
 use crate::repo::config_state;
 use crate::AppState;
-
-pub const MAX_NAME_LEN: usize = 128;
-pub const MAX_DESCRIPTION_LEN: usize = 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -46,27 +43,6 @@ struct UpdateApi {
     name: Option<String>,
     slug: Option<String>,
     description: Option<String>,
-}
-
-fn check_name(name: &str, errors: &mut Vec<FieldError>) {
-    if name.trim().is_empty()
-        || name.chars().count() > MAX_NAME_LEN
-        || name.chars().any(char::is_control)
-    {
-        errors.push(FieldError::new(
-            "name",
-            format!("must be 1 to {MAX_NAME_LEN} printable characters"),
-        ));
-    }
-}
-
-fn check_description(description: &str, errors: &mut Vec<FieldError>) {
-    if description.chars().count() > MAX_DESCRIPTION_LEN {
-        errors.push(FieldError::new(
-            "description",
-            format!("at most {MAX_DESCRIPTION_LEN} characters"),
-        ));
-    }
 }
 
 fn parse_slug(slug: &str, errors: &mut Vec<FieldError>) -> Option<ApiSlug> {

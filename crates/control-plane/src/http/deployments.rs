@@ -11,13 +11,11 @@ use serde::Deserialize;
 
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{parse_id, Items};
+use crate::http::{parse_id, Items, MAX_DESCRIPTION_LEN};
 use crate::json::JsonBody;
 use crate::repo::deployments::{self, Deployment, DeploymentDetail};
 use crate::repo::{apis, routes, stages};
 use crate::AppState;
-
-pub const MAX_DESCRIPTION_LEN: usize = 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::http::{parse_id, Items};
+use crate::http::{check_name, parse_id, Items};
 use crate::json::JsonBody;
 use crate::repo::keys::{self, ApiKey};
 use crate::repo::{config_state, usage};
@@ -65,15 +65,6 @@ struct KeyDetail {
     plan_ids: Vec<Uuid>,
     /// Quota use per plan and period, newest first, as counted from proxy reports.
     usage: Vec<UsageTotal>,
-}
-
-fn check_name(name: &str, errors: &mut Vec<FieldError>) {
-    if name.trim().is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            "name",
-            "must be 1 to 128 printable characters",
-        ));
-    }
 }
 
 /// What identifies a key in listings without revealing it: a quarter of it, at most 8

@@ -16,7 +16,7 @@ use axum::Router;
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -42,6 +42,34 @@ pub fn router(state: AppState) -> Router {
 /// Parses an id from the URL; anything that is not a UUID names nothing that exists.
 pub fn parse_id(raw: &str, what: &'static str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(what))
+}
+
+/// Longest name (of an API, a key, a usage plan) accepted.
+pub const MAX_NAME_LEN: usize = 128;
+/// Longest description (of an API, a stage, a deployment, a usage plan) accepted.
+pub const MAX_DESCRIPTION_LEN: usize = 1024;
+
+/// Notes in `errors` when `name` is empty, too long or holds control characters.
+pub fn check_name(name: &str, errors: &mut Vec<FieldError>) {
+    if name.trim().is_empty()
+        || name.chars().count() > MAX_NAME_LEN
+        || name.chars().any(char::is_control)
+    {
+        errors.push(FieldError::new(
+            "name",
+            format!("must be 1 to {MAX_NAME_LEN} printable characters"),
+        ));
+    }
+}
+
+/// Notes in `errors` when `description` is too long.
+pub fn check_description(description: &str, errors: &mut Vec<FieldError>) {
+    if description.chars().count() > MAX_DESCRIPTION_LEN {
+        errors.push(FieldError::new(
+            "description",
+            format!("at most {MAX_DESCRIPTION_LEN} characters"),
+        ));
+    }
 }
 
 /// A list response: `{"items": [...]}`, leaving room for paging fields.

@@ -19,8 +19,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult, FieldError};
-use crate::http::{parse_id, Items};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{check_description, check_name, parse_id, Items};
 use crate::json::JsonBody;
 use crate::repo::keys::{self, ApiKey};
 use crate::repo::plans::{self, PlanSpec, PlanView};
@@ -94,18 +94,6 @@ struct PlanDetail {
     key_count: usize,
 }
 
-fn check_text(name: &str, description: &str, errors: &mut Vec<FieldError>) {
-    if name.trim().is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            "name",
-            "must be 1 to 128 printable characters",
-        ));
-    }
-    if description.chars().count() > 1024 {
-        errors.push(FieldError::new("description", "at most 1024 characters"));
-    }
-}
-
 /// Checks each stage exists, appears once, and that route throttles name valid route keys.
 async fn resolve_stages(conn: &mut PgConnection, refs: Vec<StageRef>) -> ApiResult<Vec<PlanStage>> {
     if refs.len() > MAX_STAGES_PER_PLAN {
@@ -175,7 +163,8 @@ async fn create(
     JsonBody(body): JsonBody<CreatePlan>,
 ) -> ApiResult<Response> {
     let mut errors = Vec::new();
-    check_text(&body.name, &body.description, &mut errors);
+    check_name(&body.name, &mut errors);
+    check_description(&body.description, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
@@ -236,7 +225,8 @@ async fn update(
     let name = body.name.unwrap_or(current.name);
     let description = body.description.unwrap_or(current.description);
     let mut errors = Vec::new();
-    check_text(&name, &description, &mut errors);
+    check_name(&name, &mut errors);
+    check_description(&description, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }

@@ -18,13 +18,11 @@ use uuid::Uuid;
 
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::http::{parse_id, Items};
+use crate::http::{check_description, parse_id, Items};
 use crate::json::JsonBody;
 use crate::repo::stages::{self, NewStage, Stage};
 use crate::repo::{apis, config_state, deployments};
 use crate::AppState;
-
-pub const MAX_DESCRIPTION_LEN: usize = 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -82,15 +80,6 @@ fn parse_variables(
     StageVariables::parse(raw)
         .map_err(|e| errors.push(FieldError::new("variables", e.to_string())))
         .ok()
-}
-
-fn check_description(description: &str, errors: &mut Vec<FieldError>) {
-    if description.chars().count() > MAX_DESCRIPTION_LEN {
-        errors.push(FieldError::new(
-            "description",
-            format!("at most {MAX_DESCRIPTION_LEN} characters"),
-        ));
-    }
 }
 
 /// The deployment must belong to this API, and its integration URIs must stay valid
