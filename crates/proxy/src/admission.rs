@@ -14,6 +14,7 @@ use crate::errors::{ProxyBody, Reject};
 use crate::limiter::{Decision, Rate};
 use crate::quota::{KeyUse, QuotaCounter};
 use crate::ratelimit_headers::{PolicyState, RateHeaders};
+use crate::shared_quota::SharedCounters;
 
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
@@ -111,14 +112,14 @@ impl SharedQuota {
 }
 
 /// Checks the API key (when the route requires one), the throttles, and the quota: here
-/// when counted locally, or handed back as [`SharedQuota`] when `shared_quotas` is set.
+/// when counted locally, or handed back as [`SharedQuota`] when `shared` counts quotas.
 pub fn admit(
     config: &CompiledConfig,
     stage: &CompiledStage,
     route: &CompiledRoute,
     headers: &HeaderMap,
     now: u64,
-    shared_quotas: bool,
+    shared: &SharedCounters,
     key_use: &KeyUse,
 ) -> Result<Admitted, Refusal> {
     let mut admitted = if route.api_key_required {
@@ -134,7 +135,7 @@ pub fn admit(
     }
     // The quota counts only requests every throttle let through; taken last.
     if let Some(quota) = admitted.shared_quota.take() {
-        if shared_quotas {
+        if shared.is_connected() {
             admitted.shared_quota = Some(quota);
         } else if quota.counter.try_take(quota.period_start, quota.limit) {
             quota.admitted(quota.counter.used(), &mut admitted.rate_headers);

@@ -71,14 +71,13 @@ async fn dispatch(
             return Reject::NotFound.response();
         };
         let route = found.value;
-        let shared_quotas = shared.shared_counters.is_connected();
         let admitted = match admission::admit(
             config,
             stage,
             route,
             req.headers(),
             now_ns(),
-            shared_quotas,
+            &shared.shared_counters,
             &shared.key_use,
         ) {
             Ok(admitted) => admitted,

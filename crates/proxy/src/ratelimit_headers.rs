@@ -30,6 +30,9 @@ pub struct RateHeaders {
 
 impl RateHeaders {
     pub fn apply(&self, headers: &mut HeaderMap) {
+        if self.throttle.is_none() && self.quota.is_none() {
+            return;
+        }
         let items: [Option<(&str, &PolicyState)>; 2] = [
             self.throttle.as_ref().map(|s| ("throttle", s)),
             self.quota.as_ref().map(|s| ("quota", s)),
