@@ -105,12 +105,14 @@ async fn create(
     });
     let hash = hex::encode(hash_key(value.as_bytes()));
     let mut tx = state.pool.begin().await?;
-    let mut key = keys::insert(&mut *tx, &body.name, &display_prefix(&value), &hash).await?;
-    if !body.enabled {
-        key = keys::update(&mut *tx, key.id, None, Some(false))
-            .await?
-            .ok_or(ApiError::NotFound("key"))?;
-    }
+    let key = keys::insert(
+        &mut *tx,
+        &body.name,
+        &display_prefix(&value),
+        &hash,
+        body.enabled,
+    )
+    .await?;
     config_state::bump(&mut tx).await?;
     tx.commit().await?;
     let location = format!("/api/v1/keys/{}", key.id);

@@ -25,14 +25,16 @@ pub async fn insert(
     name: &str,
     prefix: &str,
     hash: &str,
+    enabled: bool,
 ) -> sqlx::Result<ApiKey> {
     sqlx::query_as(&format!(
-        "INSERT INTO api_keys (id, name, prefix, hash) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
+        "INSERT INTO api_keys (id, name, prefix, hash, enabled) VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
     ))
     .bind(Uuid::now_v7())
     .bind(name)
     .bind(prefix)
     .bind(hash)
+    .bind(enabled)
     .fetch_one(db)
     .await
 }
