@@ -16,6 +16,10 @@ pub struct ControlPlaneConfig {
     pub long_poll_timeout: Duration,
     /// Largest admin request body accepted.
     pub max_body_bytes: usize,
+    /// Age after which minute metrics are rolled up into hours.
+    pub metrics_rollup_after: Duration,
+    /// Age after which metrics are deleted.
+    pub metrics_retention: Duration,
 }
 
 impl Default for ControlPlaneConfig {
@@ -25,6 +29,8 @@ impl Default for ControlPlaneConfig {
             node_token: None,
             long_poll_timeout: Duration::from_secs(30),
             max_body_bytes: 1024 * 1024,
+            metrics_rollup_after: Duration::from_secs(2 * 24 * 3600),
+            metrics_retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }

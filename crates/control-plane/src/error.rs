@@ -32,12 +32,17 @@ impl FieldError {
 pub enum ApiError {
     #[error("unauthorized")]
     Unauthorized,
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("malformed request: {0}")]
     BadRequest(String),
     #[error("invalid fields")]
     Invalid(Vec<FieldError>),
+    /// Bad query parameters: a 400 naming each.
+    #[error("invalid query parameters")]
+    BadParameters(Vec<FieldError>),
     #[error("conflict")]
     Conflict(FieldError),
     #[error("unsupported media type")]
@@ -71,6 +76,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message, errors): (StatusCode, String, Vec<FieldError>) = match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized".into(), vec![]),
+            ApiError::Forbidden(why) => (StatusCode::FORBIDDEN, why.into(), vec![]),
             ApiError::NotFound(what) => {
                 (StatusCode::NOT_FOUND, format!("{what} not found"), vec![])
             }
@@ -78,6 +84,11 @@ impl IntoResponse for ApiError {
             ApiError::Invalid(errors) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Invalid request".into(),
+                errors,
+            ),
+            ApiError::BadParameters(errors) => (
+                StatusCode::BAD_REQUEST,
+                "Invalid query parameters".into(),
                 errors,
             ),
             ApiError::Conflict(e) => (StatusCode::CONFLICT, e.message.clone(), vec![e]),

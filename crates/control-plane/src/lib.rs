@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod json;
+pub mod maintenance;
 pub mod repo;
 
 use std::sync::Arc;
@@ -62,7 +63,7 @@ pub fn state(
     shutdown: watch::Receiver<bool>,
 ) -> AppState {
     let changes = changes::listen(pool.clone(), shutdown.clone());
-    spawn_pruning(pool.clone(), shutdown.clone());
+    maintenance::spawn(pool.clone(), &config, shutdown.clone());
     AppState {
         pool,
         config: Arc::new(config),
@@ -70,21 +71,4 @@ pub fn state(
         snapshot_cache: Arc::default(),
         shutdown,
     }
-}
-
-/// Prunes old usage rows every hour (harmless when several replicas do it).
-fn spawn_pruning(pool: PgPool, shutdown: watch::Receiver<bool>) {
-    tokio::spawn(async move {
-        loop {
-            match repo::usage::prune(&pool).await {
-                Ok(0) => {}
-                Ok(rows) => tracing::info!(rows, "pruned old usage rows"),
-                Err(e) => tracing::warn!(error = %e, "pruning usage rows failed"),
-            }
-            tokio::select! {
-                () = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
-                () = changes::stopped(shutdown.clone()) => return,
-            }
-        }
-    });
 }

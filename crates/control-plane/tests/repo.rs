@@ -113,6 +113,7 @@ async fn the_schema_refuses_a_stage_on_another_apis_deployment(pool: PgPool) {
         variables: StageVariables::default(),
         description: String::new(),
         throttle: gatehouse_model::DEFAULT_STAGE_THROTTLE,
+        access_log: false,
     };
     let error = stages::insert(&pool, pets.id, &stage)
         .await
@@ -138,6 +139,7 @@ async fn the_snapshot_holds_every_deployed_stage_at_the_current_version(pool: Pg
         variables: StageVariables::default(),
         description: String::new(),
         throttle: gatehouse_model::DEFAULT_STAGE_THROTTLE,
+        access_log: false,
     };
     stages::insert(&mut *tx, api.id, &stage)
         .await

@@ -6,6 +6,7 @@
 
 pub mod integration;
 pub mod matcher;
+pub mod metrics;
 pub mod names;
 pub mod route_key;
 pub mod snapshot;

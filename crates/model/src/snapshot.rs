@@ -76,6 +76,9 @@ pub struct DeployedStage {
     /// Throttle for all traffic of the stage, keyed or not.
     #[serde(default = "default_stage_throttle")]
     pub throttle: Throttle,
+    /// Proxies write one JSON line per request of this stage to their access log.
+    #[serde(default)]
+    pub access_log: bool,
     pub routes: Vec<DeployedRoute>,
 }
 

@@ -4,6 +4,8 @@ pub mod apis;
 pub mod deployments;
 pub mod health;
 pub mod keys;
+pub mod metrics;
+pub mod metrics_reports;
 pub mod nodes;
 pub mod pages;
 pub mod plans;
@@ -28,10 +30,11 @@ pub fn router(state: AppState) -> Router {
         .merge(nodes::router())
         .merge(keys::router())
         .merge(plans::router())
+        .merge(metrics::router())
         .fallback(|| async { ApiError::NotFound("resource") });
     Router::new()
         .nest("/api/v1", admin)
-        .nest("/dp/v1", sync::router())
+        .nest("/dp/v1", sync::router().merge(metrics_reports::router()))
         .merge(health::router())
         .merge(pages::router())
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

@@ -44,6 +44,9 @@ struct CreateStage {
     description: String,
     /// Throttle for all the stage's traffic; AWS's default when absent.
     throttle: Option<Throttle>,
+    /// One JSON line per request in the proxies' access logs.
+    #[serde(default)]
+    access_log: bool,
 }
 
 #[derive(Deserialize)]
@@ -53,6 +56,7 @@ struct UpdateStage {
     variables: Option<BTreeMap<String, String>>,
     description: Option<String>,
     throttle: Option<Throttle>,
+    access_log: Option<bool>,
 }
 
 /// A stage with the path clients call it on.
@@ -137,6 +141,7 @@ async fn create(
         variables,
         description: body.description,
         throttle: body.throttle.unwrap_or(DEFAULT_STAGE_THROTTLE),
+        access_log: body.access_log,
     };
     let stage = stages::insert(&mut *tx, api_id, &new).await?;
     config_state::bump(&mut tx).await?;
@@ -212,6 +217,7 @@ async fn update(
         deployment_id: body.deployment_id.unwrap_or(current.deployment_id),
         variables: variables.flatten().unwrap_or(current.variables.0),
         throttle: body.throttle.unwrap_or(current_throttle),
+        access_log: body.access_log.unwrap_or(current.access_log),
         description: body.description.unwrap_or(current.description),
     };
     check_deployment(&mut tx, api_id, next.deployment_id, &next.variables).await?;

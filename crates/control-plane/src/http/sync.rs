@@ -106,7 +106,7 @@ struct PollQuery {
     wait_ms: Option<u64>,
 }
 
-fn header_text(headers: &HeaderMap, name: &str) -> ApiResult<Option<String>> {
+pub fn header_text(headers: &HeaderMap, name: &str) -> ApiResult<Option<String>> {
     match headers.get(name) {
         None => Ok(None),
         Some(v) => {

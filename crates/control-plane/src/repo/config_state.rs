@@ -45,6 +45,7 @@ struct StageRow {
     variables: Json<StageVariables>,
     throttle_rate: f64,
     throttle_burst: i32,
+    access_log: bool,
     routes: Json<Vec<DeployedRoute>>,
 }
 
@@ -65,7 +66,7 @@ pub async fn load_snapshot(pool: &PgPool) -> anyhow::Result<ConfigSnapshot> {
     let version = current_version(&mut *tx).await?;
     let rows: Vec<StageRow> = sqlx::query_as(
         "SELECT a.id AS api_id, a.slug, a.protocol, s.name, s.deployment_id, s.variables, s.throttle_rate,
-                s.throttle_burst, d.routes
+                s.throttle_burst, s.access_log, d.routes
          FROM stages s JOIN apis a ON a.id = s.api_id JOIN deployments d ON d.id = s.deployment_id
          ORDER BY a.slug, s.name",
     )
@@ -91,6 +92,7 @@ pub async fn load_snapshot(pool: &PgPool) -> anyhow::Result<ConfigSnapshot> {
             deployment_id: row.deployment_id,
             variables: row.variables.0,
             throttle: crate::repo::throttle_from_columns(row.throttle_rate, row.throttle_burst),
+            access_log: row.access_log,
             routes: row.routes.0,
         });
     }

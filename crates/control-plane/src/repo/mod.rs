@@ -10,6 +10,7 @@ pub mod nodes;
 pub mod plans;
 pub mod routes;
 pub mod stages;
+pub mod traffic;
 pub mod usage;
 
 use gatehouse_model::Throttle;

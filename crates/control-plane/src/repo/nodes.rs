@@ -49,3 +49,11 @@ pub async fn list(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Node>> {
     .fetch_all(db)
     .await
 }
+
+/// True when a node with this id has polled.
+pub async fn exists(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM nodes WHERE id = $1)")
+        .bind(id)
+        .fetch_one(db)
+        .await
+}

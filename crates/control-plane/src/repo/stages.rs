@@ -18,12 +18,14 @@ pub struct Stage {
     pub throttle_rate: f64,
     #[serde(skip)]
     pub throttle_burst: i32,
+    /// Whether proxies write an access log line per request of this stage.
+    pub access_log: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str =
-    "api_id, name, deployment_id, variables, description, throttle_rate, throttle_burst, created_at, updated_at";
+    "api_id, name, deployment_id, variables, description, throttle_rate, throttle_burst, access_log, created_at, updated_at";
 
 pub struct NewStage {
     pub name: StageName,
@@ -31,12 +33,13 @@ pub struct NewStage {
     pub variables: StageVariables,
     pub description: String,
     pub throttle: Throttle,
+    pub access_log: bool,
 }
 
 pub async fn insert(db: impl PgExecutor<'_>, api_id: Uuid, new: &NewStage) -> sqlx::Result<Stage> {
     sqlx::query_as(&format!(
-        "INSERT INTO stages (api_id, name, deployment_id, variables, description, throttle_rate, throttle_burst)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+        "INSERT INTO stages (api_id, name, deployment_id, variables, description, throttle_rate, throttle_burst, access_log)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
     ))
     .bind(api_id)
     .bind(new.name.as_str())
@@ -45,6 +48,7 @@ pub async fn insert(db: impl PgExecutor<'_>, api_id: Uuid, new: &NewStage) -> sq
     .bind(&new.description)
     .bind(new.throttle.rate)
     .bind(super::throttle_columns(new.throttle).1)
+    .bind(new.access_log)
     .fetch_one(db)
     .await
 }
@@ -76,7 +80,7 @@ pub async fn update(
 ) -> sqlx::Result<Option<Stage>> {
     sqlx::query_as(&format!(
         "UPDATE stages SET deployment_id = $3, variables = $4, description = $5, throttle_rate = $6,
-                throttle_burst = $7, updated_at = now()
+                throttle_burst = $7, access_log = $8, updated_at = now()
          WHERE api_id = $1 AND name = $2 RETURNING {COLUMNS}"
     ))
     .bind(api_id)
@@ -86,6 +90,7 @@ pub async fn update(
     .bind(&stage.description)
     .bind(stage.throttle.rate)
     .bind(super::throttle_columns(stage.throttle).1)
+    .bind(stage.access_log)
     .fetch_optional(db)
     .await
 }

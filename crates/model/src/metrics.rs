@@ -1,0 +1,305 @@
+//! Traffic metrics as proxies report them and the control plane stores them: per-minute
+//! counts, bytes and latency histograms for each route (and each API key).
+//!
+//! Latencies go into fixed log-scale buckets (four per power of two of microseconds), so
+//! histograms from any number of proxies and minutes merge exactly by adding counts, and
+//! percentiles come from the merged counts, never from averaging percentiles.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Buckets below this many microseconds are one microsecond wide.
+const LINEAR: u64 = 8;
+/// Buckets per power of two above [`LINEAR`].
+const PER_OCTAVE: usize = 4;
+/// How many buckets a histogram has: 0 µs up to 2^32 µs (71 minutes); longer latencies
+/// count in the last bucket.
+pub const HISTOGRAM_BUCKETS: usize = 8 + (32 - 3) * PER_OCTAVE;
+
+/// The bucket a latency of `micros` falls in.
+pub fn bucket_index(micros: u64) -> usize {
+    if micros < LINEAR {
+        return micros as usize;
+    }
+    let octave = 63 - micros.leading_zeros() as usize; // 3 and up
+    let sub = ((micros >> (octave - 2)) & 3) as usize;
+    (LINEAR as usize + (octave - 3) * PER_OCTAVE + sub).min(HISTOGRAM_BUCKETS - 1)
+}
+
+/// The range of bucket `index`, in microseconds: from `lower` (included) to `upper`
+/// (excluded).
+pub fn bucket_bounds(index: usize) -> (u64, u64) {
+    if index < LINEAR as usize {
+        return (index as u64, index as u64 + 1);
+    }
+    let octave = (index - LINEAR as usize) / PER_OCTAVE + 3;
+    let sub = ((index - LINEAR as usize) % PER_OCTAVE) as u64;
+    let width = 1u64 << (octave - 2);
+    let lower = (4 + sub) * width;
+    (lower, lower + width)
+}
+
+/// Counts of latencies per bucket. Trailing empty buckets are not kept, so a histogram
+/// of fast requests is short on the wire and in the database.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Histogram {
+    counts: Vec<u64>,
+}
+
+impl Histogram {
+    /// A histogram of these bucket counts; `None` when there are more than
+    /// [`HISTOGRAM_BUCKETS`].
+    pub fn from_counts(mut counts: Vec<u64>) -> Option<Histogram> {
+        if counts.len() > HISTOGRAM_BUCKETS {
+            return None;
+        }
+        while counts.last() == Some(&0) {
+            counts.pop();
+        }
+        Some(Histogram { counts })
+    }
+
+    pub fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.counts.len() <= HISTOGRAM_BUCKETS
+    }
+
+    pub fn record(&mut self, micros: u64) {
+        self.add_to_bucket(bucket_index(micros), 1);
+    }
+
+    /// Adds `count` latencies to bucket `index` (clamped to the last bucket).
+    pub fn add_to_bucket(&mut self, index: usize, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let index = index.min(HISTOGRAM_BUCKETS - 1);
+        if self.counts.len() <= index {
+            self.counts.resize(index + 1, 0);
+        }
+        self.counts[index] = self.counts[index].saturating_add(count);
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        for (index, &count) in other.counts.iter().enumerate() {
+            self.add_to_bucket(index, count);
+        }
+    }
+
+    /// How many latencies were recorded.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().fold(0u64, |a, &c| a.saturating_add(c))
+    }
+
+    /// The latency below which a fraction `q` of the recorded ones fall, in microseconds,
+    /// interpolated within its bucket and never above `max` (the largest recorded).
+    /// `None` when nothing was recorded.
+    pub fn quantile(&self, q: f64, max: u64) -> Option<f64> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let q = if q.is_nan() { 1.0 } else { q.clamp(0.0, 1.0) };
+        // The rank of the wanted latency, 1-based: the ceil(q * total)-th smallest.
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut below = 0u64;
+        for (index, &count) in self.counts.iter().enumerate() {
+            if count == 0 {
+                continue;
+            }
+            if below + count >= rank {
+                let (lower, upper) = bucket_bounds(index);
+                let within = (rank - below) as f64 / count as f64;
+                let value = lower as f64 + within * (upper - lower) as f64;
+                return Some(value.min(max as f64).max(lower.min(max) as f64));
+            }
+            below += count;
+        }
+        Some(max as f64)
+    }
+}
+
+/// What a set of requests added up to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// Requests answered (every status).
+    pub count: u64,
+    pub errors_4xx: u64,
+    pub errors_5xx: u64,
+    /// Request body bytes received.
+    pub bytes_in: u64,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
+    /// Time from receiving the request to the last byte of the response, per request.
+    pub latency: Histogram,
+    pub latency_sum_us: u64,
+    pub latency_max_us: u64,
+    /// Time from sending the request upstream to receiving the response headers, for
+    /// requests that reached an integration.
+    pub integration: Histogram,
+    pub integration_sum_us: u64,
+    pub integration_max_us: u64,
+}
+
+/// The most requests one entry may count: a million a second for a minute, a thousand
+/// times over. More is not a real report.
+pub const MAX_ENTRY_COUNT: u64 = 60_000_000_000;
+
+impl Traffic {
+    pub fn merge(&mut self, other: &Traffic) {
+        self.count = self.count.saturating_add(other.count);
+        self.errors_4xx = self.errors_4xx.saturating_add(other.errors_4xx);
+        self.errors_5xx = self.errors_5xx.saturating_add(other.errors_5xx);
+        self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
+        self.latency.merge(&other.latency);
+        self.latency_sum_us = self.latency_sum_us.saturating_add(other.latency_sum_us);
+        self.latency_max_us = self.latency_max_us.max(other.latency_max_us);
+        self.integration.merge(&other.integration);
+        self.integration_sum_us = self
+            .integration_sum_us
+            .saturating_add(other.integration_sum_us);
+        self.integration_max_us = self.integration_max_us.max(other.integration_max_us);
+    }
+
+    /// Why these numbers cannot be true, if they cannot.
+    pub fn implausible(&self) -> Option<&'static str> {
+        if self.count == 0 {
+            return Some("count is 0");
+        }
+        if self.count > MAX_ENTRY_COUNT {
+            return Some("count is beyond any real minute");
+        }
+        if self.errors_4xx.saturating_add(self.errors_5xx) > self.count {
+            return Some("more errors than requests");
+        }
+        if !self.latency.is_valid() || !self.integration.is_valid() {
+            return Some("a histogram has too many buckets");
+        }
+        if self.latency.total() != self.count {
+            return Some("latency histogram does not count every request");
+        }
+        if self.integration.total() > self.count {
+            return Some("more integration latencies than requests");
+        }
+        None
+    }
+}
+
+/// One route's (or one key's) traffic in one minute, as a proxy saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficEntry {
+    /// Start of the minute.
+    pub minute: DateTime<Utc>,
+    pub api_id: Uuid,
+    pub stage: String,
+    /// The route that answered; `None` for requests to the stage that no route matched.
+    pub route_id: Option<Uuid>,
+    /// Set on the entries that count one API key's requests to the stage (whatever the
+    /// route); the same requests are also in their route's entry.
+    pub key_id: Option<Uuid>,
+    #[serde(flatten)]
+    pub traffic: Traffic,
+}
+
+/// What a proxy sends: a batch id (a batch sent twice is counted once) and its entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsReport {
+    pub batch_id: Uuid,
+    pub entries: Vec<TrafficEntry>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_cover_every_latency_in_order() {
+        let mut previous_upper = 0;
+        for index in 0..HISTOGRAM_BUCKETS {
+            let (lower, upper) = bucket_bounds(index);
+            assert_eq!(
+                lower, previous_upper,
+                "bucket {index} starts where the last ended"
+            );
+            assert!(upper > lower);
+            assert_eq!(bucket_index(lower), index);
+            assert_eq!(bucket_index(upper - 1), index);
+            previous_upper = upper;
+        }
+        assert_eq!(previous_upper, 1 << 32);
+        assert_eq!(bucket_index(u64::MAX), HISTOGRAM_BUCKETS - 1);
+    }
+
+    #[test]
+    fn buckets_are_at_most_a_quarter_wide() {
+        for index in LINEAR as usize..HISTOGRAM_BUCKETS {
+            let (lower, upper) = bucket_bounds(index);
+            assert!(
+                (upper - lower) * 4 <= lower,
+                "bucket {index}: {lower}..{upper}"
+            );
+        }
+    }
+
+    #[test]
+    fn quantiles_come_from_merged_counts() {
+        let mut fast = Histogram::default();
+        let mut slow = Histogram::default();
+        for _ in 0..90 {
+            fast.record(1_000);
+        }
+        for _ in 0..10 {
+            slow.record(100_000);
+        }
+        fast.merge(&slow);
+        assert_eq!(fast.total(), 100);
+        let p50 = fast.quantile(0.5, 100_000).expect("p50");
+        let p99 = fast.quantile(0.99, 100_000).expect("p99");
+        assert!((896.0..=1_024.0).contains(&p50), "p50 {p50}");
+        assert!((81_920.0..=100_000.0).contains(&p99), "p99 {p99}");
+        assert_eq!(fast.quantile(1.0, 100_000), Some(100_000.0));
+        assert_eq!(Histogram::default().quantile(0.5, 0), None);
+    }
+
+    #[test]
+    fn a_quantile_never_exceeds_the_max() {
+        let mut h = Histogram::default();
+        h.record(1_000_000);
+        let p = h.quantile(0.99, 1_000_000).expect("value");
+        assert!((917_504.0..=1_000_000.0).contains(&p), "{p}");
+    }
+
+    #[test]
+    fn trailing_empty_buckets_are_dropped() {
+        let h = Histogram::from_counts(vec![1, 0, 2, 0, 0]).expect("valid");
+        assert_eq!(h.counts(), &[1, 0, 2]);
+        assert!(Histogram::from_counts(vec![0; HISTOGRAM_BUCKETS + 1]).is_none());
+    }
+
+    #[test]
+    fn implausible_traffic_is_named() {
+        let mut t = Traffic {
+            count: 2,
+            errors_4xx: 2,
+            errors_5xx: 1,
+            ..Traffic::default()
+        };
+        assert_eq!(t.implausible(), Some("more errors than requests"));
+        t.errors_5xx = 0;
+        assert_eq!(
+            t.implausible(),
+            Some("latency histogram does not count every request")
+        );
+        t.latency.record(5);
+        t.latency.record(7);
+        assert_eq!(t.implausible(), None);
+        let json = serde_json::to_value(&t).expect("serializes");
+        assert_eq!(json["latency"], serde_json::json!([0, 0, 0, 0, 0, 1, 0, 1]));
+    }
+}
