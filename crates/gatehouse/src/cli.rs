@@ -70,6 +70,12 @@ pub struct ControlPlaneArgs {
     /// Longest time, in seconds, a proxy's config poll is held when nothing changes.
     #[arg(long, env = "GATEHOUSE_LONG_POLL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub long_poll_secs: u64,
+    /// Age, in hours, after which minute metrics are rolled up into hours.
+    #[arg(long, env = "GATEHOUSE_METRICS_ROLLUP_HOURS", default_value_t = 48, value_parser = clap::value_parser!(u64).range(1..=24 * 366))]
+    pub metrics_rollup_hours: u64,
+    /// Age, in days, after which metrics are deleted.
+    #[arg(long, env = "GATEHOUSE_METRICS_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3660))]
+    pub metrics_retention_days: u64,
 }
 
 #[derive(Debug, Args)]
@@ -77,7 +83,7 @@ pub struct ProxyArgs {
     /// Address the proxy serves API traffic on.
     #[arg(long, env = "GATEHOUSE_PROXY_LISTEN", default_value = "127.0.0.1:8000")]
     pub proxy_listen: SocketAddr,
-    /// Address of the proxy's status port (/healthz, /readyz).
+    /// Address of the proxy's status port (/healthz, /readyz, /metrics).
     #[arg(
         long,
         env = "GATEHOUSE_STATUS_LISTEN",
@@ -97,6 +103,16 @@ pub struct ProxyArgs {
     /// Worker threads serving traffic (with `up`: of the whole process) [default: one per CPU].
     #[arg(long, env = "GATEHOUSE_PROXY_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub proxy_workers: Option<u16>,
+    /// Seconds between traffic metrics reports to the control plane.
+    #[arg(long, env = "GATEHOUSE_METRICS_INTERVAL_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub metrics_interval_secs: u64,
+    /// Turn traffic metrics and access logs off (to measure what they cost).
+    #[arg(long, env = "GATEHOUSE_NO_METRICS")]
+    pub no_metrics: bool,
+    /// Where access log lines of stages with `access_log` on go: `-` for standard output,
+    /// or a file to append to.
+    #[arg(long, env = "GATEHOUSE_ACCESS_LOG", default_value = "-")]
+    pub access_log: String,
 }
 
 #[derive(Debug, Args)]

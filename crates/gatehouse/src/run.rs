@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use gatehouse_control_plane::auth::Secret;
 use gatehouse_control_plane::ControlPlaneConfig;
+use gatehouse_proxy::access_log::AccessLogTarget;
 use gatehouse_proxy::{ProxyConfig, RunningProxy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -65,6 +66,8 @@ fn control_plane_config(
         admin_token: admin_token.map(Secret::new),
         node_token: node_token.map(Secret::new),
         long_poll_timeout: Duration::from_secs(args.long_poll_secs),
+        metrics_rollup_after: Duration::from_secs(args.metrics_rollup_hours * 3600),
+        metrics_retention: Duration::from_secs(args.metrics_retention_days * 86_400),
         ..ControlPlaneConfig::default()
     }
 }
@@ -85,6 +88,12 @@ fn proxy_config(
     config.data_dir = Some(data_dir.join("proxy"));
     config.max_body_bytes = args.max_body_bytes;
     config.redis_url = args.redis_url.clone();
+    config.metrics = !args.no_metrics;
+    config.metrics_report_interval = Duration::from_secs(args.metrics_interval_secs);
+    config.access_log = match args.access_log.as_str() {
+        "-" => AccessLogTarget::Stdout,
+        path => AccessLogTarget::File(path.into()),
+    };
     config
 }
 

@@ -167,6 +167,53 @@ impl Traffic {
         self.integration_max_us = self.integration_max_us.max(other.integration_max_us);
     }
 
+    /// What was added since `earlier`, a previous reading of the same growing counts.
+    /// The max fields are taken from `self` as they are.
+    pub fn since(&self, earlier: &Traffic) -> Traffic {
+        let histogram = |now: &Histogram, then: &Histogram| {
+            let counts = now
+                .counts
+                .iter()
+                .enumerate()
+                .map(|(i, c)| c.saturating_sub(then.counts.get(i).copied().unwrap_or(0)))
+                .collect();
+            Histogram::from_counts(counts).unwrap_or_default()
+        };
+        Traffic {
+            count: self.count.saturating_sub(earlier.count),
+            errors_4xx: self.errors_4xx.saturating_sub(earlier.errors_4xx),
+            errors_5xx: self.errors_5xx.saturating_sub(earlier.errors_5xx),
+            bytes_in: self.bytes_in.saturating_sub(earlier.bytes_in),
+            bytes_out: self.bytes_out.saturating_sub(earlier.bytes_out),
+            latency: histogram(&self.latency, &earlier.latency),
+            latency_sum_us: self.latency_sum_us.saturating_sub(earlier.latency_sum_us),
+            latency_max_us: self.latency_max_us,
+            integration: histogram(&self.integration, &earlier.integration),
+            integration_sum_us: self
+                .integration_sum_us
+                .saturating_sub(earlier.integration_sum_us),
+            integration_max_us: self.integration_max_us,
+        }
+    }
+
+    /// Adds one request.
+    pub fn record(&mut self, status: u16, latency_us: u64, integration_us: Option<u64>) {
+        self.count += 1;
+        match status {
+            400..=499 => self.errors_4xx += 1,
+            500..=599 => self.errors_5xx += 1,
+            _ => {}
+        }
+        self.latency.record(latency_us);
+        self.latency_sum_us = self.latency_sum_us.saturating_add(latency_us);
+        self.latency_max_us = self.latency_max_us.max(latency_us);
+        if let Some(us) = integration_us {
+            self.integration.record(us);
+            self.integration_sum_us = self.integration_sum_us.saturating_add(us);
+            self.integration_max_us = self.integration_max_us.max(us);
+        }
+    }
+
     /// Why these numbers cannot be true, if they cannot.
     pub fn implausible(&self) -> Option<&'static str> {
         if self.count == 0 {

@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use crate::compiled::{CompiledConfig, CompiledRoute, CompiledStage};
 use crate::errors::{ProxyBody, Reject};
+use crate::handler::Shared;
 use crate::limiter::{Decision, Rate};
 use crate::quota::{KeyUse, QuotaCounter};
 use crate::ratelimit_headers::{PolicyState, RateHeaders};
-use crate::shared_quota::SharedCounters;
 
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
@@ -36,6 +36,14 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    pub fn reject(&self) -> Reject {
+        match self {
+            Refusal::Forbidden => Reject::Forbidden,
+            Refusal::Throttled { .. } => Reject::TooManyRequests,
+            Refusal::QuotaExceeded { .. } => Reject::LimitExceeded,
+        }
+    }
+
     /// 403, or 429 with `Retry-After` in whole seconds (at least 1).
     pub fn response(self) -> Response<ProxyBody> {
         let (reject, retry_after, rate_headers) = match self {
@@ -112,18 +120,27 @@ impl SharedQuota {
 }
 
 /// Checks the API key (when the route requires one), the throttles, and the quota: here
-/// when counted locally, or handed back as [`SharedQuota`] when `shared` counts quotas.
+/// when counted locally, or handed back as [`SharedQuota`] when Redis counts quotas.
+/// `key_seen` is set to the key's id as soon as the key is known, refused or not.
 pub fn admit(
     config: &CompiledConfig,
     stage: &CompiledStage,
     route: &CompiledRoute,
     headers: &HeaderMap,
     now: u64,
-    shared: &SharedCounters,
-    key_use: &KeyUse,
+    shared: &Shared,
+    key_seen: &mut Option<Uuid>,
 ) -> Result<Admitted, Refusal> {
     let mut admitted = if route.api_key_required {
-        admit_key(config, stage, route, headers, now, key_use)?
+        admit_key(
+            config,
+            stage,
+            route,
+            headers,
+            now,
+            &shared.key_use,
+            key_seen,
+        )?
     } else {
         Admitted::default()
     };
@@ -135,7 +152,7 @@ pub fn admit(
     }
     // The quota counts only requests every throttle let through; taken last.
     if let Some(quota) = admitted.shared_quota.take() {
-        if shared.is_connected() {
+        if shared.shared_counters.is_connected() {
             admitted.shared_quota = Some(quota);
         } else if quota.counter.try_take(quota.period_start, quota.limit) {
             quota.admitted(quota.counter.used(), &mut admitted.rate_headers);
@@ -153,6 +170,7 @@ fn admit_key(
     headers: &HeaderMap,
     now: u64,
     key_use: &KeyUse,
+    key_seen: &mut Option<Uuid>,
 ) -> Result<Admitted, Refusal> {
     let forbidden = || Refusal::Forbidden;
     let value = headers
@@ -162,6 +180,7 @@ fn admit_key(
         .ok_or_else(forbidden)?;
     let key = config.key(&hash_key(value)).ok_or_else(forbidden)?;
     key_use.note(key.id, &key.used_in);
+    *key_seen = Some(key.id);
     let membership = key
         .memberships
         .iter()

@@ -18,6 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use uuid::Uuid;
 
 use crate::limiter::{now_ns, Bucket, Rate};
+use crate::meters::{MeterKey, MeterRegistry, RouteMeter};
 use crate::quota::{QuotaCounter, QuotaLedger};
 use crate::ratelimit_headers::{quota_policy, throttle_policy};
 
@@ -37,11 +38,13 @@ pub enum Action {
 
 #[derive(Debug)]
 pub struct CompiledRoute {
-    pub route_key: String,
+    pub route_key: Arc<str>,
     /// Position among the stage's routes (what plan route throttles refer to).
     pub index: u32,
     pub api_key_required: bool,
     pub action: Action,
+    /// Where the route's traffic is counted; `None` when metrics are off.
+    pub meter: Option<Arc<RouteMeter>>,
 }
 
 pub type StageTable = RouteTable<CompiledRoute>;
@@ -57,6 +60,10 @@ pub struct CompiledStage {
     pub plans: Vec<u32>,
     /// Route throttles of plans on this stage: (plan, route index, bucket slot, rate).
     pub overrides: Vec<RouteOverride>,
+    /// Counts requests to the stage that no route matched; `None` when metrics are off.
+    pub unrouted: Option<Arc<RouteMeter>>,
+    /// Whether each request gets an access log line.
+    pub access_log: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +143,7 @@ impl CompiledConfig {
         snapshot: &ConfigSnapshot,
         previous: Option<&CompiledConfig>,
         ledger: &QuotaLedger,
+        meters: Option<&MeterRegistry>,
     ) -> Result<CompiledConfig, CompileFailure> {
         let now = now_ns();
         let mut plans = Vec::with_capacity(snapshot.plans.len());
@@ -170,7 +178,18 @@ impl CompiledConfig {
             HashMap::with_capacity(snapshot.stages.len());
         for stage in &snapshot.stages {
             let name = format!("{}/{}", stage.api_slug, stage.stage);
-            let routes = compile_stage(stage).map_err(|e| failure(format!("stage {name}"), e))?;
+            let meter = |route_id| {
+                meters.map(|m| {
+                    m.meter(MeterKey {
+                        api_id: stage.api_id,
+                        api_slug: stage.api_slug.as_str().into(),
+                        stage: stage.stage.as_str().into(),
+                        route_id,
+                    })
+                })
+            };
+            let routes =
+                compile_stage(stage, &meter).map_err(|e| failure(format!("stage {name}"), e))?;
             let previous_bucket = previous
                 .and_then(|p| p.stages.get(name.as_str()))
                 .map(|s| &s.bucket);
@@ -180,6 +199,8 @@ impl CompiledConfig {
                 bucket: Bucket::resume(previous_bucket, Some(&Rate::new(stage.throttle)), now),
                 plans: Vec::new(),
                 overrides: Vec::new(),
+                unrouted: meter(None),
+                access_log: stage.access_log,
             };
             stage_names.insert(
                 (stage.api_id, stage.stage.as_str()),
@@ -216,7 +237,7 @@ impl CompiledConfig {
                 if let Some(route) = stage
                     .routes
                     .values()
-                    .find(|r| r.route_key == route_key)
+                    .find(|r| &*r.route_key == route_key)
                     .map(|r| r.index)
                 {
                     stage.overrides.push(RouteOverride {
@@ -357,7 +378,10 @@ fn route_throttle_slots(
         .map(|((covered, key, throttle), slot)| (slot, covered, key, throttle))
 }
 
-fn compile_stage(stage: &DeployedStage) -> Result<StageTable, String> {
+fn compile_stage(
+    stage: &DeployedStage,
+    meter: &dyn Fn(Option<Uuid>) -> Option<Arc<RouteMeter>>,
+) -> Result<StageTable, String> {
     let mut routes = Vec::with_capacity(stage.routes.len());
     for route in &stage.routes {
         let action = match &route.integration {
@@ -391,10 +415,11 @@ fn compile_stage(stage: &DeployedStage) -> Result<StageTable, String> {
             }
         };
         let compiled = CompiledRoute {
-            route_key: route.route_key.to_string(),
+            route_key: route.route_key.to_string().into(),
             index: u32::try_from(routes.len()).map_err(|_| "too many routes".to_owned())?,
             api_key_required: route.api_key_required,
             action,
+            meter: meter(Some(route.id)),
         };
         routes.push((route.route_key.clone(), compiled));
     }
@@ -411,6 +436,7 @@ mod tests {
             &ConfigSnapshot::new(1, stages, Vec::new(), Vec::new()),
             None,
             &QuotaLedger::default(),
+            None,
         )
     }
 

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::access_log::AccessLogTarget;
+
 /// How a proxy runs.
 #[derive(Clone)]
 pub struct ProxyConfig {
@@ -32,6 +34,12 @@ pub struct ProxyConfig {
     pub usage_report_interval: Duration,
     /// Redis shared by all proxies for exact quota counts (`REDIS_URL`).
     pub redis_url: Option<String>,
+    /// Whether traffic is measured and reported (off only to measure what it costs).
+    pub metrics: bool,
+    /// How often traffic metrics are sent to the control plane.
+    pub metrics_report_interval: Duration,
+    /// Where the access log lines of stages that keep one go.
+    pub access_log: AccessLogTarget,
 }
 
 impl ProxyConfig {
@@ -50,6 +58,9 @@ impl ProxyConfig {
             shutdown_grace: Duration::from_secs(10),
             usage_report_interval: Duration::from_secs(1),
             redis_url: None,
+            metrics: true,
+            metrics_report_interval: Duration::from_secs(5),
+            access_log: AccessLogTarget::Stdout,
         }
     }
 }
@@ -65,6 +76,8 @@ impl fmt::Debug for ProxyConfig {
             .field("data_dir", &self.data_dir)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("redis", &self.redis_url.as_ref().map(|_| "****"))
+            .field("metrics", &self.metrics)
+            .field("access_log", &self.access_log)
             .finish_non_exhaustive()
     }
 }

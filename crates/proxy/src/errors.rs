@@ -34,34 +34,41 @@ pub enum Reject {
 
 impl Reject {
     pub fn status(self) -> StatusCode {
-        match self {
-            Reject::BadRequest => StatusCode::BAD_REQUEST,
-            Reject::NotFound => StatusCode::NOT_FOUND,
-            Reject::Forbidden => StatusCode::FORBIDDEN,
-            Reject::TooManyRequests | Reject::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
-            Reject::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Reject::BadGateway => StatusCode::BAD_GATEWAY,
-            Reject::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Reject::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-        }
+        self.parts().0
     }
 
-    fn body(self) -> &'static [u8] {
+    /// The `message` of the body, also written to access logs as `errorMessage`.
+    pub fn message(self) -> &'static str {
+        self.parts().1
+    }
+
+    /// Status, message and the body holding that message: one table, so they agree.
+    fn parts(self) -> (StatusCode, &'static str, &'static [u8]) {
+        macro_rules! reject {
+            ($status:ident, $message:literal) => {
+                (
+                    StatusCode::$status,
+                    $message,
+                    concat!(r#"{"message":""#, $message, r#""}"#).as_bytes(),
+                )
+            };
+        }
         match self {
-            Reject::BadRequest => br#"{"message":"Bad Request"}"#,
-            Reject::NotFound => br#"{"message":"Not Found"}"#,
-            Reject::Forbidden => br#"{"message":"Forbidden"}"#,
-            Reject::TooManyRequests => br#"{"message":"Too Many Requests"}"#,
-            Reject::LimitExceeded => br#"{"message":"Limit Exceeded"}"#,
-            Reject::PayloadTooLarge => br#"{"message":"Request Entity Too Large"}"#,
-            Reject::BadGateway => br#"{"message":"Bad Gateway"}"#,
-            Reject::GatewayTimeout => br#"{"message":"Endpoint request timed out"}"#,
-            Reject::NotReady => br#"{"message":"Service Unavailable"}"#,
+            Reject::BadRequest => reject!(BAD_REQUEST, "Bad Request"),
+            Reject::NotFound => reject!(NOT_FOUND, "Not Found"),
+            Reject::Forbidden => reject!(FORBIDDEN, "Forbidden"),
+            Reject::TooManyRequests => reject!(TOO_MANY_REQUESTS, "Too Many Requests"),
+            Reject::LimitExceeded => reject!(TOO_MANY_REQUESTS, "Limit Exceeded"),
+            Reject::PayloadTooLarge => reject!(PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+            Reject::BadGateway => reject!(BAD_GATEWAY, "Bad Gateway"),
+            Reject::GatewayTimeout => reject!(GATEWAY_TIMEOUT, "Endpoint request timed out"),
+            Reject::NotReady => reject!(SERVICE_UNAVAILABLE, "Service Unavailable"),
         }
     }
 
     pub fn response(self) -> Response<ProxyBody> {
-        let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(self.body()))));
+        let mut response =
+            Response::new(Either::Right(Full::new(Bytes::from_static(self.parts().2))));
         *response.status_mut() = self.status();
         response.headers_mut().insert(
             header::CONTENT_TYPE,

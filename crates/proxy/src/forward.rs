@@ -2,6 +2,7 @@
 //! rewriting a reverse proxy owes both sides (hop-by-hop headers dropped, `X-Forwarded-*`
 //! added). Bodies stream through in both directions; the request body is capped.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +14,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::recording::Counted;
+
 /// The client every upstream request goes through.
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Limited<Incoming>>;
+pub type UpstreamClient =
+    Client<HttpsConnector<HttpConnector>, Counted<Limited<Incoming>, Arc<AtomicU64>>>;
 
 /// A TLS-capable connector: system root certificates, HTTP/1.1, TCP_NODELAY.
 pub fn connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {

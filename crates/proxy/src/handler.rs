@@ -2,23 +2,29 @@
 //! or forward upstream. The snapshot guard is dropped before any await, so a request never
 //! pins a snapshot while it waits on the network.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, Version};
+use http_body::Body as _;
 use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
+use crate::access_log::AccessLog;
 use crate::admission;
 use crate::compiled::{Action, CompiledConfig};
 use crate::errors::{ProxyBody, Reject};
 use crate::forward::{rewrite_request_headers, strip_hop_by_hop, UpstreamClient};
 use crate::limiter::{now_ns, EverySecond};
+use crate::meters::{KeyEvents, MeterRegistry, Unmatched};
 use crate::quota::{KeyUse, QuotaLedger};
+use crate::recording::{micros, Counted, LogDraft, Recording};
 use crate::request_id::{RequestIds, REQUEST_ID};
 use crate::shared_quota::SharedCounters;
+use crate::telemetry::Telemetry;
 
 /// What every request reads: the published snapshot and the shared upstream client.
 pub struct Shared {
@@ -32,7 +38,24 @@ pub struct Shared {
     pub key_use: KeyUse,
     /// Quota counts shared with other proxies through Redis, when configured.
     pub shared_counters: Arc<SharedCounters>,
+    /// Whether traffic is measured (route meters, key events, access logs).
+    pub metrics_enabled: bool,
+    pub meters: MeterRegistry,
+    pub key_events: KeyEvents,
+    pub unmatched: Unmatched,
+    pub access_log: AccessLog,
+    pub telemetry: Telemetry,
 }
+
+impl Shared {
+    /// The meters snapshots are compiled with; `None` when metrics are off.
+    pub fn meter_registry(&self) -> Option<&MeterRegistry> {
+        self.metrics_enabled.then_some(&self.meters)
+    }
+}
+
+/// The body of every response: the proxy's, with its request's recording attached.
+pub type ResponseBody = Counted<ProxyBody, Recording>;
 
 /// Serves one request; never fails (errors become responses). `client_ip` is the peer's
 /// address, rendered once per connection.
@@ -40,18 +63,37 @@ pub async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
     client_ip: HeaderValue,
-) -> Response<ProxyBody> {
+) -> Response<ResponseBody> {
+    let start = Instant::now();
     let request_id = shared.request_ids.next();
-    let mut response = dispatch(&shared, req, client_ip, &request_id).await;
+    // Set once the stage is known; dropped with this future if the client goes away.
+    let mut recording = None;
+    let mut response = dispatch(&shared, req, client_ip, &request_id, start, &mut recording).await;
     response.headers_mut().insert(REQUEST_ID, request_id);
-    response
+    let status = response.status().as_u16();
+    match &mut recording {
+        Some(recording) => recording.status = status,
+        None if shared.metrics_enabled => shared.unmatched.record(status),
+        None => {}
+    }
+    response.map(|body| Counted::new(body, recording))
+}
+
+/// The gateway's own answer, noted for the access log.
+fn refuse(recording: &mut Option<Recording>, reject: Reject) -> Response<ProxyBody> {
+    if let Some(recording) = recording {
+        recording.error = Some(reject.message());
+    }
+    reject.response()
 }
 
 async fn dispatch(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     req: Request<Incoming>,
     client_ip: HeaderValue,
     request_id: &HeaderValue,
+    start: Instant,
+    recording: &mut Option<Recording>,
 ) -> Response<ProxyBody> {
     if has_dot_segment(req.uri().path()) {
         // `..` would let a greedy parameter climb out of its upstream prefix.
@@ -67,21 +109,47 @@ async fn dispatch(
         let Some((stage, rest)) = config.stage(req.uri().path()) else {
             return Reject::NotFound.response();
         };
-        let Some(found) = stage.routes.at(req.method(), rest) else {
-            return Reject::NotFound.response();
+        let found = stage.routes.at(req.method(), rest);
+        let meter = match &found {
+            Some(found) => found.value.meter.as_ref(),
+            None => stage.unrouted.as_ref(),
+        };
+        if let Some(meter) = meter {
+            let log = stage.access_log.then(|| {
+                log_draft(
+                    &req,
+                    &client_ip,
+                    request_id,
+                    found.as_ref().map(|f| &f.value.route_key),
+                )
+            });
+            *recording = Some(Recording::start(shared.clone(), meter.clone(), start, log));
+        }
+        let Some(found) = found else {
+            return refuse(recording, Reject::NotFound);
         };
         let route = found.value;
-        let admitted = match admission::admit(
+        let mut key_seen = None;
+        let admission = admission::admit(
             config,
             stage,
             route,
             req.headers(),
             now_ns(),
-            &shared.shared_counters,
-            &shared.key_use,
-        ) {
+            shared,
+            &mut key_seen,
+        );
+        if let Some(recording) = recording.as_mut() {
+            recording.key_id = key_seen;
+        }
+        let admitted = match admission {
             Ok(admitted) => admitted,
-            Err(refusal) => return refusal.response(),
+            Err(refusal) => {
+                if let Some(recording) = recording {
+                    recording.error = Some(refusal.reject().message());
+                }
+                return refusal.response();
+            }
         };
         let next = match &route.action {
             Action::Mock {
@@ -94,7 +162,7 @@ async fn dispatch(
                     Ok(uri) => Next::Forward(uri, *timeout),
                     Err(e) => {
                         tracing::warn!(route = %route.route_key, error = %e, "integration URI invalid for this request");
-                        return Reject::BadGateway.response();
+                        return refuse(recording, Reject::BadGateway);
                     }
                 }
             }
@@ -120,17 +188,41 @@ async fn dispatch(
         };
         match used {
             Some(used) if used <= quota.limit => quota.admitted(used, &mut rate_headers),
-            _ => return quota.exceeded(rate_headers).response(),
+            _ => {
+                if let Some(recording) = recording {
+                    recording.error = Some(Reject::LimitExceeded.message());
+                }
+                return quota.exceeded(rate_headers).response();
+            }
         }
     }
     let mut response = match next {
         Next::Mock(response) => response,
         Next::Forward(uri, timeout) => {
-            forward(shared, req, uri, timeout, client_ip, request_id).await
+            forward(shared, req, uri, timeout, client_ip, request_id, recording).await
         }
     };
     rate_headers.apply(response.headers_mut());
     response
+}
+
+/// What an access log line needs from the request, copied before it is forwarded.
+fn log_draft(
+    req: &Request<Incoming>,
+    client_ip: &HeaderValue,
+    request_id: &HeaderValue,
+    route_key: Option<&Arc<str>>,
+) -> Box<LogDraft> {
+    Box::new(LogDraft {
+        time: SystemTime::now(),
+        request_id: request_id.clone(),
+        ip: client_ip.clone(),
+        method: req.method().clone(),
+        path: req.uri().path().to_owned(),
+        protocol: req.version(),
+        user_agent: req.headers().get(header::USER_AGENT).cloned(),
+        route_key: route_key.cloned().unwrap_or_else(|| Arc::from("")),
+    })
 }
 
 /// What a matched route does next, decided under the snapshot guard.
@@ -184,6 +276,7 @@ async fn forward(
     timeout: Duration,
     client_ip: HeaderValue,
     request_id: &HeaderValue,
+    recording: &mut Option<Recording>,
 ) -> Response<ProxyBody> {
     let declared_len = req
         .headers()
@@ -191,7 +284,7 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared_len.is_some_and(|len| len > shared.max_body_bytes) {
-        return Reject::PayloadTooLarge.response();
+        return refuse(recording, Reject::PayloadTooLarge);
     }
     let (mut parts, body) = req.into_parts();
     rewrite_request_headers(&mut parts.headers, client_ip);
@@ -199,16 +292,31 @@ async fn forward(
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     let limit = usize::try_from(shared.max_body_bytes).unwrap_or(usize::MAX);
-    let upstream_request = Request::from_parts(parts, Limited::new(body, limit));
+    // Request bytes are counted only for requests measured that have a body.
+    let counted = match recording.as_mut() {
+        Some(recording) if !body.is_end_stream() => {
+            let count = Arc::new(AtomicU64::new(0));
+            recording.bytes_in = Some(count.clone());
+            Some(count)
+        }
+        _ => None,
+    };
+    let upstream_request =
+        Request::from_parts(parts, Counted::new(Limited::new(body, limit), counted));
 
-    match tokio::time::timeout(timeout, shared.client.request(upstream_request)).await {
-        Err(_) => Reject::GatewayTimeout.response(),
+    let sent = Instant::now();
+    let result = tokio::time::timeout(timeout, shared.client.request(upstream_request)).await;
+    if let Some(recording) = recording.as_mut() {
+        recording.integration_us = Some(micros(sent.elapsed()));
+    }
+    match result {
+        Err(_) => refuse(recording, Reject::GatewayTimeout),
         Ok(Err(e)) => {
             if caused_by_length_limit(&e) {
-                return Reject::PayloadTooLarge.response();
+                return refuse(recording, Reject::PayloadTooLarge);
             }
             warn_upstream_failure(&e);
-            Reject::BadGateway.response()
+            refuse(recording, Reject::BadGateway)
         }
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();

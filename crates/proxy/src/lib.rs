@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admission;
 pub mod cache;
 pub mod compiled;
@@ -16,13 +17,17 @@ pub mod errors;
 pub mod forward;
 pub mod handler;
 pub mod limiter;
+pub mod meters;
+pub mod metrics_reporter;
 pub mod poller;
 pub mod quota;
 pub mod ratelimit_headers;
+pub mod recording;
 pub mod request_id;
 pub mod server;
 pub mod shared_quota;
 pub mod status;
+pub mod telemetry;
 pub mod usage_reporter;
 
 pub use config::ProxyConfig;

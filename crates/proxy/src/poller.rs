@@ -82,6 +82,7 @@ impl Poller {
                 }
                 Err(e) => {
                     failures += 1;
+                    self.shared.telemetry.sync_errors.inc();
                     if failures == 1 || failures.is_power_of_two() {
                         tracing::warn!(error = %e, failures, "config poll failed; serving the last good snapshot");
                     }
@@ -159,8 +160,13 @@ impl Poller {
         let decoded = tokio::task::spawn_blocking(move || {
             let snapshot = ConfigSnapshot::decode(&body).map_err(|e| (None, e.to_string()))?;
             let version = snapshot.version;
-            let compiled = CompiledConfig::compile(&snapshot, previous.as_deref(), &shared.quotas)
-                .map_err(|e| (Some(version), e.to_string()))?;
+            let compiled = CompiledConfig::compile(
+                &snapshot,
+                previous.as_deref(),
+                &shared.quotas,
+                shared.meter_registry(),
+            )
+            .map_err(|e| (Some(version), e.to_string()))?;
             Ok::<_, (Option<i64>, String)>((compiled, body))
         })
         .await;
@@ -170,6 +176,7 @@ impl Poller {
                 let hash = compiled.hash.clone();
                 let stages = compiled.stage_count();
                 self.shared.config.store(Some(Arc::new(compiled)));
+                self.shared.telemetry.applied(version);
                 self.received = Some(version);
                 self.active = Some(version);
                 self.active_hash = Some(hash);
@@ -182,6 +189,7 @@ impl Poller {
                 }
             }
             Ok(Err((version, reason))) => {
+                self.shared.telemetry.snapshots_refused.inc();
                 tracing::error!(version = ?version.or(version_header), %reason, "refused a snapshot; still serving the previous one");
                 self.received = version.or(version_header).or(self.received);
                 self.refusal = Some(reason);

@@ -16,14 +16,18 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::access_log::AccessLog;
 use crate::compiled::CompiledConfig;
 use crate::config::ProxyConfig;
 use crate::control_plane_client::ControlPlaneClient;
 use crate::handler::{handle, Shared};
+use crate::meters::{KeyEvents, MeterRegistry, Unmatched};
+use crate::metrics_reporter::MetricsReporter;
 use crate::poller::Poller;
 use crate::quota::{KeyUse, QuotaLedger};
 use crate::request_id::RequestIds;
 use crate::shared_quota::SharedCounters;
+use crate::telemetry::Telemetry;
 use crate::usage_reporter::UsageReporter;
 use crate::{cache, forward, status};
 
@@ -74,11 +78,30 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
         quotas: QuotaLedger::default(),
         key_use: KeyUse::default(),
         shared_counters: Arc::new(SharedCounters::default()),
+        metrics_enabled: config.metrics,
+        meters: MeterRegistry::default(),
+        key_events: KeyEvents::default(),
+        unmatched: Unmatched::default(),
+        access_log: AccessLog::default(),
+        telemetry: Telemetry::default(),
     });
+    if config.metrics {
+        shared
+            .access_log
+            .start(&config.access_log)
+            .with_context(|| format!("cannot open the access log {:?}", config.access_log))?;
+    }
     let active = load_cache(&config, &shared).await;
 
     let control_plane = Arc::new(ControlPlaneClient::new(&config)?);
     let mut reporter = UsageReporter::new(shared.clone(), control_plane.clone(), &config);
+    let metrics_reporter = config.metrics.then(|| {
+        MetricsReporter::new(
+            shared.clone(),
+            control_plane.clone(),
+            config.metrics_report_interval,
+        )
+    });
     // Learn how much of each quota is gone before serving, so a restart does not reset it.
     if let Err(e) = tokio::time::timeout(Duration::from_secs(2), reporter.learn())
         .await
@@ -100,7 +123,7 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
         &addr.to_string(),
         active,
     )?;
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(poller.run(stop_rx.clone())),
         tokio::spawn(reporter.run(stop_rx.clone())),
         tokio::spawn(serve_traffic(
@@ -109,8 +132,15 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
             stop_rx.clone(),
             config.shutdown_grace,
         )),
-        tokio::spawn(serve_status(status_listener, shared.clone(), stop_rx)),
+        tokio::spawn(serve_status(
+            status_listener,
+            shared.clone(),
+            stop_rx.clone(),
+        )),
     ];
+    if let Some(metrics_reporter) = metrics_reporter {
+        tasks.push(tokio::spawn(metrics_reporter.run(stop_rx)));
+    }
     tracing::info!(%addr, %status_addr, control_plane = %config.control_plane_url, "proxy started");
     Ok(RunningProxy {
         addr,
@@ -125,19 +155,23 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
 async fn load_cache(config: &ProxyConfig, shared: &Shared) -> Option<(i64, String)> {
     let dir = config.data_dir.as_ref()?;
     match cache::load(dir).await {
-        Ok(Some(snapshot)) => match CompiledConfig::compile(&snapshot, None, &shared.quotas) {
-            Ok(compiled) => {
-                let version = compiled.version;
-                let hash = compiled.hash.clone();
-                shared.config.store(Some(Arc::new(compiled)));
-                tracing::info!(version, file = %cache::path(dir).display(), "serving the cached snapshot until the control plane answers");
-                Some((version, hash))
+        Ok(Some(snapshot)) => {
+            match CompiledConfig::compile(&snapshot, None, &shared.quotas, shared.meter_registry())
+            {
+                Ok(compiled) => {
+                    let version = compiled.version;
+                    let hash = compiled.hash.clone();
+                    shared.config.store(Some(Arc::new(compiled)));
+                    shared.telemetry.applied(version);
+                    tracing::info!(version, file = %cache::path(dir).display(), "serving the cached snapshot until the control plane answers");
+                    Some((version, hash))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, file = %cache::path(dir).display(), "cached snapshot does not compile; not serving it");
+                    None
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %e, file = %cache::path(dir).display(), "cached snapshot does not compile; not serving it");
-                None
-            }
-        },
+        }
         Ok(None) => None,
         Err(e) => {
             tracing::error!(error = %e, file = %cache::path(dir).display(), "cached snapshot is damaged; not serving it");

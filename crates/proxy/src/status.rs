@@ -1,5 +1,6 @@
-//! The status port: `/healthz` (the process answers) and `/readyz` (a snapshot is loaded
-//! and traffic can be served), kept apart from API traffic so no API route can shadow them.
+//! The status port: `/healthz` (the process answers), `/readyz` (a snapshot is loaded
+//! and traffic can be served) and `/metrics` (Prometheus), kept apart from API traffic so
+//! no API route can shadow them.
 
 use std::sync::Arc;
 
@@ -11,6 +12,14 @@ use hyper::body::Incoming;
 use crate::handler::Shared;
 
 pub fn respond(shared: &Arc<Shared>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() == "/metrics" {
+        let mut response = Response::new(Full::new(Bytes::from(shared.telemetry.render(shared))));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return response;
+    }
     let (status, body) = match req.uri().path() {
         "/healthz" => (StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
         "/readyz" => match shared.config.load().as_ref() {

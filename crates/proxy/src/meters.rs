@@ -1,0 +1,339 @@
+//! What the proxy counts about its traffic, without a lock on the request path.
+//!
+//! Every route of every deployed stage (and each stage's "no route matched") has a
+//! [`RouteMeter`]: cumulative atomic counters and log-scale latency histograms that
+//! Prometheus reads as they are and the metrics reporter reads as differences. Meters live
+//! in the [`MeterRegistry`], so a redeploy keeps counting where the last snapshot left off.
+//! Requests made with an API key also go, as small events, into a bounded queue the
+//! reporter drains into per-key totals: memory for keys follows the keys in use, not the
+//! keys that exist. When the queue is full an event is dropped and counted, never waited on.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use gatehouse_model::metrics::{bucket_index, Histogram, Traffic, HISTOGRAM_BUCKETS};
+use uuid::Uuid;
+
+/// Histogram of latencies in microseconds, bucket by bucket atomic.
+pub struct AtomicHistogram {
+    buckets: [AtomicU64; HISTOGRAM_BUCKETS],
+    sum_us: AtomicU64,
+}
+
+impl AtomicHistogram {
+    fn new() -> AtomicHistogram {
+        AtomicHistogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, micros: u64) {
+        self.buckets[bucket_index(micros)].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(micros, Relaxed);
+    }
+
+    /// The counts so far and the sum of the latencies.
+    pub fn read(&self) -> (Histogram, u64) {
+        let counts = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        (
+            Histogram::from_counts(counts).unwrap_or_default(),
+            self.sum_us.load(Relaxed),
+        )
+    }
+}
+
+struct Latencies {
+    total: AtomicHistogram,
+    integration: AtomicHistogram,
+}
+
+/// Which series a meter counts: labels for Prometheus, ids for reports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MeterKey {
+    pub api_id: Uuid,
+    pub api_slug: Arc<str>,
+    pub stage: Arc<str>,
+    /// `None`: requests to the stage that no route matched.
+    pub route_id: Option<Uuid>,
+}
+
+/// Cumulative counts of one route (they only grow, as Prometheus expects).
+pub struct RouteMeter {
+    pub key: MeterKey,
+    /// Responses by status class: 1xx to 5xx.
+    statuses: [AtomicU64; 5],
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    /// Allocated at the first request, so routes never called cost no histogram memory.
+    latencies: OnceLock<Box<Latencies>>,
+    /// Largest latencies since the reporter last looked (it swaps them to 0).
+    max_us: AtomicU64,
+    integration_max_us: AtomicU64,
+    /// What the reporter last sent; touched only by the reporter.
+    pub(crate) reported: Mutex<Traffic>,
+}
+
+impl std::fmt::Debug for RouteMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteMeter")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request's outcome, as recorded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outcome {
+    pub status: u16,
+    pub latency_us: u64,
+    /// Time to the upstream's response headers, when the request reached one.
+    pub integration_us: Option<u64>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+fn status_class(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, 5) - 1
+}
+
+impl RouteMeter {
+    fn new(key: MeterKey) -> RouteMeter {
+        RouteMeter {
+            key,
+            statuses: std::array::from_fn(|_| AtomicU64::new(0)),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            latencies: OnceLock::new(),
+            max_us: AtomicU64::new(0),
+            integration_max_us: AtomicU64::new(0),
+            reported: Mutex::new(Traffic::default()),
+        }
+    }
+
+    pub fn record(&self, outcome: &Outcome) {
+        self.statuses[status_class(outcome.status)].fetch_add(1, Relaxed);
+        if outcome.bytes_in > 0 {
+            self.bytes_in.fetch_add(outcome.bytes_in, Relaxed);
+        }
+        self.bytes_out.fetch_add(outcome.bytes_out, Relaxed);
+        let latencies = self.latencies.get_or_init(|| {
+            Box::new(Latencies {
+                total: AtomicHistogram::new(),
+                integration: AtomicHistogram::new(),
+            })
+        });
+        latencies.total.record(outcome.latency_us);
+        self.max_us.fetch_max(outcome.latency_us, Relaxed);
+        if let Some(us) = outcome.integration_us {
+            latencies.integration.record(us);
+            self.integration_max_us.fetch_max(us, Relaxed);
+        }
+    }
+
+    /// Responses per status class, 1xx first.
+    pub fn statuses(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.statuses[i].load(Relaxed))
+    }
+
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.bytes_in.load(Relaxed), self.bytes_out.load(Relaxed))
+    }
+
+    /// Both latency histograms with their sums, when anything was recorded.
+    pub fn latencies(&self) -> Option<((Histogram, u64), (Histogram, u64))> {
+        let l = self.latencies.get()?;
+        Some((l.total.read(), l.integration.read()))
+    }
+
+    /// Everything counted so far, as one total. The max fields are those since the last
+    /// call with `take_max`, which resets them.
+    pub fn read(&self, take_max: bool) -> Traffic {
+        let statuses = self.statuses();
+        let (bytes_in, bytes_out) = self.bytes();
+        let ((latency, latency_sum_us), (integration, integration_sum_us)) =
+            self.latencies().unwrap_or_default();
+        let max = |m: &AtomicU64| {
+            if take_max {
+                m.swap(0, Relaxed)
+            } else {
+                m.load(Relaxed)
+            }
+        };
+        Traffic {
+            count: statuses.iter().sum(),
+            errors_4xx: statuses[3],
+            errors_5xx: statuses[4],
+            bytes_in,
+            bytes_out,
+            latency,
+            latency_sum_us,
+            latency_max_us: max(&self.max_us),
+            integration,
+            integration_sum_us,
+            integration_max_us: max(&self.integration_max_us),
+        }
+    }
+}
+
+/// Every meter, by series. Locked only to compile a snapshot, to scrape and to report.
+#[derive(Default)]
+pub struct MeterRegistry {
+    meters: Mutex<HashMap<MeterKey, Arc<RouteMeter>>>,
+}
+
+impl MeterRegistry {
+    /// The meter of `key`, created if new.
+    pub fn meter(&self, key: MeterKey) -> Arc<RouteMeter> {
+        let mut meters = self.meters.lock().unwrap_or_else(|e| e.into_inner());
+        meters
+            .entry(key)
+            .or_insert_with_key(|key| Arc::new(RouteMeter::new(key.clone())))
+            .clone()
+    }
+
+    pub fn all(&self) -> Vec<Arc<RouteMeter>> {
+        let meters = self.meters.lock().unwrap_or_else(|e| e.into_inner());
+        meters.values().cloned().collect()
+    }
+
+    /// Forgets meters no snapshot or request holds any more, once `done` says everything
+    /// they counted was reported.
+    pub fn retire(&self, done: impl Fn(&RouteMeter) -> bool) {
+        let mut meters = self.meters.lock().unwrap_or_else(|e| e.into_inner());
+        meters.retain(|_, meter| Arc::strong_count(meter) > 1 || !done(meter));
+    }
+}
+
+/// One request made with an API key.
+pub struct KeyEvent {
+    pub key_id: Uuid,
+    pub meter: Arc<RouteMeter>,
+    pub outcome: Outcome,
+}
+
+/// Most key events waiting for the reporter (it drains several times a second).
+pub const KEY_EVENT_CAPACITY: usize = 65_536;
+
+/// Bounded queue of key events: sending never blocks, a full queue drops.
+pub struct KeyEvents {
+    sender: std::sync::mpsc::SyncSender<KeyEvent>,
+    receiver: Mutex<Option<std::sync::mpsc::Receiver<KeyEvent>>>,
+    pub dropped: AtomicU64,
+}
+
+impl Default for KeyEvents {
+    fn default() -> Self {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(KEY_EVENT_CAPACITY);
+        KeyEvents {
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+            dropped: AtomicU64::new(0),
+        }
+    }
+}
+
+impl KeyEvents {
+    pub fn send(&self, event: KeyEvent) {
+        if self.sender.try_send(event).is_err() {
+            self.dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The receiving end, for the one reporter.
+    pub fn take_receiver(&self) -> Option<std::sync::mpsc::Receiver<KeyEvent>> {
+        self.receiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+/// Responses to paths that match no deployed stage, per status class.
+#[derive(Default)]
+pub struct Unmatched {
+    statuses: [AtomicU64; 5],
+}
+
+impl Unmatched {
+    pub fn record(&self, status: u16) {
+        self.statuses[status_class(status)].fetch_add(1, Relaxed);
+    }
+
+    pub fn statuses(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.statuses[i].load(Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> MeterKey {
+        MeterKey {
+            api_id: Uuid::nil(),
+            api_slug: "pets".into(),
+            stage: "prod".into(),
+            route_id: Some(Uuid::nil()),
+        }
+    }
+
+    #[test]
+    fn a_meter_counts_classes_bytes_and_latencies() {
+        let meter = RouteMeter::new(key());
+        for (status, integration) in [(200, Some(50)), (404, None), (503, Some(900))] {
+            meter.record(&Outcome {
+                status,
+                latency_us: 1_000,
+                integration_us: integration,
+                bytes_in: 3,
+                bytes_out: 10,
+            });
+        }
+        let t = meter.read(true);
+        assert_eq!((t.count, t.errors_4xx, t.errors_5xx), (3, 1, 1));
+        assert_eq!((t.bytes_in, t.bytes_out), (9, 30));
+        assert_eq!(
+            (t.latency.total(), t.latency_sum_us, t.latency_max_us),
+            (3, 3_000, 1_000)
+        );
+        assert_eq!((t.integration.total(), t.integration_max_us), (2, 900));
+        assert_eq!(
+            meter.read(true).latency_max_us,
+            0,
+            "max is since the last take"
+        );
+    }
+
+    #[test]
+    fn the_registry_keeps_meters_across_snapshots_until_retired() {
+        let registry = MeterRegistry::default();
+        let first = registry.meter(key());
+        assert!(Arc::ptr_eq(&first, &registry.meter(key())));
+        registry.retire(|_| true);
+        assert_eq!(registry.all().len(), 1, "still held by a snapshot");
+        drop(first);
+        registry.retire(|_| false);
+        assert_eq!(registry.all().len(), 1, "not reported yet");
+        registry.retire(|_| true);
+        assert!(registry.all().is_empty());
+    }
+
+    #[test]
+    fn a_full_key_queue_drops_instead_of_waiting() {
+        let events = KeyEvents::default();
+        let meter = Arc::new(RouteMeter::new(key()));
+        for _ in 0..KEY_EVENT_CAPACITY + 3 {
+            events.send(KeyEvent {
+                key_id: Uuid::nil(),
+                meter: meter.clone(),
+                outcome: Outcome::default(),
+            });
+        }
+        assert_eq!(events.dropped.load(Relaxed), 3);
+        let receiver = events.take_receiver().expect("receiver");
+        assert_eq!(receiver.try_iter().count(), KEY_EVENT_CAPACITY);
+        assert!(events.take_receiver().is_none());
+    }
+}
