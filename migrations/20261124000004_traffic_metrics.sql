@@ -41,10 +41,13 @@ CREATE TABLE traffic (
     bytes_out          bigint NOT NULL CHECK (bytes_out >= 0),
     latency            bigint[] NOT NULL,
     latency_sum_us     bigint NOT NULL,
-    latency_max_us     bigint NOT NULL,
+    latency_min_us     bigint,
+    latency_max_us     bigint,
     integration        bigint[] NOT NULL,
     integration_sum_us bigint NOT NULL,
-    integration_max_us bigint NOT NULL,
+    -- NULL while the histogram beside it is empty.
+    integration_min_us bigint,
+    integration_max_us bigint,
     CONSTRAINT traffic_pkey PRIMARY KEY (scope, api_id, subject, stage, resolution, start)
 ) WITH (fillfactor = 80);
 

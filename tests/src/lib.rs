@@ -124,6 +124,19 @@ pub async fn start_proxy_with(
     data_dir: &Path,
     redis_url: Option<String>,
 ) -> RunningProxy {
+    start_proxy_tuned(control_plane_url, data_dir, |config| {
+        config.redis_url = redis_url;
+    })
+    .await
+}
+
+/// Like [`start_proxy`], with `tune` applied to the configuration last. Metrics are
+/// reported every second.
+pub async fn start_proxy_tuned(
+    control_plane_url: &str,
+    data_dir: &Path,
+    tune: impl FnOnce(&mut ProxyConfig),
+) -> RunningProxy {
     let mut config = ProxyConfig::new(control_plane_url, NODE_TOKEN);
     config.listen = "127.0.0.1:0".parse().expect("addr");
     config.status_listen = "127.0.0.1:0".parse().expect("addr");
@@ -131,7 +144,8 @@ pub async fn start_proxy_with(
     config.data_dir = Some(data_dir.to_path_buf());
     config.poll_wait = Duration::from_secs(5);
     config.shutdown_grace = Duration::from_secs(2);
-    config.redis_url = redis_url;
+    config.metrics_report_interval = Duration::from_secs(1);
+    tune(&mut config);
     gatehouse_proxy::start(config).await.expect("proxy starts")
 }
 

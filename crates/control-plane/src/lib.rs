@@ -14,6 +14,7 @@ pub mod http;
 pub mod json;
 pub mod maintenance;
 pub mod repo;
+pub mod telemetry;
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ pub struct AppState {
     pub snapshot_cache: Arc<http::sync::SnapshotCache>,
     /// Flips to true when the server shuts down, so long polls return at once.
     pub shutdown: watch::Receiver<bool>,
+    pub telemetry: Arc<telemetry::Telemetry>,
 }
 
 /// The full application: admin API, proxy sync and health endpoints.
@@ -70,5 +72,6 @@ pub fn state(
         changes,
         snapshot_cache: Arc::default(),
         shutdown,
+        telemetry: Arc::default(),
     }
 }

@@ -96,11 +96,66 @@ impl Histogram {
         self.counts.iter().fold(0u64, |a, &c| a.saturating_add(c))
     }
 
+    /// What was added since `earlier`, a previous reading of the same growing counts.
+    pub fn since(&self, earlier: &Histogram) -> Histogram {
+        let counts = self
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| c.saturating_sub(earlier.counts.get(i).copied().unwrap_or(0)))
+            .collect();
+        let mut since = Histogram { counts };
+        while since.counts.last() == Some(&0) {
+            since.counts.pop();
+        }
+        since
+    }
+}
+
+/// Latencies of a set of requests: their histogram, sum and extremes, in microseconds.
+/// `min_us` and `max_us` mean nothing while the histogram is empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency {
+    pub buckets: Histogram,
+    pub sum_us: u64,
+    pub min_us: u64,
+    pub max_us: u64,
+}
+
+impl Latency {
+    pub fn count(&self) -> u64 {
+        self.buckets.total()
+    }
+
+    pub fn record(&mut self, micros: u64) {
+        self.min_us = if self.count() == 0 {
+            micros
+        } else {
+            self.min_us.min(micros)
+        };
+        self.max_us = self.max_us.max(micros);
+        self.buckets.record(micros);
+        self.sum_us = self.sum_us.saturating_add(micros);
+    }
+
+    pub fn merge(&mut self, other: &Latency) {
+        if other.count() == 0 {
+            return;
+        }
+        if self.count() == 0 {
+            self.min_us = other.min_us;
+        }
+        self.min_us = self.min_us.min(other.min_us);
+        self.max_us = self.max_us.max(other.max_us);
+        self.buckets.merge(&other.buckets);
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
+    }
+
     /// The latency below which a fraction `q` of the recorded ones fall, in microseconds,
-    /// interpolated within its bucket and never above `max` (the largest recorded).
+    /// interpolated within its bucket, narrowed to the smallest and largest recorded.
     /// `None` when nothing was recorded.
-    pub fn quantile(&self, q: f64, max: u64) -> Option<f64> {
-        let total = self.total();
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.count();
         if total == 0 {
             return None;
         }
@@ -108,19 +163,37 @@ impl Histogram {
         // The rank of the wanted latency, 1-based: the ceil(q * total)-th smallest.
         let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
         let mut below = 0u64;
-        for (index, &count) in self.counts.iter().enumerate() {
+        for (index, &count) in self.buckets.counts().iter().enumerate() {
             if count == 0 {
                 continue;
             }
             if below + count >= rank {
                 let (lower, upper) = bucket_bounds(index);
+                let lower = lower.max(self.min_us).min(self.max_us) as f64;
+                let upper = upper.min(self.max_us).max(self.min_us) as f64;
                 let within = (rank - below) as f64 / count as f64;
-                let value = lower as f64 + within * (upper - lower) as f64;
-                return Some(value.min(max as f64).max(lower.min(max) as f64));
+                return Some(lower + within * (upper - lower).max(0.0));
             }
             below += count;
         }
-        Some(max as f64)
+        Some(self.max_us as f64)
+    }
+
+    /// What was added since `earlier`, a previous reading of the same growing counts;
+    /// the extremes are this reading's.
+    pub fn since(&self, earlier: &Latency) -> Latency {
+        Latency {
+            buckets: self.buckets.since(&earlier.buckets),
+            sum_us: self.sum_us.saturating_sub(earlier.sum_us),
+            min_us: self.min_us,
+            max_us: self.max_us,
+        }
+    }
+
+    /// The mean, when anything was recorded.
+    pub fn mean(&self) -> Option<f64> {
+        let total = self.count();
+        (total > 0).then(|| self.sum_us as f64 / total as f64)
     }
 }
 
@@ -135,15 +208,11 @@ pub struct Traffic {
     pub bytes_in: u64,
     /// Response body bytes sent.
     pub bytes_out: u64,
-    /// Time from receiving the request to the last byte of the response, per request.
-    pub latency: Histogram,
-    pub latency_sum_us: u64,
-    pub latency_max_us: u64,
-    /// Time from sending the request upstream to receiving the response headers, for
+    /// From receiving each request to the last byte of its response.
+    pub latency: Latency,
+    /// From sending a request upstream to receiving the response headers, for the
     /// requests that reached an integration.
-    pub integration: Histogram,
-    pub integration_sum_us: u64,
-    pub integration_max_us: u64,
+    pub integration: Latency,
 }
 
 /// The most requests one entry may count: a million a second for a minute, a thousand
@@ -158,41 +227,19 @@ impl Traffic {
         self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
         self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
         self.latency.merge(&other.latency);
-        self.latency_sum_us = self.latency_sum_us.saturating_add(other.latency_sum_us);
-        self.latency_max_us = self.latency_max_us.max(other.latency_max_us);
         self.integration.merge(&other.integration);
-        self.integration_sum_us = self
-            .integration_sum_us
-            .saturating_add(other.integration_sum_us);
-        self.integration_max_us = self.integration_max_us.max(other.integration_max_us);
     }
 
     /// What was added since `earlier`, a previous reading of the same growing counts.
-    /// The max fields are taken from `self` as they are.
     pub fn since(&self, earlier: &Traffic) -> Traffic {
-        let histogram = |now: &Histogram, then: &Histogram| {
-            let counts = now
-                .counts
-                .iter()
-                .enumerate()
-                .map(|(i, c)| c.saturating_sub(then.counts.get(i).copied().unwrap_or(0)))
-                .collect();
-            Histogram::from_counts(counts).unwrap_or_default()
-        };
         Traffic {
             count: self.count.saturating_sub(earlier.count),
             errors_4xx: self.errors_4xx.saturating_sub(earlier.errors_4xx),
             errors_5xx: self.errors_5xx.saturating_sub(earlier.errors_5xx),
             bytes_in: self.bytes_in.saturating_sub(earlier.bytes_in),
             bytes_out: self.bytes_out.saturating_sub(earlier.bytes_out),
-            latency: histogram(&self.latency, &earlier.latency),
-            latency_sum_us: self.latency_sum_us.saturating_sub(earlier.latency_sum_us),
-            latency_max_us: self.latency_max_us,
-            integration: histogram(&self.integration, &earlier.integration),
-            integration_sum_us: self
-                .integration_sum_us
-                .saturating_sub(earlier.integration_sum_us),
-            integration_max_us: self.integration_max_us,
+            latency: self.latency.since(&earlier.latency),
+            integration: self.integration.since(&earlier.integration),
         }
     }
 
@@ -205,12 +252,8 @@ impl Traffic {
             _ => {}
         }
         self.latency.record(latency_us);
-        self.latency_sum_us = self.latency_sum_us.saturating_add(latency_us);
-        self.latency_max_us = self.latency_max_us.max(latency_us);
         if let Some(us) = integration_us {
             self.integration.record(us);
-            self.integration_sum_us = self.integration_sum_us.saturating_add(us);
-            self.integration_max_us = self.integration_max_us.max(us);
         }
     }
 
@@ -225,14 +268,19 @@ impl Traffic {
         if self.errors_4xx.saturating_add(self.errors_5xx) > self.count {
             return Some("more errors than requests");
         }
-        if !self.latency.is_valid() || !self.integration.is_valid() {
+        if !self.latency.buckets.is_valid() || !self.integration.buckets.is_valid() {
             return Some("a histogram has too many buckets");
         }
-        if self.latency.total() != self.count {
+        if self.latency.count() != self.count {
             return Some("latency histogram does not count every request");
         }
-        if self.integration.total() > self.count {
+        if self.integration.count() > self.count {
             return Some("more integration latencies than requests");
+        }
+        for latency in [&self.latency, &self.integration] {
+            if latency.count() > 0 && latency.min_us > latency.max_us {
+                return Some("a minimum latency above the maximum");
+            }
         }
         None
     }
@@ -296,8 +344,8 @@ mod tests {
 
     #[test]
     fn quantiles_come_from_merged_counts() {
-        let mut fast = Histogram::default();
-        let mut slow = Histogram::default();
+        let mut fast = Latency::default();
+        let mut slow = Latency::default();
         for _ in 0..90 {
             fast.record(1_000);
         }
@@ -305,21 +353,31 @@ mod tests {
             slow.record(100_000);
         }
         fast.merge(&slow);
-        assert_eq!(fast.total(), 100);
-        let p50 = fast.quantile(0.5, 100_000).expect("p50");
-        let p99 = fast.quantile(0.99, 100_000).expect("p99");
-        assert!((896.0..=1_024.0).contains(&p50), "p50 {p50}");
-        assert!((81_920.0..=100_000.0).contains(&p99), "p99 {p99}");
-        assert_eq!(fast.quantile(1.0, 100_000), Some(100_000.0));
-        assert_eq!(Histogram::default().quantile(0.5, 0), None);
+        assert_eq!(fast.count(), 100);
+        assert_eq!((fast.min_us, fast.max_us), (1_000, 100_000));
+        let p50 = fast.quantile(0.5).expect("p50");
+        assert!((896.0..=1_024.0).contains(&p50), "{p50}");
+        let p99 = fast.quantile(0.99).expect("p99");
+        assert!((98_304.0..=100_000.0).contains(&p99), "{p99}");
+        assert_eq!(fast.quantile(1.0), Some(100_000.0));
+        assert_eq!(Latency::default().quantile(0.5), None);
     }
 
     #[test]
-    fn a_quantile_never_exceeds_the_max() {
-        let mut h = Histogram::default();
-        h.record(1_000_000);
-        let p = h.quantile(0.99, 1_000_000).expect("value");
-        assert!((917_504.0..=1_000_000.0).contains(&p), "{p}");
+    fn quantiles_stay_between_the_smallest_and_largest_recorded() {
+        let mut l = Latency::default();
+        for us in [301_000, 302_000] {
+            l.record(us);
+        }
+        let p50 = l.quantile(0.5).expect("p50");
+        assert!((301_000.0..=302_000.0).contains(&p50), "{p50}");
+        assert_eq!(l.mean(), Some(301_500.0));
+        let mut spread = Latency::default();
+        for us in (1..=1000).map(|i| i * 1000) {
+            spread.record(us);
+        }
+        let p90 = spread.quantile(0.9).expect("p90");
+        assert!((900_000.0 * 0.8..=900_000.0 * 1.25).contains(&p90), "{p90}");
     }
 
     #[test]
@@ -347,6 +405,9 @@ mod tests {
         t.latency.record(7);
         assert_eq!(t.implausible(), None);
         let json = serde_json::to_value(&t).expect("serializes");
-        assert_eq!(json["latency"], serde_json::json!([0, 0, 0, 0, 0, 1, 0, 1]));
+        assert_eq!(
+            json["latency"],
+            serde_json::json!({"buckets": [0, 0, 0, 0, 0, 1, 0, 1], "sum_us": 12, "min_us": 5, "max_us": 7})
+        );
     }
 }

@@ -12,41 +12,58 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use gatehouse_model::metrics::{bucket_index, Histogram, Traffic, HISTOGRAM_BUCKETS};
+use gatehouse_model::metrics::{bucket_index, Histogram, Latency, Traffic, HISTOGRAM_BUCKETS};
 use uuid::Uuid;
 
-/// Histogram of latencies in microseconds, bucket by bucket atomic.
-pub struct AtomicHistogram {
+/// Latencies in microseconds: a histogram, bucket by bucket atomic, their sum, and the
+/// extremes since the reporter last took them.
+pub struct AtomicLatency {
     buckets: [AtomicU64; HISTOGRAM_BUCKETS],
     sum_us: AtomicU64,
+    min_us: AtomicU64,
+    max_us: AtomicU64,
 }
 
-impl AtomicHistogram {
-    fn new() -> AtomicHistogram {
-        AtomicHistogram {
+impl AtomicLatency {
+    fn new() -> AtomicLatency {
+        AtomicLatency {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_us: AtomicU64::new(0),
+            min_us: AtomicU64::new(u64::MAX),
+            max_us: AtomicU64::new(0),
         }
     }
 
     fn record(&self, micros: u64) {
         self.buckets[bucket_index(micros)].fetch_add(1, Relaxed);
         self.sum_us.fetch_add(micros, Relaxed);
+        self.min_us.fetch_min(micros, Relaxed);
+        self.max_us.fetch_max(micros, Relaxed);
     }
 
-    /// The counts so far and the sum of the latencies.
-    pub fn read(&self) -> (Histogram, u64) {
+    /// The counts and sum so far, with the extremes since the last `take_extremes`.
+    fn read(&self, take_extremes: bool) -> Latency {
         let counts = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
-        (
-            Histogram::from_counts(counts).unwrap_or_default(),
-            self.sum_us.load(Relaxed),
-        )
+        let (min, max) = if take_extremes {
+            (
+                self.min_us.swap(u64::MAX, Relaxed),
+                self.max_us.swap(0, Relaxed),
+            )
+        } else {
+            (self.min_us.load(Relaxed), self.max_us.load(Relaxed))
+        };
+        Latency {
+            buckets: Histogram::from_counts(counts).unwrap_or_default(),
+            sum_us: self.sum_us.load(Relaxed),
+            min_us: if min == u64::MAX { 0 } else { min },
+            max_us: max,
+        }
     }
 }
 
 struct Latencies {
-    total: AtomicHistogram,
-    integration: AtomicHistogram,
+    total: AtomicLatency,
+    integration: AtomicLatency,
 }
 
 /// Which series a meter counts: labels for Prometheus, ids for reports.
@@ -68,9 +85,6 @@ pub struct RouteMeter {
     bytes_out: AtomicU64,
     /// Allocated at the first request, so routes never called cost no histogram memory.
     latencies: OnceLock<Box<Latencies>>,
-    /// Largest latencies since the reporter last looked (it swaps them to 0).
-    max_us: AtomicU64,
-    integration_max_us: AtomicU64,
     /// What the reporter last sent; touched only by the reporter.
     pub(crate) reported: Mutex<Traffic>,
 }
@@ -106,8 +120,6 @@ impl RouteMeter {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             latencies: OnceLock::new(),
-            max_us: AtomicU64::new(0),
-            integration_max_us: AtomicU64::new(0),
             reported: Mutex::new(Traffic::default()),
         }
     }
@@ -120,15 +132,13 @@ impl RouteMeter {
         self.bytes_out.fetch_add(outcome.bytes_out, Relaxed);
         let latencies = self.latencies.get_or_init(|| {
             Box::new(Latencies {
-                total: AtomicHistogram::new(),
-                integration: AtomicHistogram::new(),
+                total: AtomicLatency::new(),
+                integration: AtomicLatency::new(),
             })
         });
         latencies.total.record(outcome.latency_us);
-        self.max_us.fetch_max(outcome.latency_us, Relaxed);
         if let Some(us) = outcome.integration_us {
             latencies.integration.record(us);
-            self.integration_max_us.fetch_max(us, Relaxed);
         }
     }
 
@@ -141,26 +151,27 @@ impl RouteMeter {
         (self.bytes_in.load(Relaxed), self.bytes_out.load(Relaxed))
     }
 
-    /// Both latency histograms with their sums, when anything was recorded.
-    pub fn latencies(&self) -> Option<((Histogram, u64), (Histogram, u64))> {
+    /// Both latencies (total and integration), when anything was recorded.
+    pub fn latencies(&self) -> Option<(Latency, Latency)> {
         let l = self.latencies.get()?;
-        Some((l.total.read(), l.integration.read()))
+        Some((l.total.read(false), l.integration.read(false)))
     }
 
-    /// Everything counted so far, as one total. The max fields are those since the last
-    /// call with `take_max`, which resets them.
-    pub fn read(&self, take_max: bool) -> Traffic {
+    /// Everything counted so far, as one total. The extremes are those since the last
+    /// call with `take_extremes`, which resets them.
+    pub fn read(&self, take_extremes: bool) -> Traffic {
         let statuses = self.statuses();
         let (bytes_in, bytes_out) = self.bytes();
-        let ((latency, latency_sum_us), (integration, integration_sum_us)) =
-            self.latencies().unwrap_or_default();
-        let max = |m: &AtomicU64| {
-            if take_max {
-                m.swap(0, Relaxed)
-            } else {
-                m.load(Relaxed)
-            }
-        };
+        let (latency, integration) = self
+            .latencies
+            .get()
+            .map(|l| {
+                (
+                    l.total.read(take_extremes),
+                    l.integration.read(take_extremes),
+                )
+            })
+            .unwrap_or_default();
         Traffic {
             count: statuses.iter().sum(),
             errors_4xx: statuses[3],
@@ -168,11 +179,7 @@ impl RouteMeter {
             bytes_in,
             bytes_out,
             latency,
-            latency_sum_us,
-            latency_max_us: max(&self.max_us),
             integration,
-            integration_sum_us,
-            integration_max_us: max(&self.integration_max_us),
         }
     }
 }
@@ -295,14 +302,16 @@ mod tests {
         assert_eq!((t.count, t.errors_4xx, t.errors_5xx), (3, 1, 1));
         assert_eq!((t.bytes_in, t.bytes_out), (9, 30));
         assert_eq!(
-            (t.latency.total(), t.latency_sum_us, t.latency_max_us),
+            (t.latency.count(), t.latency.sum_us, t.latency.max_us),
             (3, 3_000, 1_000)
         );
-        assert_eq!((t.integration.total(), t.integration_max_us), (2, 900));
+        let i = &t.integration;
+        assert_eq!((i.count(), i.min_us, i.max_us), (2, 50, 900));
+        let again = meter.read(true);
         assert_eq!(
-            meter.read(true).latency_max_us,
-            0,
-            "max is since the last take"
+            (again.latency.min_us, again.latency.max_us),
+            (0, 0),
+            "extremes are since the last take"
         );
     }
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 
-use gatehouse_model::metrics::{bucket_index, Histogram};
+use gatehouse_model::metrics::{bucket_index, Latency};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use prometheus::{IntCounter, IntGauge, Registry, TextEncoder};
 
@@ -196,8 +196,8 @@ fn counter_metric(pairs: &[(&str, &str)], value: u64) -> proto::Metric {
     m
 }
 
-fn histogram_metric(pairs: &[(&str, &str)], histogram: &Histogram, sum_us: u64) -> proto::Metric {
-    let counts = histogram.counts();
+fn histogram_metric(pairs: &[(&str, &str)], latency: &Latency) -> proto::Metric {
+    let counts = latency.buckets.counts();
     let mut buckets = Vec::with_capacity(BOUND_POWERS.count());
     let mut cumulative = 0u64;
     let mut next = 0usize;
@@ -213,8 +213,8 @@ fn histogram_metric(pairs: &[(&str, &str)], histogram: &Histogram, sum_us: u64) 
         buckets.push(b);
     }
     let mut h = proto::Histogram::default();
-    h.set_sample_count(histogram.total());
-    h.set_sample_sum(sum_us as f64 / 1e6);
+    h.set_sample_count(latency.count());
+    h.set_sample_sum(latency.sum_us as f64 / 1e6);
     h.set_bucket(buckets);
     let mut m = proto::Metric::from_label(labels(pairs));
     m.set_histogram(h);
@@ -249,9 +249,9 @@ fn route_families(meters: &[std::sync::Arc<RouteMeter>]) -> Vec<MetricFamily> {
         let (i, o) = meter.bytes();
         bytes_in.push(counter_metric(&route_labels, i));
         bytes_out.push(counter_metric(&route_labels, o));
-        if let Some(((total, total_sum), (upstream, upstream_sum))) = meter.latencies() {
-            latency.push(histogram_metric(&route_labels, &total, total_sum));
-            integration.push(histogram_metric(&route_labels, &upstream, upstream_sum));
+        if let Some((total, upstream)) = meter.latencies() {
+            latency.push(histogram_metric(&route_labels, &total));
+            integration.push(histogram_metric(&route_labels, &upstream));
         }
     }
     vec![
@@ -297,11 +297,11 @@ mod tests {
 
     #[test]
     fn exposed_buckets_are_exact_cumulative_counts() {
-        let mut h = Histogram::default();
+        let mut latency = Latency::default();
         for us in [10, 63, 64, 65, 1_000, 100_000_000] {
-            h.record(us);
+            latency.record(us);
         }
-        let m = histogram_metric(&[("api", "pets")], &h, 42);
+        let m = histogram_metric(&[("api", "pets")], &latency);
         let hist = m.get_histogram();
         let bounds: Vec<(f64, u64)> = hist
             .get_bucket()

@@ -13,7 +13,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
-use gatehouse_model::metrics::Traffic;
+use gatehouse_model::metrics::{Latency, Traffic};
 use gatehouse_model::StageName;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -173,10 +173,11 @@ impl RawQuery {
 
 /// Latency figures in milliseconds.
 #[derive(Debug, Serialize)]
-pub struct Latency {
+pub struct LatencyFigures {
     pub p50: f64,
     pub p90: f64,
     pub p99: f64,
+    pub min: f64,
     pub max: f64,
     pub avg: f64,
 }
@@ -190,26 +191,22 @@ pub struct Figures {
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// From receiving a request to the last byte of its response; `null` without requests.
-    pub latency_ms: Option<Latency>,
+    pub latency_ms: Option<LatencyFigures>,
     /// From sending a request upstream to its response headers; `null` when no request
     /// reached an integration.
-    pub integration_latency_ms: Option<Latency>,
+    pub integration_latency_ms: Option<LatencyFigures>,
 }
 
-fn latency(
-    histogram: &gatehouse_model::metrics::Histogram,
-    sum_us: u64,
-    max_us: u64,
-) -> Option<Latency> {
-    let total = histogram.total();
+fn figures(latency: &Latency) -> Option<LatencyFigures> {
     // Milliseconds, to the microsecond.
     let ms = |us: f64| us.round() / 1000.0;
-    Some(Latency {
-        p50: ms(histogram.quantile(0.5, max_us)?),
-        p90: ms(histogram.quantile(0.9, max_us)?),
-        p99: ms(histogram.quantile(0.99, max_us)?),
-        max: ms(max_us as f64),
-        avg: ms(sum_us as f64 / total as f64),
+    Some(LatencyFigures {
+        p50: ms(latency.quantile(0.5)?),
+        p90: ms(latency.quantile(0.9)?),
+        p99: ms(latency.quantile(0.99)?),
+        min: ms(latency.min_us as f64),
+        max: ms(latency.max_us as f64),
+        avg: ms(latency.mean()?),
     })
 }
 
@@ -221,12 +218,8 @@ impl From<&Traffic> for Figures {
             errors_5xx: t.errors_5xx,
             bytes_in: t.bytes_in,
             bytes_out: t.bytes_out,
-            latency_ms: latency(&t.latency, t.latency_sum_us, t.latency_max_us),
-            integration_latency_ms: latency(
-                &t.integration,
-                t.integration_sum_us,
-                t.integration_max_us,
-            ),
+            latency_ms: figures(&t.latency),
+            integration_latency_ms: figures(&t.integration),
         }
     }
 }

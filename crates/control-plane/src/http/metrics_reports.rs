@@ -70,6 +70,11 @@ async fn report(
     let mut tx = state.pool.begin().await?;
     if !traffic::claim_batch(&mut tx, report.batch_id, &node_id).await? {
         tx.rollback().await?;
+        state
+            .telemetry
+            .reports
+            .with_label_values(&["duplicate"])
+            .inc();
         return Ok(Json(Receipt {
             duplicate: true,
             accepted: 0,
@@ -93,6 +98,14 @@ async fn report(
         traffic::add_minutes(&mut tx, &sorted.additions).await?;
     }
     tx.commit().await?;
+    let t = &state.telemetry;
+    t.reports.with_label_values(&["accepted"]).inc();
+    t.report_entries
+        .with_label_values(&["accepted"])
+        .inc_by(sorted.accepted as u64);
+    t.report_entries
+        .with_label_values(&["rejected"])
+        .inc_by(sorted.rejected as u64);
     if !sorted.problems.is_empty() {
         tracing::warn!(node = %node_id, batch = %report.batch_id, problems = ?sorted.problems, "metrics report entries dropped or adjusted");
     }

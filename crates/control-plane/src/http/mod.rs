@@ -14,11 +14,13 @@ pub mod stages;
 pub mod sync;
 
 use axum::extract::DefaultBodyLimit;
-use axum::Router;
+use axum::routing::get;
+use axum::{middleware, Router};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 use crate::error::{ApiError, FieldError};
+use crate::telemetry;
 use crate::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -37,6 +39,11 @@ pub fn router(state: AppState) -> Router {
         .nest("/dp/v1", sync::router().merge(metrics_reports::router()))
         .merge(health::router())
         .merge(pages::router())
+        .route("/metrics", get(telemetry::metrics))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            telemetry::measure,
+        ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
-use gatehouse_model::metrics::{Histogram, Traffic};
+use gatehouse_model::metrics::{Histogram, Latency, Traffic};
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
@@ -109,10 +109,12 @@ struct Columns {
     bytes_out: Vec<i64>,
     latency: Vec<String>,
     latency_sum: Vec<i64>,
-    latency_max: Vec<i64>,
+    latency_min: Vec<Option<i64>>,
+    latency_max: Vec<Option<i64>>,
     integration: Vec<String>,
     integration_sum: Vec<i64>,
-    integration_max: Vec<i64>,
+    integration_min: Vec<Option<i64>>,
+    integration_max: Vec<Option<i64>>,
 }
 
 fn column(value: u64) -> i64 {
@@ -150,26 +152,34 @@ pub async fn add_minutes(
         c.errors_5xx.push(column(t.errors_5xx));
         c.bytes_in.push(column(t.bytes_in));
         c.bytes_out.push(column(t.bytes_out));
-        c.latency.push(array_literal(&t.latency));
-        c.latency_sum.push(column(t.latency_sum_us));
-        c.latency_max.push(column(t.latency_max_us));
-        c.integration.push(array_literal(&t.integration));
-        c.integration_sum.push(column(t.integration_sum_us));
-        c.integration_max.push(column(t.integration_max_us));
+        let extreme = |l: &Latency, v: u64| (l.count() > 0).then(|| column(v));
+        c.latency.push(array_literal(&t.latency.buckets));
+        c.latency_sum.push(column(t.latency.sum_us));
+        c.latency_min.push(extreme(&t.latency, t.latency.min_us));
+        c.latency_max.push(extreme(&t.latency, t.latency.max_us));
+        c.integration.push(array_literal(&t.integration.buckets));
+        c.integration_sum.push(column(t.integration.sum_us));
+        c.integration_min
+            .push(extreme(&t.integration, t.integration.min_us));
+        c.integration_max
+            .push(extreme(&t.integration, t.integration.max_us));
     }
     sqlx::query(
         "INSERT INTO traffic (scope, api_id, subject, stage, resolution, start, count, errors_4xx,
-             errors_5xx, bytes_in, bytes_out, latency, latency_sum_us, latency_max_us,
-             integration, integration_sum_us, integration_max_us)
+             errors_5xx, bytes_in, bytes_out, latency, latency_sum_us, latency_min_us,
+             latency_max_us, integration, integration_sum_us, integration_min_us,
+             integration_max_us)
          SELECT r.scope, r.api_id, r.subject, r.stage, 60, r.start, r.count, r.errors_4xx,
              r.errors_5xx, r.bytes_in, r.bytes_out, r.latency::bigint[], r.latency_sum,
-             r.latency_max, r.integration::bigint[], r.integration_sum, r.integration_max
+             r.latency_min, r.latency_max, r.integration::bigint[], r.integration_sum,
+             r.integration_min, r.integration_max
          FROM unnest($1::smallint[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[],
              $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[],
-             $12::bigint[], $13::bigint[], $14::text[], $15::bigint[], $16::bigint[])
+             $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::bigint[],
+             $17::bigint[], $18::bigint[])
            AS r(scope, api_id, subject, stage, start, count, errors_4xx, errors_5xx, bytes_in,
-             bytes_out, latency, latency_sum, latency_max, integration, integration_sum,
-             integration_max)
+             bytes_out, latency, latency_sum, latency_min, latency_max, integration,
+             integration_sum, integration_min, integration_max)
          ON CONFLICT (scope, api_id, subject, stage, resolution, start) DO UPDATE SET
              count = traffic.count + EXCLUDED.count,
              errors_4xx = traffic.errors_4xx + EXCLUDED.errors_4xx,
@@ -178,9 +188,11 @@ pub async fn add_minutes(
              bytes_out = traffic.bytes_out + EXCLUDED.bytes_out,
              latency = gatehouse_hist_add(traffic.latency, EXCLUDED.latency),
              latency_sum_us = traffic.latency_sum_us + EXCLUDED.latency_sum_us,
+             latency_min_us = least(traffic.latency_min_us, EXCLUDED.latency_min_us),
              latency_max_us = greatest(traffic.latency_max_us, EXCLUDED.latency_max_us),
              integration = gatehouse_hist_add(traffic.integration, EXCLUDED.integration),
              integration_sum_us = traffic.integration_sum_us + EXCLUDED.integration_sum_us,
+             integration_min_us = least(traffic.integration_min_us, EXCLUDED.integration_min_us),
              integration_max_us = greatest(traffic.integration_max_us, EXCLUDED.integration_max_us)",
     )
     .bind(&c.scope)
@@ -195,9 +207,11 @@ pub async fn add_minutes(
     .bind(&c.bytes_out)
     .bind(&c.latency)
     .bind(&c.latency_sum)
+    .bind(&c.latency_min)
     .bind(&c.latency_max)
     .bind(&c.integration)
     .bind(&c.integration_sum)
+    .bind(&c.integration_min)
     .bind(&c.integration_max)
     .execute(&mut **tx)
     .await?;
@@ -230,10 +244,12 @@ struct StepRow {
     bytes_out: i64,
     latency: Vec<i64>,
     latency_sum_us: i64,
-    latency_max_us: i64,
+    latency_min_us: Option<i64>,
+    latency_max_us: Option<i64>,
     integration: Vec<i64>,
     integration_sum_us: i64,
-    integration_max_us: i64,
+    integration_min_us: Option<i64>,
+    integration_max_us: Option<i64>,
 }
 
 fn histogram(counts: Vec<i64>) -> Histogram {
@@ -242,6 +258,15 @@ fn histogram(counts: Vec<i64>) -> Histogram {
         .map(|c| u64::try_from(c).unwrap_or(0))
         .collect();
     Histogram::from_counts(counts).unwrap_or_default()
+}
+
+fn latency(counts: Vec<i64>, sum_us: i64, min_us: Option<i64>, max_us: Option<i64>) -> Latency {
+    Latency {
+        buckets: histogram(counts),
+        sum_us: unsigned(sum_us),
+        min_us: min_us.map_or(0, unsigned),
+        max_us: max_us.map_or(0, unsigned),
+    }
 }
 
 fn unsigned(value: i64) -> u64 {
@@ -267,9 +292,10 @@ pub async fn steps(
              sum(bytes_out)::bigint AS bytes_out,
              coalesce(gatehouse_hist_sum(latency), '{}') AS latency,
              sum(latency_sum_us)::bigint AS latency_sum_us,
-             max(latency_max_us) AS latency_max_us,
+             min(latency_min_us) AS latency_min_us, max(latency_max_us) AS latency_max_us,
              coalesce(gatehouse_hist_sum(integration), '{}') AS integration,
              sum(integration_sum_us)::bigint AS integration_sum_us,
+             min(integration_min_us) AS integration_min_us,
              max(integration_max_us) AS integration_max_us
          FROM traffic
          WHERE scope = $1 AND api_id = $2 AND subject = $3
@@ -297,12 +323,18 @@ pub async fn steps(
                     errors_5xx: unsigned(r.errors_5xx),
                     bytes_in: unsigned(r.bytes_in),
                     bytes_out: unsigned(r.bytes_out),
-                    latency: histogram(r.latency),
-                    latency_sum_us: unsigned(r.latency_sum_us),
-                    latency_max_us: unsigned(r.latency_max_us),
-                    integration: histogram(r.integration),
-                    integration_sum_us: unsigned(r.integration_sum_us),
-                    integration_max_us: unsigned(r.integration_max_us),
+                    latency: latency(
+                        r.latency,
+                        r.latency_sum_us,
+                        r.latency_min_us,
+                        r.latency_max_us,
+                    ),
+                    integration: latency(
+                        r.integration,
+                        r.integration_sum_us,
+                        r.integration_min_us,
+                        r.integration_max_us,
+                    ),
                 },
             )
         })
@@ -330,11 +362,13 @@ pub async fn roll_up(pool: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> 
                  RETURNING *)
              INSERT INTO traffic (scope, api_id, subject, stage, resolution, start, count,
                  errors_4xx, errors_5xx, bytes_in, bytes_out, latency, latency_sum_us,
-                 latency_max_us, integration, integration_sum_us, integration_max_us)
+                 latency_min_us, latency_max_us, integration, integration_sum_us,
+                 integration_min_us, integration_max_us)
              SELECT scope, api_id, subject, stage, 3600, $1, sum(count), sum(errors_4xx),
                  sum(errors_5xx), sum(bytes_in), sum(bytes_out), gatehouse_hist_sum(latency),
-                 sum(latency_sum_us), max(latency_max_us), gatehouse_hist_sum(integration),
-                 sum(integration_sum_us), max(integration_max_us)
+                 sum(latency_sum_us), min(latency_min_us), max(latency_max_us),
+                 gatehouse_hist_sum(integration), sum(integration_sum_us),
+                 min(integration_min_us), max(integration_max_us)
              FROM moved GROUP BY scope, api_id, subject, stage
              ON CONFLICT (scope, api_id, subject, stage, resolution, start) DO UPDATE SET
                  count = traffic.count + EXCLUDED.count,
@@ -344,10 +378,12 @@ pub async fn roll_up(pool: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> 
                  bytes_out = traffic.bytes_out + EXCLUDED.bytes_out,
                  latency = gatehouse_hist_add(traffic.latency, EXCLUDED.latency),
                  latency_sum_us = traffic.latency_sum_us + EXCLUDED.latency_sum_us,
-                 latency_max_us = greatest(traffic.latency_max_us, EXCLUDED.latency_max_us),
+                 latency_min_us = least(traffic.latency_min_us, EXCLUDED.latency_min_us),
+             latency_max_us = greatest(traffic.latency_max_us, EXCLUDED.latency_max_us),
                  integration = gatehouse_hist_add(traffic.integration, EXCLUDED.integration),
                  integration_sum_us = traffic.integration_sum_us + EXCLUDED.integration_sum_us,
-                 integration_max_us = greatest(traffic.integration_max_us, EXCLUDED.integration_max_us)",
+                 integration_min_us = least(traffic.integration_min_us, EXCLUDED.integration_min_us),
+             integration_max_us = greatest(traffic.integration_max_us, EXCLUDED.integration_max_us)",
         )
         .bind(hour)
         .execute(&mut *tx)
