@@ -270,6 +270,13 @@ async fn known_traffic_shows_up_with_exact_counts_everywhere(pool: PgPool) {
             "{family} missing"
         );
     }
+    let opened = sample(&text, "gatehouse_proxy_upstream_connects_total", &[]);
+    assert!(opened.is_some_and(|n| n >= 1.0), "{opened:?}");
+    let open = sample(&text, "gatehouse_proxy_upstream_connections", &[]);
+    assert!(
+        open.is_some_and(|n| n >= 1.0 && n <= opened.unwrap_or(0.0)),
+        "{open:?}"
+    );
     assert!(
         !text.contains(&shop.key),
         "a key value never shows in metrics"

@@ -14,11 +14,15 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::counted_connector::CountedConnector;
 use crate::recording::Counted;
+use crate::telemetry::Telemetry;
 
 /// The client every upstream request goes through.
-pub type UpstreamClient =
-    Client<HttpsConnector<HttpConnector>, Counted<Limited<Incoming>, Arc<AtomicU64>>>;
+pub type UpstreamClient = Client<
+    CountedConnector<HttpsConnector<HttpConnector>>,
+    Counted<Limited<Incoming>, Arc<AtomicU64>>,
+>;
 
 /// A TLS-capable connector: system root certificates, HTTP/1.1, TCP_NODELAY.
 pub fn connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
@@ -52,7 +56,8 @@ pub fn connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
         .wrap_connector(http)
 }
 
-pub fn upstream_client(connect_timeout: Duration) -> UpstreamClient {
+/// The pooled client; its connections are counted in `telemetry`.
+pub fn upstream_client(connect_timeout: Duration, telemetry: &Telemetry) -> UpstreamClient {
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -60,7 +65,11 @@ pub fn upstream_client(connect_timeout: Duration) -> UpstreamClient {
         // connection is rarely reused just as the upstream closes it.
         .pool_idle_timeout(Duration::from_secs(4))
         .pool_max_idle_per_host(1024)
-        .build(connector(connect_timeout))
+        .build(CountedConnector::new(
+            connector(connect_timeout),
+            telemetry.upstream_connections.clone(),
+            telemetry.upstream_connects.clone(),
+        ))
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod compiled;
 pub mod config;
 pub mod control_plane_client;
+pub mod counted_connector;
 pub mod errors;
 pub mod forward;
 pub mod handler;

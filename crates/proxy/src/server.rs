@@ -70,9 +70,10 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
     let addr = listener.local_addr()?;
     let status_addr = status_listener.local_addr()?;
 
+    let telemetry = Telemetry::default();
     let shared = Arc::new(Shared {
         config: ArcSwapOption::empty(),
-        client: forward::upstream_client(config.connect_timeout),
+        client: forward::upstream_client(config.connect_timeout, &telemetry),
         request_ids: RequestIds::default(),
         max_body_bytes: config.max_body_bytes,
         quotas: QuotaLedger::default(),
@@ -83,7 +84,7 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
         key_events: KeyEvents::default(),
         unmatched: Unmatched::default(),
         access_log: AccessLog::default(),
-        telemetry: Telemetry::default(),
+        telemetry,
     });
     if config.metrics {
         shared
