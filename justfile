@@ -49,7 +49,8 @@ lint:
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Benchmarks: config propagation and proxy overhead against a direct call; what a
-# million API keys cost against ten, in one run.
+# million API keys cost against ten; what metrics and access logs cost, metrics ingest
+# and queries.
 bench:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -58,6 +59,15 @@ bench:
         DATABASE_URL="$(target/debug/gatehouse postgres --data-dir target/test-data)"
         export DATABASE_URL
     fi
+    if ! command -v wrk >/dev/null; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            apt-get install -y -q wrk >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null)
+        else
+            echo "the benchmarks need wrk: install it (Debian: apt-get install wrk)" >&2
+            exit 1
+        fi
+    fi
     cargo build --release --locked -q -p gatehouse
     cargo bench --locked -p gatehouse-tests --bench gateway
     cargo bench --locked -p gatehouse-tests --bench keys
+    cargo bench --locked -p gatehouse-tests --bench metrics

@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -214,6 +216,21 @@ impl ScratchDatabase {
             server: server.clone(),
             pool,
         })
+    }
+
+    /// A URL of this database: `DATABASE_URL` with the database name replaced.
+    pub fn url(&self) -> String {
+        let server = std::env::var("DATABASE_URL").unwrap_or_default();
+        let (base, query) = match server.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (server.as_str(), String::new()),
+        };
+        let authority_end = base
+            .find("://")
+            .map(|i| i + 3)
+            .and_then(|start| base[start..].find('/').map(|j| start + j))
+            .unwrap_or(base.len());
+        format!("{}/{}{query}", &base[..authority_end], self.name)
     }
 
     /// Closes its connections and drops it.

@@ -30,9 +30,12 @@ pub struct LogDraft {
     pub request_id: HeaderValue,
     pub ip: HeaderValue,
     pub method: Method,
+    /// Copied, not shared: a reference into the request would keep the connection's
+    /// read buffer alive until the line is written, and the connection would have to
+    /// allocate a new one for its next request.
     pub path: String,
     pub protocol: Version,
-    pub user_agent: Option<HeaderValue>,
+    pub user_agent: Option<String>,
     pub route_key: Arc<str>,
 }
 
@@ -49,7 +52,7 @@ pub struct Recording {
     bytes_out: u64,
     /// Why the gateway answered itself, for the access log.
     pub error: Option<&'static str>,
-    log: Option<Box<LogDraft>>,
+    log: Option<LogDraft>,
 }
 
 impl Recording {
@@ -57,7 +60,7 @@ impl Recording {
         shared: Arc<Shared>,
         meter: Arc<RouteMeter>,
         start: Instant,
-        log: Option<Box<LogDraft>>,
+        log: Option<LogDraft>,
     ) -> Recording {
         Recording {
             shared,

@@ -56,6 +56,7 @@ impl RunningProxy {
         for task in self.tasks {
             let _ = task.await;
         }
+        self.shared.access_log.close();
     }
 }
 

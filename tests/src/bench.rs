@@ -1,0 +1,245 @@
+//! What the benchmarks share: the release binary run as separate processes (optionally
+//! pinned to a CPU), their CPU time and memory read from `/proc`, and `wrk` as the load
+//! generator.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{client, ADMIN_TOKEN, NODE_TOKEN};
+
+/// A child process, killed when dropped.
+pub struct Process {
+    child: Child,
+    pub addr: SocketAddr,
+    /// The status port, for proxies.
+    pub status: Option<SocketAddr>,
+}
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// User plus system CPU time used so far, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.pid())
+    }
+
+    /// Resident memory, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        kib / 1024.0
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds (user and system) process `pid` has used.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+/// The release `gatehouse` binary `just bench` builds.
+pub fn gatehouse_binary() -> PathBuf {
+    // Benchmarks run from target/release/deps; the binary sits in target/release.
+    let exe = std::env::current_exe().expect("bench path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("gatehouse"))
+        .expect("target dir")
+}
+
+/// How many CPUs this machine has.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// A command that runs `program` pinned to `cpu` when the machine has it.
+pub fn pinned(cpu: Option<usize>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match cpu.filter(|c| *c < cpus()) {
+        Some(cpu) => {
+            let mut command = Command::new("taskset");
+            command.arg("-c").arg(cpu.to_string()).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+fn spawn(mut command: Command, addr: SocketAddr, status: Option<SocketAddr>) -> Process {
+    let child = command
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the release gatehouse binary (just bench builds it)");
+    Process {
+        child,
+        addr,
+        status,
+    }
+}
+
+/// `gatehouse proxy` with one worker thread, pinned to `cpu`, with `extra` flags.
+pub fn spawn_proxy(cp_url: &str, data: &Path, cpu: Option<usize>, extra: &[&str]) -> Process {
+    let (addr, status) = (free_port(), free_port());
+    let mut command = pinned(cpu, gatehouse_binary());
+    command
+        .args([
+            "proxy",
+            "--control-plane-url",
+            cp_url,
+            "--node-token",
+            NODE_TOKEN,
+        ])
+        .args(["--proxy-workers", "1"])
+        .args(["--proxy-listen", &addr.to_string()])
+        .args(["--status-listen", &status.to_string()])
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra);
+    spawn(command, addr, Some(status))
+}
+
+/// `gatehouse control-plane` on `database_url`, pinned to `cpu`, with the tests' tokens.
+pub fn spawn_control_plane(database_url: &str, cpu: Option<usize>) -> Process {
+    let addr = free_port();
+    let mut command = pinned(cpu, gatehouse_binary());
+    command
+        .args(["control-plane", "--control-plane-listen", &addr.to_string()])
+        .env("DATABASE_URL", database_url)
+        .env("GATEHOUSE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("GATEHOUSE_NODE_TOKEN", NODE_TOKEN);
+    spawn(command, addr, None)
+}
+
+/// `gatehouse demo-upstream`, pinned to `cpu`.
+pub fn spawn_upstream(cpu: Option<usize>) -> Process {
+    let addr = free_port();
+    let mut command = pinned(cpu, gatehouse_binary());
+    command.args(["demo-upstream", "--demo-listen", &addr.to_string()]);
+    spawn(command, addr, None)
+}
+
+/// Waits until `url` answers 200.
+pub async fn wait_until_ok(url: &str, limit: Duration) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if let Ok(response) = client().get(url).send().await {
+            if response.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{url} did not answer 200 within {limit:?}");
+}
+
+/// What one `wrk` run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    pub requests: u64,
+    pub per_second: f64,
+    /// Non-2xx/3xx responses and socket errors.
+    pub errors: u64,
+}
+
+/// Runs `wrk` with one thread and `connections` for `seconds` on `cpu`.
+pub fn wrk(url: &str, connections: u32, seconds: u64, cpu: Option<usize>) -> Load {
+    let output = pinned(cpu, "wrk")
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            url,
+        ])
+        .output()
+        .expect("wrk runs (install it: apt-get install wrk)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let number_after = |label: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.trim_end_matches(',').parse::<f64>().ok())
+    };
+    let requests = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let socket_errors: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+        .map(|rest| {
+            rest.split(',')
+                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Load {
+        requests,
+        per_second: number_after("Requests/sec:").unwrap_or(0.0),
+        errors: number_after("Non-2xx or 3xx responses:").unwrap_or(0.0) as u64 + socket_errors,
+    }
+}
+
+/// The median of `values`.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// `min..max` of `values`, formatted with `decimals`.
+pub fn range(values: &[f64], decimals: usize) -> String {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{min:.decimals$}..{max:.decimals$}")
+}
