@@ -13,7 +13,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
 use uuid::Uuid;
 
 use crate::meters::Outcome;
@@ -138,34 +137,6 @@ fn write_lines(
     }
 }
 
-/// One line's JSON.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Line<'a> {
-    request_id: &'a str,
-    ip: &'a str,
-    request_time: &'a str,
-    http_method: &'a str,
-    path: &'a str,
-    route_key: &'a str,
-    status: u16,
-    protocol: &'a str,
-    response_length: u64,
-    request_length: u64,
-    /// Milliseconds, to the microsecond.
-    response_latency: f64,
-    integration_latency: Option<f64>,
-    api_id: Uuid,
-    stage: &'a str,
-    api_key_id: Option<Uuid>,
-    user_agent: Option<&'a str>,
-    error_message: Option<&'a str>,
-}
-
-fn milliseconds(us: u64) -> f64 {
-    us as f64 / 1000.0
-}
-
 fn protocol(version: http::Version) -> &'static str {
     match version {
         http::Version::HTTP_09 => "HTTP/0.9",
@@ -174,10 +145,6 @@ fn protocol(version: http::Version) -> &'static str {
         http::Version::HTTP_3 => "HTTP/3.0",
         _ => "HTTP/1.1",
     }
-}
-
-fn text(value: &http::HeaderValue) -> &str {
-    std::str::from_utf8(value.as_bytes()).unwrap_or("")
 }
 
 /// Formats request times, re-rendering the date and time only when the second changes.
@@ -208,33 +175,89 @@ impl Clock {
     }
 }
 
+/// Writes one line. Fields that come from the client (path, user agent) and route keys
+/// are escaped; the rest are ours and JSON-safe by construction (ids, an IP address, a
+/// method token, a validated stage name, fixed messages), so they are written as they are.
 fn write_line(
     out: &mut impl Write,
     line: &AccessLogLine,
     clock: &mut Clock,
 ) -> std::io::Result<()> {
     let d = &line.draft;
-    let json = Line {
-        request_id: text(&d.request_id),
-        ip: text(&d.ip),
-        request_time: clock.format(d.time),
-        http_method: d.method.as_str(),
-        path: &d.path,
-        route_key: &d.route_key,
-        status: line.outcome.status,
-        protocol: protocol(d.protocol),
-        response_length: line.outcome.bytes_out,
-        request_length: line.outcome.bytes_in,
-        response_latency: milliseconds(line.outcome.latency_us),
-        integration_latency: line.outcome.integration_us.map(milliseconds),
-        api_id: line.api_id,
-        stage: &line.stage,
-        api_key_id: line.key_id,
-        user_agent: d.user_agent.as_deref(),
-        error_message: line.error,
-    };
-    serde_json::to_writer(&mut *out, &json)?;
-    out.write_all(b"\n")
+    let o = &line.outcome;
+    let mut ids = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.write_all(b"{\"requestId\":\"")?;
+    out.write_all(d.request_id.as_bytes())?;
+    out.write_all(b"\",\"ip\":\"")?;
+    out.write_all(d.ip.as_bytes())?;
+    out.write_all(b"\",\"requestTime\":\"")?;
+    out.write_all(clock.format(d.time).as_bytes())?;
+    out.write_all(b"\",\"httpMethod\":\"")?;
+    out.write_all(d.method.as_str().as_bytes())?;
+    out.write_all(b"\",\"path\":")?;
+    serde_json::to_writer(&mut *out, &*d.path)?;
+    out.write_all(b",\"routeKey\":")?;
+    serde_json::to_writer(&mut *out, &*d.route_key)?;
+    out.write_all(b",\"status\":")?;
+    number(out, u64::from(o.status))?;
+    out.write_all(b",\"protocol\":\"")?;
+    out.write_all(protocol(d.protocol).as_bytes())?;
+    out.write_all(b"\",\"responseLength\":")?;
+    number(out, o.bytes_out)?;
+    out.write_all(b",\"requestLength\":")?;
+    number(out, o.bytes_in)?;
+    out.write_all(b",\"responseLatency\":")?;
+    milliseconds(out, o.latency_us)?;
+    out.write_all(b",\"integrationLatency\":")?;
+    match o.integration_us {
+        Some(us) => milliseconds(out, us)?,
+        None => out.write_all(b"null")?,
+    }
+    out.write_all(b",\"apiId\":\"")?;
+    out.write_all(line.api_id.hyphenated().encode_lower(&mut ids).as_bytes())?;
+    out.write_all(b"\",\"stage\":\"")?;
+    out.write_all(line.stage.as_bytes())?;
+    out.write_all(b"\",\"apiKeyId\":")?;
+    match line.key_id {
+        Some(key) => {
+            out.write_all(b"\"")?;
+            out.write_all(key.hyphenated().encode_lower(&mut ids).as_bytes())?;
+            out.write_all(b"\"")?;
+        }
+        None => out.write_all(b"null")?,
+    }
+    out.write_all(b",\"userAgent\":")?;
+    match &d.user_agent {
+        Some(agent) => serde_json::to_writer(&mut *out, agent)?,
+        None => out.write_all(b"null")?,
+    }
+    out.write_all(b",\"errorMessage\":")?;
+    match line.error {
+        Some(message) => {
+            out.write_all(b"\"")?;
+            out.write_all(message.as_bytes())?;
+            out.write_all(b"\"")?;
+        }
+        None => out.write_all(b"null")?,
+    }
+    out.write_all(b"}\n")
+}
+
+fn number(out: &mut impl Write, n: u64) -> std::io::Result<()> {
+    out.write_all(itoa::Buffer::new().format(n).as_bytes())
+}
+
+/// Microseconds as milliseconds with three decimals, exactly.
+fn milliseconds(out: &mut impl Write, us: u64) -> std::io::Result<()> {
+    number(out, us / 1000)?;
+    let fraction = us % 1000;
+    let digit = |d: u64| b'0' + (d % 10) as u8;
+    out.write_all(&[
+        b'.',
+        digit(fraction / 100),
+        digit(fraction / 10),
+        digit(fraction),
+    ])
 }
 
 #[cfg(test)]
@@ -262,5 +285,47 @@ mod tests {
             clock.format(at(1_700_000_001_000)),
             "2023-11-14T22:13:21.000Z"
         );
+    }
+
+    #[test]
+    fn a_line_is_json_whatever_the_client_sent() {
+        let path = "/p/prod/a\"b\\c\u{1}d/é";
+        let agent = "curl \"quoted\"\n";
+        let line = AccessLogLine {
+            draft: LogDraft {
+                time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+                request_id: http::HeaderValue::from_static("abc-1"),
+                ip: http::HeaderValue::from_static("127.0.0.1"),
+                method: http::Method::POST,
+                path: path.to_owned(),
+                protocol: http::Version::HTTP_11,
+                user_agent: Some(agent.to_owned()),
+                route_key: "POST /{proxy+}".into(),
+            },
+            api_id: Uuid::nil(),
+            stage: "prod".into(),
+            key_id: Some(Uuid::nil()),
+            error: Some("Bad Gateway"),
+            outcome: Outcome {
+                status: 502,
+                latency_us: 1_234_567,
+                integration_us: Some(5),
+                bytes_in: 7,
+                bytes_out: 0,
+            },
+        };
+        let mut out = Vec::new();
+        write_line(&mut out, &line, &mut Clock::default()).expect("written");
+        assert_eq!(out.last(), Some(&b'\n'));
+        let json: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+        assert_eq!(json["path"], path);
+        assert_eq!(json["userAgent"], agent);
+        assert_eq!(json["responseLatency"], 1234.567);
+        assert_eq!(json["integrationLatency"], 0.005);
+        assert_eq!(json["status"], 502);
+        assert_eq!(json["apiKeyId"], Uuid::nil().to_string());
+        assert_eq!(json["requestTime"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(json["errorMessage"], "Bad Gateway");
+        assert_eq!(json["requestLength"], 7);
     }
 }
