@@ -336,6 +336,7 @@ Gatehouse is running.
   Admin API        http://{cp}/api/v1
   Proxy            http://{proxy_addr}/<api-slug>/<stage>/<path>
   Proxy status     http://{status}/readyz
+  Prometheus       http://{status}/metrics and http://{cp}/metrics
   Demo upstream    http://{demo}/pets
   Database         {database}
   Admin token      {admin_token}

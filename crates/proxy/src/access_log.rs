@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -48,6 +48,7 @@ pub struct AccessLog {
     sender: OnceLock<SyncSender<AccessLogLine>>,
     /// Tells the writer to write what is queued and stop.
     closed: Arc<AtomicBool>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Lines dropped because the writer was behind or not running.
     pub dropped: AtomicU64,
     pub written: Arc<AtomicU64>,
@@ -70,9 +71,10 @@ impl AccessLog {
             return Err(std::io::Error::other("the access log is already started"));
         }
         let (written, closed) = (self.written.clone(), self.closed.clone());
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || write_lines(receiver, out, &written, &closed))?;
+        *self.writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer);
         Ok(())
     }
 
@@ -87,9 +89,14 @@ impl AccessLog {
         }
     }
 
-    /// Stops taking lines; the writer writes what is queued, flushes and exits.
+    /// Stops taking lines and waits (blocking) while the writer writes what is queued,
+    /// flushes and exits.
     pub fn close(&self) {
         self.closed.store(true, Relaxed);
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
     }
 }
 

@@ -56,7 +56,9 @@ impl RunningProxy {
         for task in self.tasks {
             let _ = task.await;
         }
-        self.shared.access_log.close();
+        // The last lines are written before the process may exit.
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || shared.access_log.close()).await;
     }
 }
 
