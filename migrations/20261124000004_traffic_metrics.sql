@@ -9,13 +9,20 @@
 -- Latency histograms are arrays of counts per fixed log-scale bucket (see the model's
 -- metrics module), so rows merge exactly by adding arrays element by element.
 
+-- Sums of counters saturate instead of failing: one absurd report must not stop every
+-- later one from being stored. Both arguments are never negative.
+CREATE FUNCTION gatehouse_add(a bigint, b bigint) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN a > 9223372036854775807 - b THEN 9223372036854775807 ELSE a + b END
+$$;
+
 CREATE FUNCTION gatehouse_hist_add(a bigint[], b bigint[]) RETURNS bigint[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE
         WHEN a IS NULL THEN b
         WHEN b IS NULL THEN a
         ELSE ARRAY(
-            SELECT coalesce(x, 0) + coalesce(y, 0)
+            SELECT gatehouse_add(coalesce(x, 0), coalesce(y, 0))
             FROM unnest(a, b) WITH ORDINALITY AS t(x, y, i)
             ORDER BY i)
     END
@@ -40,11 +47,11 @@ CREATE TABLE traffic (
     bytes_in           bigint NOT NULL CHECK (bytes_in >= 0),
     bytes_out          bigint NOT NULL CHECK (bytes_out >= 0),
     latency            bigint[] NOT NULL,
-    latency_sum_us     bigint NOT NULL,
+    latency_sum_us     bigint NOT NULL CHECK (latency_sum_us >= 0),
     latency_min_us     bigint,
     latency_max_us     bigint,
     integration        bigint[] NOT NULL,
-    integration_sum_us bigint NOT NULL,
+    integration_sum_us bigint NOT NULL CHECK (integration_sum_us >= 0),
     -- NULL while the histogram beside it is empty.
     integration_min_us bigint,
     integration_max_us bigint,

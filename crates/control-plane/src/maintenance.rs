@@ -15,8 +15,9 @@ use crate::repo::{traffic, usage};
 const ROLLUP_EVERY: Duration = Duration::from_secs(300);
 /// How often old rows are deleted, in rollup rounds (hourly).
 const PRUNE_EVERY_ROUNDS: u32 = 12;
-/// How long a metrics batch id is remembered; proxies retry for far less.
-const BATCH_MEMORY: chrono::Duration = chrono::Duration::days(7);
+/// How long a metrics batch id is remembered. Reports of minutes older than a day less
+/// than this are refused, so a batch is never counted twice.
+pub const BATCH_MEMORY: chrono::Duration = chrono::Duration::days(7);
 
 pub fn spawn(pool: PgPool, config: &ControlPlaneConfig, shutdown: watch::Receiver<bool>) {
     let rollup_after =

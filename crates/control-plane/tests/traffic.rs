@@ -129,3 +129,26 @@ async fn retention_deletes_only_old_buckets(pool: PgPool) {
     assert_eq!(deleted, 1);
     assert_eq!(rows(&pool, 60).await, 1);
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn sums_saturate_instead_of_failing(pool: PgPool) {
+    let series = Series::all();
+    let minute = three_hours_ago();
+    let mut huge = traffic(&[10], 0);
+    huge.bytes_out = u64::MAX;
+    add(&pool, &series, minute, &huge).await;
+    add(&pool, &series, minute, &huge).await;
+    add(&pool, &series, minute, &traffic(&[10], 0)).await;
+    let sum = total(&pool, &series, minute, minute + Duration::minutes(1)).await;
+    assert_eq!(sum.bytes_out, i64::MAX as u64);
+    assert_eq!(sum.count, 3);
+    traffic::roll_up(&pool, Utc::now()).await.expect("rollup");
+    let rolled = total(
+        &pool,
+        &series,
+        minute - Duration::hours(1),
+        minute + Duration::hours(1),
+    )
+    .await;
+    assert_eq!((rolled.count, rolled.bytes_out), (3, i64::MAX as u64));
+}

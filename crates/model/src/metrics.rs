@@ -42,10 +42,40 @@ pub fn bucket_bounds(index: usize) -> (u64, u64) {
 
 /// Counts of latencies per bucket. Trailing empty buckets are not kept, so a histogram
 /// of fast requests is short on the wire and in the database.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Histogram {
     counts: Vec<u64>,
+}
+
+/// Refuses more than [`HISTOGRAM_BUCKETS`] counts while reading, so an oversized array
+/// costs no memory.
+impl<'de> Deserialize<'de> for Histogram {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Counts;
+        impl<'de> serde::de::Visitor<'de> for Counts {
+            type Value = Histogram;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "at most {HISTOGRAM_BUCKETS} bucket counts")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Histogram, A::Error> {
+                let mut counts =
+                    Vec::with_capacity(seq.size_hint().unwrap_or(0).min(HISTOGRAM_BUCKETS));
+                while let Some(count) = seq.next_element::<u64>()? {
+                    if counts.len() == HISTOGRAM_BUCKETS {
+                        return Err(serde::de::Error::invalid_length(counts.len() + 1, &self));
+                    }
+                    counts.push(count);
+                }
+                Histogram::from_counts(counts)
+                    .ok_or_else(|| serde::de::Error::custom("too many buckets"))
+            }
+        }
+        deserializer.deserialize_seq(Counts)
+    }
 }
 
 impl Histogram {
@@ -128,6 +158,7 @@ impl Latency {
     }
 
     pub fn record(&mut self, micros: u64) {
+        let micros = micros.min(MAX_LATENCY_US);
         self.min_us = if self.count() == 0 {
             micros
         } else {
@@ -190,6 +221,27 @@ impl Latency {
         }
     }
 
+    /// Makes the extremes agree with the buckets when they were read while requests were
+    /// being recorded: a minimum or maximum outside the first or last non-empty bucket is
+    /// moved to that bucket's edge.
+    pub fn repair(&mut self) {
+        let counts = self.buckets.counts();
+        let (Some(first), Some(last)) = (
+            counts.iter().position(|&c| c > 0),
+            counts.iter().rposition(|&c| c > 0),
+        ) else {
+            return;
+        };
+        let (first_lower, first_upper) = bucket_bounds(first);
+        let (last_lower, last_upper) = bucket_bounds(last);
+        if !(first_lower..first_upper).contains(&self.min_us) {
+            self.min_us = first_lower;
+        }
+        if !(last_lower..last_upper).contains(&self.max_us) {
+            self.max_us = last_upper - 1;
+        }
+    }
+
     /// The mean, when anything was recorded.
     pub fn mean(&self) -> Option<f64> {
         let total = self.count();
@@ -218,6 +270,10 @@ pub struct Traffic {
 /// The most requests one entry may count: a million a second for a minute, a thousand
 /// times over. More is not a real report.
 pub const MAX_ENTRY_COUNT: u64 = 60_000_000_000;
+/// The longest latency counted, in microseconds (71 minutes); longer ones count as this.
+pub const MAX_LATENCY_US: u64 = 1 << 32;
+/// The most bytes one request may account for, either way: 1 TiB.
+pub const MAX_BYTES_PER_REQUEST: u64 = 1 << 40;
 
 impl Traffic {
     pub fn merge(&mut self, other: &Traffic) {
@@ -257,13 +313,29 @@ impl Traffic {
         }
     }
 
+    /// These numbers with extremes read mid-update brought back into the buckets.
+    pub fn settled(&self) -> Traffic {
+        let mut settled = self.clone();
+        settled.latency.repair();
+        settled.integration.repair();
+        settled
+    }
+
+    /// True when nothing at all was counted.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0 && self.latency.count() == 0 && self.integration.count() == 0
+    }
+
     /// Why these numbers cannot be true, if they cannot.
     pub fn implausible(&self) -> Option<&'static str> {
-        if self.count == 0 {
-            return Some("count is 0");
+        if self.is_empty() {
+            return Some("nothing counted");
         }
-        if self.count > MAX_ENTRY_COUNT {
-            return Some("count is beyond any real minute");
+        if self.count > MAX_ENTRY_COUNT
+            || self.latency.count() > MAX_ENTRY_COUNT
+            || self.integration.count() > MAX_ENTRY_COUNT
+        {
+            return Some("counts beyond any real minute");
         }
         if self.errors_4xx.saturating_add(self.errors_5xx) > self.count {
             return Some("more errors than requests");
@@ -271,16 +343,18 @@ impl Traffic {
         if !self.latency.buckets.is_valid() || !self.integration.buckets.is_valid() {
             return Some("a histogram has too many buckets");
         }
-        if self.latency.count() != self.count {
-            return Some("latency histogram does not count every request");
+        // Histograms are not held to the count: a proxy reads its counters one after
+        // another while requests finish, so an interval can hold a few latencies of
+        // requests counted in the next one, or the other way round.
+        // Bounded so that sums of many entries stay far from overflowing 64 bits.
+        let requests = self.count.max(self.latency.count()).max(1);
+        let bytes = requests.saturating_mul(MAX_BYTES_PER_REQUEST);
+        if self.bytes_in > bytes || self.bytes_out > bytes {
+            return Some("more bytes than any request carries");
         }
-        if self.integration.count() > self.count {
-            return Some("more integration latencies than requests");
-        }
-        for latency in [&self.latency, &self.integration] {
-            if latency.count() > 0 && latency.min_us > latency.max_us {
-                return Some("a minimum latency above the maximum");
-            }
+        let micros = requests.saturating_mul(MAX_LATENCY_US);
+        if self.latency.sum_us > micros || self.integration.sum_us > micros {
+            return Some("latencies beyond any request");
         }
         None
     }
@@ -381,6 +455,29 @@ mod tests {
     }
 
     #[test]
+    fn extremes_read_mid_update_are_moved_into_the_buckets() {
+        let mut l = Latency::default();
+        l.record(1_000);
+        l.record(1_010);
+        l.min_us = 5_000;
+        l.max_us = 0;
+        l.repair();
+        assert_eq!((l.min_us, l.max_us), (896, 1_023));
+        let mut fine = Latency::default();
+        fine.record(1_000);
+        fine.repair();
+        assert_eq!((fine.min_us, fine.max_us), (1_000, 1_000));
+    }
+
+    #[test]
+    fn an_oversized_histogram_is_refused_while_reading() {
+        let too_many = serde_json::to_string(&vec![1u64; HISTOGRAM_BUCKETS + 1]).expect("json");
+        assert!(serde_json::from_str::<Histogram>(&too_many).is_err());
+        let h: Histogram = serde_json::from_str("[1,0,2,0]").expect("valid");
+        assert_eq!(h.counts(), &[1, 0, 2]);
+    }
+
+    #[test]
     fn trailing_empty_buckets_are_dropped() {
         let h = Histogram::from_counts(vec![1, 0, 2, 0, 0]).expect("valid");
         assert_eq!(h.counts(), &[1, 0, 2]);
@@ -396,14 +493,14 @@ mod tests {
             ..Traffic::default()
         };
         assert_eq!(t.implausible(), Some("more errors than requests"));
+        assert_eq!(Traffic::default().implausible(), Some("nothing counted"));
         t.errors_5xx = 0;
-        assert_eq!(
-            t.implausible(),
-            Some("latency histogram does not count every request")
-        );
         t.latency.record(5);
         t.latency.record(7);
         assert_eq!(t.implausible(), None);
+        t.bytes_out = 2 * MAX_BYTES_PER_REQUEST + 1;
+        assert_eq!(t.implausible(), Some("more bytes than any request carries"));
+        t.bytes_out = 0;
         let json = serde_json::to_value(&t).expect("serializes");
         assert_eq!(
             json["latency"],

@@ -311,7 +311,9 @@ async fn forward(
 
     let sent = Instant::now();
     let result = tokio::time::timeout(timeout, shared.client.request(upstream_request)).await;
-    if let Some(recording) = recording.as_mut() {
+    // Integration latency is that of answers: a refused connection or a timeout is counted
+    // in the 5xx errors, not as a fast or slow integration.
+    if let (Some(recording), Ok(Ok(_))) = (recording.as_mut(), &result) {
         recording.integration_us = Some(micros(sent.elapsed()));
     }
     match result {

@@ -19,6 +19,7 @@ pub mod forward;
 pub mod handler;
 pub mod limiter;
 pub mod meters;
+pub mod metrics_outbox;
 pub mod metrics_reporter;
 pub mod poller;
 pub mod quota;

@@ -9,10 +9,13 @@
 //! keys that exist. When the queue is full an event is dropped and counted, never waited on.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use gatehouse_model::metrics::{bucket_index, Histogram, Latency, Traffic, HISTOGRAM_BUCKETS};
+use gatehouse_model::metrics::{
+    bucket_index, Histogram, Latency, Traffic, HISTOGRAM_BUCKETS, MAX_LATENCY_US,
+};
 use uuid::Uuid;
 
 /// Latencies in microseconds: a histogram, bucket by bucket atomic, their sum, and the
@@ -35,14 +38,23 @@ impl AtomicLatency {
     }
 
     fn record(&self, micros: u64) {
+        let micros = micros.min(MAX_LATENCY_US);
         self.buckets[bucket_index(micros)].fetch_add(1, Relaxed);
-        self.sum_us.fetch_add(micros, Relaxed);
-        self.min_us.fetch_min(micros, Relaxed);
-        self.max_us.fetch_max(micros, Relaxed);
+        // After the bucket: a reader that sees this sum sees the bucket too.
+        self.sum_us.fetch_add(micros, Release);
+        // Read first: under load the extremes rarely move, and a plain load is cheaper
+        // than a contended read-modify-write.
+        if micros < self.min_us.load(Relaxed) {
+            self.min_us.fetch_min(micros, Relaxed);
+        }
+        if micros > self.max_us.load(Relaxed) {
+            self.max_us.fetch_max(micros, Relaxed);
+        }
     }
 
     /// The counts and sum so far, with the extremes since the last `take_extremes`.
     fn read(&self, take_extremes: bool) -> Latency {
+        let sum_us = self.sum_us.load(Acquire);
         let counts = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
         let (min, max) = if take_extremes {
             (
@@ -54,7 +66,7 @@ impl AtomicLatency {
         };
         Latency {
             buckets: Histogram::from_counts(counts).unwrap_or_default(),
-            sum_us: self.sum_us.load(Relaxed),
+            sum_us,
             min_us: if min == u64::MAX { 0 } else { min },
             max_us: max,
         }
@@ -124,12 +136,16 @@ impl RouteMeter {
         }
     }
 
+    /// Counts one request. The latency goes in first and the status last, and
+    /// [`RouteMeter::read`] reads in the opposite order, so a reading never holds a status
+    /// without its latency, nor an integration latency without its total latency.
     pub fn record(&self, outcome: &Outcome) {
-        self.statuses[status_class(outcome.status)].fetch_add(1, Relaxed);
         if outcome.bytes_in > 0 {
             self.bytes_in.fetch_add(outcome.bytes_in, Relaxed);
         }
-        self.bytes_out.fetch_add(outcome.bytes_out, Relaxed);
+        if outcome.bytes_out > 0 {
+            self.bytes_out.fetch_add(outcome.bytes_out, Relaxed);
+        }
         let latencies = self.latencies.get_or_init(|| {
             Box::new(Latencies {
                 total: AtomicLatency::new(),
@@ -140,11 +156,12 @@ impl RouteMeter {
         if let Some(us) = outcome.integration_us {
             latencies.integration.record(us);
         }
+        self.statuses[status_class(outcome.status)].fetch_add(1, Release);
     }
 
     /// Responses per status class, 1xx first.
     pub fn statuses(&self) -> [u64; 5] {
-        std::array::from_fn(|i| self.statuses[i].load(Relaxed))
+        std::array::from_fn(|i| self.statuses[i].load(Acquire))
     }
 
     pub fn bytes(&self) -> (u64, u64) {
@@ -157,18 +174,20 @@ impl RouteMeter {
         Some((l.total.read(false), l.integration.read(false)))
     }
 
-    /// Everything counted so far, as one total. The extremes are those since the last
+    /// Everything counted so far, as one total. The count is that of the statuses; the
+    /// latencies, read just after, may hold a few more requests, finished meanwhile (the
+    /// next reading's difference has a few less). The extremes are those since the last
     /// call with `take_extremes`, which resets them.
     pub fn read(&self, take_extremes: bool) -> Traffic {
         let statuses = self.statuses();
         let (bytes_in, bytes_out) = self.bytes();
-        let (latency, integration) = self
+        let (integration, latency) = self
             .latencies
             .get()
             .map(|l| {
                 (
-                    l.total.read(take_extremes),
                     l.integration.read(take_extremes),
+                    l.total.read(take_extremes),
                 )
             })
             .unwrap_or_default();
@@ -313,6 +332,48 @@ mod tests {
             (0, 0),
             "extremes are since the last take"
         );
+    }
+
+    #[test]
+    fn readings_taken_while_requests_are_recorded_add_up_exactly() {
+        let meter = Arc::new(RouteMeter::new(key()));
+        let writers: Vec<_> = (0..4u64)
+            .map(|w| {
+                let meter = meter.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50_000u64 {
+                        meter.record(&Outcome {
+                            status: if i % 10 == 0 { 500 } else { 200 },
+                            latency_us: 100 + (i * 7 + w) % 5_000,
+                            integration_us: (i % 3 != 0).then_some(50 + i % 4_000),
+                            bytes_in: 1,
+                            bytes_out: 2,
+                        });
+                    }
+                })
+            })
+            .collect();
+        // What the reporter does: send what grew since the last reading.
+        let (mut reported, mut total) = (Traffic::default(), Traffic::default());
+        let report = |reported: &mut Traffic, total: &mut Traffic| {
+            let sent = meter.read(true).since(reported).settled();
+            if !sent.is_empty() {
+                assert_eq!(sent.implausible(), None, "{sent:?}");
+                reported.merge(&sent);
+                total.merge(&sent);
+            }
+        };
+        while writers.iter().any(|w| !w.is_finished()) {
+            report(&mut reported, &mut total);
+        }
+        for writer in writers {
+            writer.join().expect("writer");
+        }
+        report(&mut reported, &mut total);
+        assert_eq!((total.count, total.errors_5xx), (200_000, 20_000));
+        assert_eq!(total.latency.count(), 200_000);
+        assert_eq!(total.integration.count(), 4 * 33_333);
+        assert_eq!((total.bytes_in, total.bytes_out), (200_000, 400_000));
     }
 
     #[test]

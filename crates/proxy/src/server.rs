@@ -41,6 +41,10 @@ pub struct RunningProxy {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Usage and metrics reporters: told to stop once the requests in flight are done, so
+    /// what those requests used and how they went is reported too.
+    reporters_stop: watch::Sender<bool>,
+    reporters: Vec<JoinHandle<()>>,
 }
 
 impl RunningProxy {
@@ -54,6 +58,10 @@ impl RunningProxy {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
+            let _ = task.await;
+        }
+        let _ = self.reporters_stop.send(true);
+        for task in self.reporters {
             let _ = task.await;
         }
         // The last lines are written before the process may exit.
@@ -127,9 +135,8 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
         &addr.to_string(),
         active,
     )?;
-    let mut tasks = vec![
+    let tasks = vec![
         tokio::spawn(poller.run(stop_rx.clone())),
-        tokio::spawn(reporter.run(stop_rx.clone())),
         tokio::spawn(serve_traffic(
             listener,
             shared.clone(),
@@ -142,8 +149,10 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
             stop_rx.clone(),
         )),
     ];
+    let (reporters_stop, reporters_stopped) = watch::channel(false);
+    let mut reporters = vec![tokio::spawn(reporter.run(reporters_stopped.clone()))];
     if let Some(metrics_reporter) = metrics_reporter {
-        tasks.push(tokio::spawn(metrics_reporter.run(stop_rx)));
+        reporters.push(tokio::spawn(metrics_reporter.run(reporters_stopped)));
     }
     tracing::info!(%addr, %status_addr, control_plane = %config.control_plane_url, "proxy started");
     Ok(RunningProxy {
@@ -152,6 +161,8 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
         shared,
         shutdown,
         tasks,
+        reporters_stop,
+        reporters,
     })
 }
 

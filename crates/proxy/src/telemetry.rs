@@ -1,7 +1,8 @@
 //! The proxy's own metrics for Prometheus, served as `/metrics` on the status port.
 //!
-//! Request counters and latency histograms are labelled by API slug, stage, route id and
-//! status class (never by raw path or key), read from the route meters at scrape time.
+//! Request counters and latency histograms are labelled by API slug and id, stage, route
+//! id and status class (never by raw path or key), read from the route meters at scrape
+//! time.
 //! Latency buckets are the meters' own boundaries at each power of two microseconds, so
 //! the exposed histograms are exact. Config, sync, upstream-pool and reporting figures are
 //! plain Prometheus collectors, plus the process basics (CPU, memory, file descriptors).
@@ -203,7 +204,9 @@ fn histogram_metric(pairs: &[(&str, &str)], latency: &Latency) -> proto::Metric 
     let mut next = 0usize;
     for power in BOUND_POWERS {
         let bound_us = 1u64 << power;
-        // Every bucket below the bound's own ends at or below it.
+        // The buckets below the bound's own hold the latencies under it. Latencies are
+        // whole microseconds rounded down, so those are exactly the requests that took no
+        // longer than the bound (a recorded 64 took from 64 to 65 µs).
         let end = bucket_index(bound_us).min(counts.len());
         cumulative += counts[next.min(end)..end].iter().sum::<u64>();
         next = next.max(end);
@@ -224,21 +227,27 @@ fn histogram_metric(pairs: &[(&str, &str)], latency: &Latency) -> proto::Metric 
 /// Request, byte and latency families of every route meter.
 fn route_families(meters: &[std::sync::Arc<RouteMeter>]) -> Vec<MetricFamily> {
     // Sorted, so scrapes list series in a stable order.
-    let mut sorted: BTreeMap<(&str, &str, String), &RouteMeter> = BTreeMap::new();
+    let mut sorted: BTreeMap<(&str, &str, String, String), &RouteMeter> = BTreeMap::new();
     for meter in meters {
-        let route = meter
-            .key
+        let k = &meter.key;
+        let route = k
             .route_id
             .map_or_else(|| "none".to_owned(), |id| id.to_string());
-        sorted.insert((&meter.key.api_slug, &meter.key.stage, route), meter);
+        sorted.insert((&k.api_slug, &k.stage, route, k.api_id.to_string()), meter);
     }
     let mut requests = Vec::new();
     let mut bytes_in = Vec::new();
     let mut bytes_out = Vec::new();
     let mut latency = Vec::new();
     let mut integration = Vec::new();
-    for ((api, stage, route), meter) in &sorted {
-        let route_labels = [("api", *api), ("stage", *stage), ("route", route.as_str())];
+    for ((api, stage, route, api_id), meter) in &sorted {
+        // The API's id too: a slug can be taken again by a new API.
+        let route_labels = [
+            ("api", *api),
+            ("api_id", api_id.as_str()),
+            ("stage", *stage),
+            ("route", route.as_str()),
+        ];
         for (class, n) in STATUS_CLASSES.iter().zip(meter.statuses()) {
             if n > 0 {
                 let mut with_status = route_labels.to_vec();
@@ -308,7 +317,11 @@ mod tests {
             .iter()
             .map(|b| (b.upper_bound(), b.cumulative_count()))
             .collect();
-        assert_eq!(bounds[0], (0.000064, 2), "10 and 63 are below 64 µs");
+        assert_eq!(
+            bounds[0],
+            (0.000064, 2),
+            "10 and 63 µs; 64 µs means 64 to 65"
+        );
         assert_eq!(bounds[1], (0.000128, 4));
         assert_eq!(bounds[4], (0.001024, 5));
         assert_eq!(

@@ -5,7 +5,8 @@
 //! Every parameter is checked and a bad one is a 400 naming it. Steps are aligned to
 //! multiples of the step since the Unix epoch, and every step of the range is listed, with
 //! zeros where nothing happened. Data older than the rollup age is kept per hour: a step
-//! shorter than an hour shows an hour's traffic in the step where the hour starts.
+//! shorter than an hour shows an hour's traffic in the step where the hour starts, and a
+//! range reaching such data is widened to whole hours (the answer says which range).
 
 use std::collections::HashMap;
 
@@ -153,21 +154,36 @@ impl RawQuery {
             (None, Some(api), None, None) => (Series::api(api), None),
             (None, None, ..) => (Series::all(), None),
         };
-        let aligned = |t: DateTime<Utc>, up: bool| {
-            let secs = t.timestamp();
-            let mut start = secs.div_euclid(step) * step;
-            if up && start < secs {
-                start += step;
-            }
-            DateTime::from_timestamp(start, 0).unwrap_or(t)
-        };
         Ok(MetricsQuery {
             series,
             stage,
-            from: aligned(from, false),
-            to: aligned(to, true),
+            from: aligned(from, step, false),
+            to: aligned(to, step, true),
             step,
         })
+    }
+}
+
+/// `t` moved down (or up) to a multiple of `step` seconds since the epoch.
+fn aligned(t: DateTime<Utc>, step: i64, up: bool) -> DateTime<Utc> {
+    let secs = t.timestamp();
+    let mut start = secs.div_euclid(step) * step;
+    if up && start < secs {
+        start += step;
+    }
+    DateTime::from_timestamp(start, 0).unwrap_or(t)
+}
+
+impl MetricsQuery {
+    /// Widens the range to whole hours where it reaches data older than `rolled_up`
+    /// (kept per hour), so an hour is counted whole or not at all, never cut.
+    pub fn cover_hours(&mut self, rolled_up: DateTime<Utc>) {
+        if self.from < rolled_up {
+            self.from = aligned(aligned(self.from, 3600, false), self.step, false);
+        }
+        if self.to < rolled_up + Duration::hours(1) {
+            self.to = aligned(aligned(self.to, 3600, true), self.step, true);
+        }
     }
 }
 
@@ -246,7 +262,14 @@ async fn query(
     raw: Result<Query<RawQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<MetricsView>> {
     let Query(raw) = raw.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let q = raw.check(Utc::now()).map_err(ApiError::BadParameters)?;
+    let now = Utc::now();
+    let mut q = raw.check(now).map_err(ApiError::BadParameters)?;
+    let rollup_after =
+        Duration::from_std(state.config.metrics_rollup_after).unwrap_or(Duration::MAX);
+    q.cover_hours(
+        now.checked_sub_signed(rollup_after)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC),
+    );
     Ok(Json(view(&state.pool, &q).await?))
 }
 
@@ -350,6 +373,26 @@ mod tests {
         assert_eq!(fields(errors), ["api_id"]);
         let errors = check(&[("stage", "prod")]).expect_err("no api");
         assert_eq!(fields(errors), ["api_id"]);
+    }
+
+    #[test]
+    fn a_range_reaching_rolled_up_hours_is_widened_to_whole_hours() {
+        let mut q = check(&[
+            ("from", "2026-11-20T10:30:00Z"),
+            ("to", "2026-11-20T11:15:00Z"),
+            ("step", "5m"),
+        ])
+        .expect("valid");
+        let rolled_up = DateTime::parse_from_rfc3339("2026-11-22T12:34:56Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        q.cover_hours(rolled_up);
+        assert_eq!(q.from.to_rfc3339(), "2026-11-20T10:00:00+00:00");
+        assert_eq!(q.to.to_rfc3339(), "2026-11-20T12:00:00+00:00");
+        let mut recent = check(&[]).expect("valid");
+        let before = recent.clone();
+        recent.cover_hours(rolled_up);
+        assert_eq!(recent, before, "minute data is left as asked");
     }
 
     #[test]

@@ -21,12 +21,13 @@ use crate::auth::Node;
 use crate::error::{ApiError, ApiResult};
 use crate::http::sync::{header_text, NODE_ID_HEADER};
 use crate::json::JsonBody;
+use crate::maintenance::BATCH_MEMORY;
 use crate::repo::nodes;
 use crate::repo::traffic::{self, Additions, Series};
 use crate::AppState;
 
-/// Most entries one report may carry.
-pub const MAX_ENTRIES: usize = 20_000;
+/// Most entries one report may carry (proxies send at most 5,000).
+pub const MAX_ENTRIES: usize = 10_000;
 /// Largest report body.
 const MAX_REPORT_BYTES: usize = 32 * 1024 * 1024;
 /// How far ahead of this clock a proxy's minute may be.
@@ -151,8 +152,10 @@ pub fn sort(
         rejected: 0,
         problems: BTreeMap::new(),
     };
+    // A batch id is remembered for BATCH_MEMORY: anything older could be a retry of a
+    // batch already counted and forgotten.
     let oldest = now
-        .checked_sub_signed(retention)
+        .checked_sub_signed(retention.min(BATCH_MEMORY - Duration::days(1)))
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
     for entry in entries {
         let minute = entry
@@ -169,7 +172,7 @@ pub fn sort(
             .traffic
             .implausible()
             .or_else(|| (minute > now + MAX_CLOCK_SKEW).then_some("minute is in the future"))
-            .or_else(|| (minute < oldest).then_some("minute is past the retention"))
+            .or_else(|| (minute < oldest).then_some("minute is too old"))
             .or_else(|| {
                 StageName::parse(&entry.stage)
                     .is_err()
@@ -186,12 +189,10 @@ pub fn sort(
             sorted.rejected += 1;
             continue;
         }
-        traffic::add(
-            &mut sorted.additions,
-            series_of(entry),
-            minute,
-            &entry.traffic,
-        );
+        let mut traffic = entry.traffic.clone();
+        traffic.latency.repair();
+        traffic.integration.repair();
+        traffic::add(&mut sorted.additions, series_of(entry), minute, &traffic);
         sorted.accepted += 1;
     }
     sorted
@@ -268,7 +269,7 @@ mod tests {
         assert_eq!(sorted.problems["unknown API"], 1);
         assert_eq!(sorted.problems["unknown API key"], 1);
         assert_eq!(sorted.problems["minute is in the future"], 1);
-        assert_eq!(sorted.problems["minute is past the retention"], 1);
+        assert_eq!(sorted.problems["minute is too old"], 1);
         assert_eq!(sorted.problems["more errors than requests"], 1);
         assert_eq!(sorted.problems["minute moved to its start"], 1);
         let total = |s: Series| sorted.additions[&(s, minute)].count;

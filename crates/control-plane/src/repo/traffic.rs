@@ -181,17 +181,17 @@ pub async fn add_minutes(
              bytes_out, latency, latency_sum, latency_min, latency_max, integration,
              integration_sum, integration_min, integration_max)
          ON CONFLICT (scope, api_id, subject, stage, resolution, start) DO UPDATE SET
-             count = traffic.count + EXCLUDED.count,
-             errors_4xx = traffic.errors_4xx + EXCLUDED.errors_4xx,
-             errors_5xx = traffic.errors_5xx + EXCLUDED.errors_5xx,
-             bytes_in = traffic.bytes_in + EXCLUDED.bytes_in,
-             bytes_out = traffic.bytes_out + EXCLUDED.bytes_out,
+             count = gatehouse_add(traffic.count, EXCLUDED.count),
+             errors_4xx = gatehouse_add(traffic.errors_4xx, EXCLUDED.errors_4xx),
+             errors_5xx = gatehouse_add(traffic.errors_5xx, EXCLUDED.errors_5xx),
+             bytes_in = gatehouse_add(traffic.bytes_in, EXCLUDED.bytes_in),
+             bytes_out = gatehouse_add(traffic.bytes_out, EXCLUDED.bytes_out),
              latency = gatehouse_hist_add(traffic.latency, EXCLUDED.latency),
-             latency_sum_us = traffic.latency_sum_us + EXCLUDED.latency_sum_us,
+             latency_sum_us = gatehouse_add(traffic.latency_sum_us, EXCLUDED.latency_sum_us),
              latency_min_us = least(traffic.latency_min_us, EXCLUDED.latency_min_us),
              latency_max_us = greatest(traffic.latency_max_us, EXCLUDED.latency_max_us),
              integration = gatehouse_hist_add(traffic.integration, EXCLUDED.integration),
-             integration_sum_us = traffic.integration_sum_us + EXCLUDED.integration_sum_us,
+             integration_sum_us = gatehouse_add(traffic.integration_sum_us, EXCLUDED.integration_sum_us),
              integration_min_us = least(traffic.integration_min_us, EXCLUDED.integration_min_us),
              integration_max_us = greatest(traffic.integration_max_us, EXCLUDED.integration_max_us)",
     )
@@ -287,14 +287,14 @@ pub async fn steps(
 ) -> sqlx::Result<Vec<(i64, Traffic)>> {
     let rows: Vec<StepRow> = sqlx::query_as(
         "SELECT (floor(extract(epoch FROM start) / $6) * $6)::bigint AS step_start,
-             sum(count)::bigint AS count, sum(errors_4xx)::bigint AS errors_4xx,
-             sum(errors_5xx)::bigint AS errors_5xx, sum(bytes_in)::bigint AS bytes_in,
-             sum(bytes_out)::bigint AS bytes_out,
+             least(sum(count), 9223372036854775807)::bigint AS count, least(sum(errors_4xx), 9223372036854775807)::bigint AS errors_4xx,
+             least(sum(errors_5xx), 9223372036854775807)::bigint AS errors_5xx, least(sum(bytes_in), 9223372036854775807)::bigint AS bytes_in,
+             least(sum(bytes_out), 9223372036854775807)::bigint AS bytes_out,
              coalesce(gatehouse_hist_sum(latency), '{}') AS latency,
-             sum(latency_sum_us)::bigint AS latency_sum_us,
+             least(sum(latency_sum_us), 9223372036854775807)::bigint AS latency_sum_us,
              min(latency_min_us) AS latency_min_us, max(latency_max_us) AS latency_max_us,
              coalesce(gatehouse_hist_sum(integration), '{}') AS integration,
-             sum(integration_sum_us)::bigint AS integration_sum_us,
+             least(sum(integration_sum_us), 9223372036854775807)::bigint AS integration_sum_us,
              min(integration_min_us) AS integration_min_us,
              max(integration_max_us) AS integration_max_us
          FROM traffic
@@ -355,6 +355,16 @@ pub async fn roll_up(pool: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> 
     .await?;
     for hour in &hours {
         let mut tx = pool.begin().await?;
+        // Lock the hour's minutes in key order (bytewise, as reports sort them before they
+        // lock them), so a late report and the rollup never deadlock.
+        sqlx::query(
+            "SELECT 1 FROM traffic
+             WHERE resolution = 60 AND start >= $1 AND start < $1 + interval '1 hour'
+             ORDER BY scope, api_id, subject, stage COLLATE \"C\", resolution, start FOR UPDATE",
+        )
+        .bind(hour)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "WITH moved AS (
                  DELETE FROM traffic
@@ -364,24 +374,25 @@ pub async fn roll_up(pool: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> 
                  errors_4xx, errors_5xx, bytes_in, bytes_out, latency, latency_sum_us,
                  latency_min_us, latency_max_us, integration, integration_sum_us,
                  integration_min_us, integration_max_us)
-             SELECT scope, api_id, subject, stage, 3600, $1, sum(count), sum(errors_4xx),
-                 sum(errors_5xx), sum(bytes_in), sum(bytes_out), gatehouse_hist_sum(latency),
-                 sum(latency_sum_us), min(latency_min_us), max(latency_max_us),
-                 gatehouse_hist_sum(integration), sum(integration_sum_us),
+             SELECT scope, api_id, subject, stage, 3600, $1, least(sum(count), 9223372036854775807)::bigint,
+                 least(sum(errors_4xx), 9223372036854775807)::bigint, least(sum(errors_5xx), 9223372036854775807)::bigint, least(sum(bytes_in), 9223372036854775807)::bigint,
+                 least(sum(bytes_out), 9223372036854775807)::bigint, gatehouse_hist_sum(latency),
+                 least(sum(latency_sum_us), 9223372036854775807)::bigint, min(latency_min_us), max(latency_max_us),
+                 gatehouse_hist_sum(integration), least(sum(integration_sum_us), 9223372036854775807)::bigint,
                  min(integration_min_us), max(integration_max_us)
              FROM moved GROUP BY scope, api_id, subject, stage
              ON CONFLICT (scope, api_id, subject, stage, resolution, start) DO UPDATE SET
-                 count = traffic.count + EXCLUDED.count,
-                 errors_4xx = traffic.errors_4xx + EXCLUDED.errors_4xx,
-                 errors_5xx = traffic.errors_5xx + EXCLUDED.errors_5xx,
-                 bytes_in = traffic.bytes_in + EXCLUDED.bytes_in,
-                 bytes_out = traffic.bytes_out + EXCLUDED.bytes_out,
+                 count = gatehouse_add(traffic.count, EXCLUDED.count),
+                 errors_4xx = gatehouse_add(traffic.errors_4xx, EXCLUDED.errors_4xx),
+                 errors_5xx = gatehouse_add(traffic.errors_5xx, EXCLUDED.errors_5xx),
+                 bytes_in = gatehouse_add(traffic.bytes_in, EXCLUDED.bytes_in),
+                 bytes_out = gatehouse_add(traffic.bytes_out, EXCLUDED.bytes_out),
                  latency = gatehouse_hist_add(traffic.latency, EXCLUDED.latency),
-                 latency_sum_us = traffic.latency_sum_us + EXCLUDED.latency_sum_us,
+                 latency_sum_us = gatehouse_add(traffic.latency_sum_us, EXCLUDED.latency_sum_us),
                  latency_min_us = least(traffic.latency_min_us, EXCLUDED.latency_min_us),
              latency_max_us = greatest(traffic.latency_max_us, EXCLUDED.latency_max_us),
                  integration = gatehouse_hist_add(traffic.integration, EXCLUDED.integration),
-                 integration_sum_us = traffic.integration_sum_us + EXCLUDED.integration_sum_us,
+                 integration_sum_us = gatehouse_add(traffic.integration_sum_us, EXCLUDED.integration_sum_us),
                  integration_min_us = least(traffic.integration_min_us, EXCLUDED.integration_min_us),
              integration_max_us = greatest(traffic.integration_max_us, EXCLUDED.integration_max_us)",
         )
