@@ -9,8 +9,6 @@
 //! was swapped in, and the proxy's memory before and after.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +16,7 @@ use std::time::{Duration, Instant};
 use gatehouse_model::ConfigSnapshot;
 use gatehouse_proxy::compiled::CompiledConfig;
 use gatehouse_proxy::quota::QuotaLedger;
+use gatehouse_tests::bench::{free_port, spawn_proxy, Process};
 use gatehouse_tests::{
     bench_database, client, config_version, id_of, mock, ControlPlane, NODE_TOKEN,
 };
@@ -30,63 +29,8 @@ const LOAD_SECONDS: u64 = 3;
 /// Rounds of measurement on each proxy, alternating.
 const ROUNDS: usize = 5;
 
-struct Proxy {
-    child: Child,
-    addr: SocketAddr,
-    status: SocketAddr,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-}
-
-fn gatehouse_binary() -> PathBuf {
-    // benches run from target/release/deps; the binary sits in target/release.
-    let exe = std::env::current_exe().expect("bench path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("gatehouse"))
-        .expect("target dir")
-}
-
-fn start_proxy(cp: &str, data: &std::path::Path) -> Proxy {
-    let (addr, status) = (free_port(), free_port());
-    let child = Command::new(gatehouse_binary())
-        .args([
-            "proxy",
-            "--control-plane-url",
-            cp,
-            "--node-token",
-            NODE_TOKEN,
-            "--proxy-workers",
-            "1",
-        ])
-        .args([
-            "--proxy-listen",
-            &addr.to_string(),
-            "--status-listen",
-            &status.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the release gatehouse binary (just bench builds it)");
-    Proxy {
-        child,
-        addr,
-        status,
-    }
+fn start_proxy(cp: &str, data: &std::path::Path) -> Process {
+    spawn_proxy(cp, data, None, &[])
 }
 
 fn rounds(values: &[f64]) -> String {
@@ -95,17 +39,6 @@ fn rounds(values: &[f64]) -> String {
         .map(|v| format!("{v:.0}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
 }
 
 async fn served_version(status: SocketAddr) -> Option<i64> {
@@ -210,7 +143,7 @@ async fn run(pool: PgPool) -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let proxy = start_proxy(&cp.url(), data.path());
     wait_version(
-        proxy.status,
+        proxy.status.expect("status port"),
         config_version(&pool).await,
         Duration::from_secs(20),
     )
@@ -240,7 +173,10 @@ async fn run(pool: PgPool) -> anyhow::Result<()> {
     let reference = start_proxy(&nowhere, frozen_data.path());
     let reference_url = format!("http://{}/bench/prod/k", reference.addr);
     let started = Instant::now();
-    while served_version(reference.status).await.is_none() {
+    while served_version(reference.status.expect("status port"))
+        .await
+        .is_none()
+    {
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(10),
             "the reference proxy did not start from the cache"
@@ -249,7 +185,7 @@ async fn run(pool: PgPool) -> anyhow::Result<()> {
     }
     let _ = load(&reference_url, &keys, 1).await; // warm up, and proves it serves
     let _ = load(&url, &keys, 1).await;
-    let rss_10 = rss_mib(reference.child.id());
+    let rss_10 = reference.rss_mib();
 
     // A million more keys, straight into the tables, then one deploy-like bump.
     let inserted = Instant::now();
@@ -295,7 +231,12 @@ async fn run(pool: PgPool) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     let version = gatehouse_control_plane::repo::config_state::bump(&mut tx).await?;
     tx.commit().await?;
-    let propagation = wait_version(proxy.status, version, Duration::from_secs(120)).await;
+    let propagation = wait_version(
+        proxy.status.expect("status port"),
+        version,
+        Duration::from_secs(120),
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     let slowest_during_swap = background.await?;
 
@@ -323,7 +264,7 @@ async fn run(pool: PgPool) -> anyhow::Result<()> {
         with_10.push(load(&reference_url, &keys, LOAD_SECONDS).await.0);
         with_1m.push(load(&url, &keys, LOAD_SECONDS).await.0);
     }
-    let rss_1m = rss_mib(proxy.child.id());
+    let rss_1m = proxy.rss_mib();
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]

@@ -332,6 +332,18 @@ impl Admin {
         id_of(&deployment)
     }
 
+    /// Deploys the API's routes and creates `stage` on that deployment, with `settings`
+    /// (say `{"access_log": true}`) added to the stage. Returns the deployment's id.
+    pub async fn deploy_stage(&self, api: &str, stage: &str, settings: Value) -> String {
+        let deployment = self.deploy(api, stage).await;
+        let mut body = json!({"name": stage, "deployment_id": deployment});
+        if let (Some(body), Value::Object(settings)) = (body.as_object_mut(), settings) {
+            body.extend(settings);
+        }
+        self.create(&format!("/apis/{api}/stages"), body).await;
+        deployment
+    }
+
     pub async fn point_stage(&self, api: &str, stage: &str, deployment: &str) {
         let (status, body) = self
             .patch(

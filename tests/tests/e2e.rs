@@ -402,13 +402,7 @@ async fn upstream_failures_become_502_504_and_413(pool: PgPool) {
             http_proxy(&format!("http://{}/echo", upstream.addr)),
         )
         .await;
-    let deployment = admin.deploy(&api, "").await;
-    admin
-        .create(
-            &format!("/apis/{api}/stages"),
-            json!({"name": "prod", "deployment_id": deployment}),
-        )
-        .await;
+    admin.deploy_stage(&api, "prod", json!({})).await;
     wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
     let http = client();
     let base = format!("http://{}/flaky/prod", proxy.addr);
@@ -502,13 +496,7 @@ async fn deploy_mock(cp: &ControlPlane, body: &str) {
     let admin = cp.admin();
     let api = admin.create_api("svc").await;
     admin.add_route(&api, "GET /who", mock(body)).await;
-    let deployment = admin.deploy(&api, "").await;
-    admin
-        .create(
-            &format!("/apis/{api}/stages"),
-            json!({"name": "prod", "deployment_id": deployment}),
-        )
-        .await;
+    admin.deploy_stage(&api, "prod", json!({})).await;
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -65,12 +65,8 @@ async fn deploy_shop(cp: &ControlPlane, upstream: &Upstream) -> Shop {
             json!({"route_key": "GET /keyed", "api_key_required": true, "integration": mock("for members")}),
         )
         .await;
-    let deployment = admin.deploy(&api, "v1").await;
     admin
-        .create(
-            &format!("/apis/{api}/stages"),
-            json!({"name": "prod", "deployment_id": deployment, "access_log": true}),
-        )
+        .deploy_stage(&api, "prod", json!({"access_log": true}))
         .await;
     let plan = admin
         .create(
@@ -360,13 +356,7 @@ async fn a_control_plane_outage_loses_no_counts(pool: PgPool) {
             http_proxy(&format!("http://{}/pets/1", upstream.addr)),
         )
         .await;
-    let deployment = admin.deploy(&api, "v1").await;
-    admin
-        .create(
-            &format!("/apis/{api}/stages"),
-            json!({"name": "prod", "deployment_id": deployment}),
-        )
-        .await;
+    admin.deploy_stage(&api, "prod", json!({})).await;
     wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
     let http = client();
     let url = format!("http://{}/shop/prod/ok", proxy.addr);

@@ -135,6 +135,27 @@ fn array_literal(histogram: &Histogram) -> String {
     text
 }
 
+/// The end of an insert into `traffic`: a bucket that exists already gets the new counts
+/// added (saturating), histograms merged and extremes widened.
+macro_rules! add_to_existing {
+    () => {
+        "ON CONFLICT (scope, api_id, subject, stage, resolution, start) DO UPDATE SET
+             count = gatehouse_add(traffic.count, EXCLUDED.count),
+             errors_4xx = gatehouse_add(traffic.errors_4xx, EXCLUDED.errors_4xx),
+             errors_5xx = gatehouse_add(traffic.errors_5xx, EXCLUDED.errors_5xx),
+             bytes_in = gatehouse_add(traffic.bytes_in, EXCLUDED.bytes_in),
+             bytes_out = gatehouse_add(traffic.bytes_out, EXCLUDED.bytes_out),
+             latency = gatehouse_hist_add(traffic.latency, EXCLUDED.latency),
+             latency_sum_us = gatehouse_add(traffic.latency_sum_us, EXCLUDED.latency_sum_us),
+             latency_min_us = least(traffic.latency_min_us, EXCLUDED.latency_min_us),
+             latency_max_us = greatest(traffic.latency_max_us, EXCLUDED.latency_max_us),
+             integration = gatehouse_hist_add(traffic.integration, EXCLUDED.integration),
+             integration_sum_us = gatehouse_add(traffic.integration_sum_us, EXCLUDED.integration_sum_us),
+             integration_min_us = least(traffic.integration_min_us, EXCLUDED.integration_min_us),
+             integration_max_us = greatest(traffic.integration_max_us, EXCLUDED.integration_max_us)"
+    };
+}
+
 /// Adds minute buckets to the table (in the caller's transaction).
 pub async fn add_minutes(
     tx: &mut Transaction<'_, Postgres>,
@@ -164,7 +185,7 @@ pub async fn add_minutes(
         c.integration_max
             .push(extreme(&t.integration, t.integration.max_us));
     }
-    sqlx::query(
+    sqlx::query(concat!(
         "INSERT INTO traffic (scope, api_id, subject, stage, resolution, start, count, errors_4xx,
              errors_5xx, bytes_in, bytes_out, latency, latency_sum_us, latency_min_us,
              latency_max_us, integration, integration_sum_us, integration_min_us,
@@ -180,21 +201,9 @@ pub async fn add_minutes(
            AS r(scope, api_id, subject, stage, start, count, errors_4xx, errors_5xx, bytes_in,
              bytes_out, latency, latency_sum, latency_min, latency_max, integration,
              integration_sum, integration_min, integration_max)
-         ON CONFLICT (scope, api_id, subject, stage, resolution, start) DO UPDATE SET
-             count = gatehouse_add(traffic.count, EXCLUDED.count),
-             errors_4xx = gatehouse_add(traffic.errors_4xx, EXCLUDED.errors_4xx),
-             errors_5xx = gatehouse_add(traffic.errors_5xx, EXCLUDED.errors_5xx),
-             bytes_in = gatehouse_add(traffic.bytes_in, EXCLUDED.bytes_in),
-             bytes_out = gatehouse_add(traffic.bytes_out, EXCLUDED.bytes_out),
-             latency = gatehouse_hist_add(traffic.latency, EXCLUDED.latency),
-             latency_sum_us = gatehouse_add(traffic.latency_sum_us, EXCLUDED.latency_sum_us),
-             latency_min_us = least(traffic.latency_min_us, EXCLUDED.latency_min_us),
-             latency_max_us = greatest(traffic.latency_max_us, EXCLUDED.latency_max_us),
-             integration = gatehouse_hist_add(traffic.integration, EXCLUDED.integration),
-             integration_sum_us = gatehouse_add(traffic.integration_sum_us, EXCLUDED.integration_sum_us),
-             integration_min_us = least(traffic.integration_min_us, EXCLUDED.integration_min_us),
-             integration_max_us = greatest(traffic.integration_max_us, EXCLUDED.integration_max_us)",
-    )
+         ",
+        add_to_existing!()
+    ))
     .bind(&c.scope)
     .bind(&c.api_id)
     .bind(&c.subject)
@@ -365,7 +374,7 @@ pub async fn roll_up(pool: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> 
         .bind(hour)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        sqlx::query(concat!(
             "WITH moved AS (
                  DELETE FROM traffic
                  WHERE resolution = 60 AND start >= $1 AND start < $1 + interval '1 hour'
@@ -374,28 +383,22 @@ pub async fn roll_up(pool: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> 
                  errors_4xx, errors_5xx, bytes_in, bytes_out, latency, latency_sum_us,
                  latency_min_us, latency_max_us, integration, integration_sum_us,
                  integration_min_us, integration_max_us)
-             SELECT scope, api_id, subject, stage, 3600, $1, least(sum(count), 9223372036854775807)::bigint,
-                 least(sum(errors_4xx), 9223372036854775807)::bigint, least(sum(errors_5xx), 9223372036854775807)::bigint, least(sum(bytes_in), 9223372036854775807)::bigint,
-                 least(sum(bytes_out), 9223372036854775807)::bigint, gatehouse_hist_sum(latency),
-                 least(sum(latency_sum_us), 9223372036854775807)::bigint, min(latency_min_us), max(latency_max_us),
-                 gatehouse_hist_sum(integration), least(sum(integration_sum_us), 9223372036854775807)::bigint,
+             SELECT scope, api_id, subject, stage, 3600, $1,
+                 least(sum(count), 9223372036854775807)::bigint,
+                 least(sum(errors_4xx), 9223372036854775807)::bigint,
+                 least(sum(errors_5xx), 9223372036854775807)::bigint,
+                 least(sum(bytes_in), 9223372036854775807)::bigint,
+                 least(sum(bytes_out), 9223372036854775807)::bigint,
+                 gatehouse_hist_sum(latency),
+                 least(sum(latency_sum_us), 9223372036854775807)::bigint,
+                 min(latency_min_us), max(latency_max_us),
+                 gatehouse_hist_sum(integration),
+                 least(sum(integration_sum_us), 9223372036854775807)::bigint,
                  min(integration_min_us), max(integration_max_us)
              FROM moved GROUP BY scope, api_id, subject, stage
-             ON CONFLICT (scope, api_id, subject, stage, resolution, start) DO UPDATE SET
-                 count = gatehouse_add(traffic.count, EXCLUDED.count),
-                 errors_4xx = gatehouse_add(traffic.errors_4xx, EXCLUDED.errors_4xx),
-                 errors_5xx = gatehouse_add(traffic.errors_5xx, EXCLUDED.errors_5xx),
-                 bytes_in = gatehouse_add(traffic.bytes_in, EXCLUDED.bytes_in),
-                 bytes_out = gatehouse_add(traffic.bytes_out, EXCLUDED.bytes_out),
-                 latency = gatehouse_hist_add(traffic.latency, EXCLUDED.latency),
-                 latency_sum_us = gatehouse_add(traffic.latency_sum_us, EXCLUDED.latency_sum_us),
-                 latency_min_us = least(traffic.latency_min_us, EXCLUDED.latency_min_us),
-             latency_max_us = greatest(traffic.latency_max_us, EXCLUDED.latency_max_us),
-                 integration = gatehouse_hist_add(traffic.integration, EXCLUDED.integration),
-                 integration_sum_us = gatehouse_add(traffic.integration_sum_us, EXCLUDED.integration_sum_us),
-                 integration_min_us = least(traffic.integration_min_us, EXCLUDED.integration_min_us),
-             integration_max_us = greatest(traffic.integration_max_us, EXCLUDED.integration_max_us)",
-        )
+             ",
+            add_to_existing!()
+        ))
         .bind(hour)
         .execute(&mut *tx)
         .await?;
