@@ -342,7 +342,7 @@ async fn known_traffic_shows_up_with_exact_counts_everywhere(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn a_control_plane_outage_loses_no_counts(pool: PgPool) {
+async fn a_control_plane_outage_loses_no_counts_even_across_a_proxy_restart(pool: PgPool) {
     let upstream = Upstream::start().await;
     let cp = ControlPlane::start(pool.clone()).await;
     let data = tempfile::tempdir().expect("tempdir");
@@ -380,11 +380,21 @@ async fn a_control_plane_outage_loses_no_counts(pool: PgPool) {
     // Several report intervals pass with the control plane away.
     tokio::time::sleep(Duration::from_secs(3)).await;
     send(5).await;
+    // The proxy restarts while the control plane is still away: what it could not send is
+    // kept in its data folder, and the new run serves from its disk cache meanwhile.
+    let cp_url = format!("http://{addr}");
+    proxy.stop().await;
+    let proxy = start_proxy_tuned(&cp_url, data.path(), |_| {}).await;
+    let url = format!("http://{}/shop/prod/ok", proxy.addr);
+    for _ in 0..3 {
+        let status = http.get(&url).send().await.expect("send").status();
+        assert_eq!(status, StatusCode::OK);
+    }
     let cp = ControlPlane::start_on(pool.clone(), addr).await;
-    metrics_once_counted(&cp, &query, 40).await;
+    metrics_once_counted(&cp, &query, 43).await;
     // Nothing arrives twice: the count stays put.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(metrics(&cp, &query).await["totals"]["count"], 40);
+    assert_eq!(metrics(&cp, &query).await["totals"]["count"], 43);
     proxy.stop().await;
     cp.stop().await;
 }

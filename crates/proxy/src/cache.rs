@@ -30,12 +30,17 @@ pub async fn load(dir: &Path) -> anyhow::Result<Option<ConfigSnapshot>> {
 /// Replaces the cached snapshot with `bytes` (an encoded snapshot already verified). The
 /// file is readable by its owner only: later snapshots hold key hashes.
 pub async fn store(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    store_file(dir, FILE, bytes).await
+}
+
+/// Replaces `dir/name` with `bytes`, atomically and durably, readable by its owner only.
+pub async fn store_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     static WRITES: AtomicU64 = AtomicU64::new(0);
     tokio::fs::create_dir_all(dir).await?;
-    let final_path = path(dir);
+    let final_path = dir.join(name);
     // Unique per process and write, so proxies sharing a folder never share a temp file.
     let n = WRITES.fetch_add(1, Ordering::Relaxed);
-    let temp_path = dir.join(format!("{FILE}.{}.{n}.tmp", std::process::id()));
+    let temp_path = dir.join(format!("{name}.{}.{n}.tmp", std::process::id()));
     let mut options = tokio::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

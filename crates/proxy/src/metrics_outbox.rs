@@ -7,6 +7,7 @@
 //! once. Sending runs on its own task: a slow control plane never delays measuring.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use http::{Method, StatusCode};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
+use crate::cache;
 use crate::control_plane_client::ControlPlaneClient;
 use crate::handler::Shared;
 use crate::server::stopped;
@@ -32,6 +34,8 @@ const MAX_SERVER_ERRORS: u32 = 30;
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// How long the last send may take when the proxy stops.
 const LAST_SEND: Duration = Duration::from_secs(2);
+/// Where a stopping proxy keeps the batches it could not send.
+const SAVED: &str = "metrics-outbox.json";
 
 /// One series in one minute: minute, API, stage, route, key.
 pub type EntryKey = (DateTime<Utc>, Uuid, Arc<str>, Option<Uuid>, Option<Uuid>);
@@ -192,6 +196,86 @@ impl Outbox {
             }
             telemetry.report_queue.set(queue.len() as i64);
         }
+    }
+
+    /// Writes the batches still waiting to `dir`, so a proxy stopped while the control
+    /// plane is away sends them after its restart (same ids: nothing counts twice).
+    pub async fn save(&self, dir: &Path) {
+        let reports: Vec<MetricsReport> = self.queue().iter().map(Batch::report).collect();
+        let file = dir.join(SAVED);
+        let result = if reports.is_empty() {
+            match tokio::fs::remove_file(&file).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        } else {
+            match serde_json::to_vec(&reports) {
+                Ok(bytes) => cache::store_file(dir, SAVED, &bytes).await,
+                Err(e) => Err(e.into()),
+            }
+        };
+        match result {
+            Ok(()) if !reports.is_empty() => {
+                tracing::info!(batches = reports.len(), file = %file.display(), "kept unsent metrics for the next start")
+            }
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, file = %file.display(), "could not keep unsent metrics")
+            }
+        }
+    }
+
+    /// Takes back the batches a previous run saved, ahead of anything new.
+    pub async fn restore(&self, dir: &Path) {
+        let file = dir.join(SAVED);
+        let bytes = match tokio::fs::read(&file).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::warn!(error = %e, file = %file.display(), "could not read unsent metrics");
+                return;
+            }
+        };
+        match serde_json::from_slice::<Vec<MetricsReport>>(&bytes) {
+            Ok(reports) => {
+                let mut queue = self.queue();
+                for report in reports.into_iter().rev() {
+                    let entries = report
+                        .entries
+                        .into_iter()
+                        .map(|e| {
+                            (
+                                (
+                                    e.minute,
+                                    e.api_id,
+                                    Arc::from(e.stage.as_str()),
+                                    e.route_id,
+                                    e.key_id,
+                                ),
+                                e.traffic,
+                            )
+                        })
+                        .collect();
+                    // Tried already, perhaps: frozen, and sent under the same id.
+                    queue.push_front(Batch {
+                        id: report.batch_id,
+                        entries,
+                        tried: true,
+                        server_errors: 0,
+                    });
+                }
+                tracing::info!(
+                    batches = queue.len(),
+                    "sending metrics kept by the last run"
+                );
+                drop(queue);
+                self.wake.notify_one();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, file = %file.display(), "unsent metrics file is damaged; ignoring it")
+            }
+        }
+        let _ = tokio::fs::remove_file(&file).await;
     }
 
     async fn send(&self, body: Bytes) -> Sent {

@@ -6,6 +6,7 @@
 //! They go to the [`Outbox`], which sends them on a task of its own.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,6 +28,8 @@ pub struct MetricsReporter {
     shared: Arc<Shared>,
     outbox: Arc<Outbox>,
     interval: Duration,
+    /// Where unsent batches are kept across a restart.
+    data_dir: Option<PathBuf>,
     key_events: Option<Receiver<KeyEvent>>,
     /// Key traffic drained since the last report, by minute, key, API and stage.
     keys: HashMap<(DateTime<Utc>, Uuid, Uuid, Arc<str>), Traffic>,
@@ -58,12 +61,14 @@ impl MetricsReporter {
         shared: Arc<Shared>,
         control_plane: Arc<ControlPlaneClient>,
         interval: Duration,
+        data_dir: Option<PathBuf>,
     ) -> MetricsReporter {
         MetricsReporter {
             key_events: shared.key_events.take_receiver(),
             shared,
             outbox: Arc::new(Outbox::new(control_plane)),
             interval,
+            data_dir,
             keys: HashMap::new(),
             interval_start: SystemTime::now(),
         }
@@ -72,6 +77,9 @@ impl MetricsReporter {
     /// Reports until `shutdown`, then reports once more and lets the outbox try, briefly,
     /// to send what is left.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        if let Some(dir) = &self.data_dir {
+            self.outbox.restore(dir).await;
+        }
         let (stop_sending, sending_stopped) = watch::channel(false);
         let sender = tokio::spawn(
             self.outbox
@@ -104,6 +112,9 @@ impl MetricsReporter {
         self.cut(SystemTime::now());
         let _ = stop_sending.send(true);
         let _ = sender.await;
+        if let Some(dir) = &self.data_dir {
+            self.outbox.save(dir).await;
+        }
     }
 
     /// Adds the queued key events to the current minute's per-key totals.

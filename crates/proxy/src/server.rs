@@ -112,6 +112,7 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
             shared.clone(),
             control_plane.clone(),
             config.metrics_report_interval,
+            config.data_dir.clone(),
         )
     });
     // Learn how much of each quota is gone before serving, so a restart does not reset it.
