@@ -8,13 +8,13 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
 
+use crate::handoff::{Handoff, Reader};
 use crate::meters::Outcome;
 use crate::recording::LogDraft;
 
@@ -42,16 +42,28 @@ pub struct AccessLogLine {
 }
 
 /// The sending side, shared by every request.
-#[derive(Default)]
 pub struct AccessLog {
-    /// Set once started.
-    sender: OnceLock<SyncSender<AccessLogLine>>,
+    lines: Handoff<AccessLogLine>,
+    started: AtomicBool,
     /// Tells the writer to write what is queued and stop.
     closed: Arc<AtomicBool>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Lines dropped because the writer was behind or not running.
     pub dropped: AtomicU64,
     pub written: Arc<AtomicU64>,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        AccessLog {
+            lines: Handoff::new(QUEUE_LINES),
+            started: AtomicBool::new(false),
+            closed: Arc::default(),
+            writer: Mutex::new(None),
+            dropped: AtomicU64::new(0),
+            written: Arc::default(),
+        }
+    }
 }
 
 impl AccessLog {
@@ -66,27 +78,30 @@ impl AccessLog {
                     .open(path)?,
             ),
         };
-        let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_LINES);
-        if self.sender.set(sender).is_err() {
+        let Some(reader) = self.lines.take_reader() else {
             return Err(std::io::Error::other("the access log is already started"));
-        }
+        };
         let (written, closed) = (self.written.clone(), self.closed.clone());
         let writer = std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_lines(receiver, out, &written, &closed))?;
+            .spawn(move || write_lines(reader, out, &written, &closed))?;
         *self.writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer);
+        self.started.store(true, Relaxed);
         Ok(())
     }
 
     /// Queues a line; never waits.
     pub fn send(&self, line: AccessLogLine) {
-        let sent = match self.sender.get() {
-            Some(sender) => !self.closed.load(Relaxed) && sender.try_send(line).is_ok(),
-            None => false,
-        };
-        if !sent {
+        if self.started.load(Relaxed) && !self.closed.load(Relaxed) {
+            self.lines.send(line);
+        } else {
             self.dropped.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Lines dropped: refused while stopped, or beyond what may wait for the writer.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Relaxed) + self.lines.dropped.load(Relaxed)
     }
 
     /// Stops taking lines and waits (blocking) while the writer writes what is queued,
@@ -103,7 +118,7 @@ impl AccessLog {
 /// Drains the queue every [`DRAIN_EVERY`], writing and flushing what it holds. The writer
 /// polls rather than waits on the queue, so no request ever pays for waking it.
 fn write_lines(
-    receiver: Receiver<AccessLogLine>,
+    reader: Reader<AccessLogLine>,
     out: Box<dyn Write + Send>,
     written: &AtomicU64,
     closed: &AtomicBool,
@@ -114,16 +129,8 @@ fn write_lines(
     loop {
         std::thread::sleep(DRAIN_EVERY);
         // Read before draining: a line queued before the close is still written.
-        let mut closed = closed.load(Relaxed);
-        loop {
-            let line = match receiver.try_recv() {
-                Ok(line) => line,
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-            };
+        let closed = closed.load(Relaxed);
+        while let Some(line) = reader.try_next() {
             let result = write_line(&mut out, &line, &mut clock);
             if result.is_ok() {
                 written.fetch_add(1, Relaxed);

@@ -17,6 +17,7 @@ pub mod counted_connector;
 pub mod errors;
 pub mod forward;
 pub mod handler;
+pub mod handoff;
 pub mod limiter;
 pub mod meters;
 pub mod metrics_outbox;

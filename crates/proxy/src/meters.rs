@@ -13,6 +13,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::handoff::Handoff;
+
 use gatehouse_model::metrics::{
     bucket_index, Histogram, Latency, Traffic, HISTOGRAM_BUCKETS, MAX_LATENCY_US,
 };
@@ -239,41 +241,14 @@ pub struct KeyEvent {
     pub outcome: Outcome,
 }
 
-/// Most key events waiting for the reporter (it drains several times a second).
+/// Most key events waiting for the reporter (it drains four times a second).
 pub const KEY_EVENT_CAPACITY: usize = 65_536;
 
-/// Bounded queue of key events: sending never blocks, a full queue drops.
-pub struct KeyEvents {
-    sender: std::sync::mpsc::SyncSender<KeyEvent>,
-    receiver: Mutex<Option<std::sync::mpsc::Receiver<KeyEvent>>>,
-    pub dropped: AtomicU64,
-}
+/// Keyed requests on their way to the reporter's per-key totals.
+pub type KeyEvents = Handoff<KeyEvent>;
 
-impl Default for KeyEvents {
-    fn default() -> Self {
-        let (sender, receiver) = std::sync::mpsc::sync_channel(KEY_EVENT_CAPACITY);
-        KeyEvents {
-            sender,
-            receiver: Mutex::new(Some(receiver)),
-            dropped: AtomicU64::new(0),
-        }
-    }
-}
-
-impl KeyEvents {
-    pub fn send(&self, event: KeyEvent) {
-        if self.sender.try_send(event).is_err() {
-            self.dropped.fetch_add(1, Relaxed);
-        }
-    }
-
-    /// The receiving end, for the one reporter.
-    pub fn take_receiver(&self) -> Option<std::sync::mpsc::Receiver<KeyEvent>> {
-        self.receiver
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-    }
+pub fn key_events() -> KeyEvents {
+    Handoff::new(KEY_EVENT_CAPACITY)
 }
 
 /// Responses to paths that match no deployed stage, per status class.
@@ -388,22 +363,5 @@ mod tests {
         assert_eq!(registry.all().len(), 1, "not reported yet");
         registry.retire(|_| true);
         assert!(registry.all().is_empty());
-    }
-
-    #[test]
-    fn a_full_key_queue_drops_instead_of_waiting() {
-        let events = KeyEvents::default();
-        let meter = Arc::new(RouteMeter::new(key()));
-        for _ in 0..KEY_EVENT_CAPACITY + 3 {
-            events.send(KeyEvent {
-                key_id: Uuid::nil(),
-                meter: meter.clone(),
-                outcome: Outcome::default(),
-            });
-        }
-        assert_eq!(events.dropped.load(Relaxed), 3);
-        let receiver = events.take_receiver().expect("receiver");
-        assert_eq!(receiver.try_iter().count(), KEY_EVENT_CAPACITY);
-        assert!(events.take_receiver().is_none());
     }
 }

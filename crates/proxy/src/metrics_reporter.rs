@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +17,7 @@ use uuid::Uuid;
 
 use crate::control_plane_client::ControlPlaneClient;
 use crate::handler::Shared;
+use crate::handoff::Reader;
 use crate::meters::KeyEvent;
 use crate::metrics_outbox::{EntryKey, Outbox};
 use crate::server::stopped;
@@ -30,7 +30,7 @@ pub struct MetricsReporter {
     interval: Duration,
     /// Where unsent batches are kept across a restart.
     data_dir: Option<PathBuf>,
-    key_events: Option<Receiver<KeyEvent>>,
+    key_events: Option<Reader<KeyEvent>>,
     /// Key traffic drained since the last report, by minute, key, API and stage.
     keys: HashMap<(DateTime<Utc>, Uuid, Uuid, Arc<str>), Traffic>,
     /// Start of the interval being measured.
@@ -64,7 +64,7 @@ impl MetricsReporter {
         data_dir: Option<PathBuf>,
     ) -> MetricsReporter {
         MetricsReporter {
-            key_events: shared.key_events.take_receiver(),
+            key_events: shared.key_events.take_reader(),
             shared,
             outbox: Arc::new(Outbox::new(control_plane)),
             interval,
@@ -123,7 +123,7 @@ impl MetricsReporter {
             return;
         };
         let minute = minute_of(SystemTime::now());
-        for event in receiver.try_iter() {
+        while let Some(event) = receiver.try_next() {
             let o = &event.outcome;
             let traffic = self
                 .keys

@@ -21,7 +21,7 @@ use crate::compiled::CompiledConfig;
 use crate::config::ProxyConfig;
 use crate::control_plane_client::ControlPlaneClient;
 use crate::handler::{handle, Shared};
-use crate::meters::{KeyEvents, MeterRegistry, Unmatched};
+use crate::meters::{key_events, MeterRegistry, Unmatched};
 use crate::metrics_reporter::MetricsReporter;
 use crate::poller::Poller;
 use crate::quota::{KeyUse, QuotaLedger};
@@ -92,7 +92,7 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
         shared_counters: Arc::new(SharedCounters::default()),
         metrics_enabled: config.metrics,
         meters: MeterRegistry::default(),
-        key_events: KeyEvents::default(),
+        key_events: key_events(),
         unmatched: Unmatched::default(),
         access_log: AccessLog::default(),
         telemetry,

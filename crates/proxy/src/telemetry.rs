@@ -150,7 +150,7 @@ impl Telemetry {
             (
                 "gatehouse_proxy_access_log_dropped_total",
                 "Access log lines dropped because the writer was behind or not running.",
-                shared.access_log.dropped.load(Relaxed),
+                shared.access_log.dropped(),
             ),
         ] {
             families.push(family(
