@@ -81,6 +81,12 @@ async fn new_plan(cp: &ControlPlane, api: &str, throttle: Value) -> String {
     id_of(&plan)
 }
 
+/// Waits until `proxy` serves the configuration as it is now; returns its orders URL.
+async fn orders_once_served(pool: &PgPool, proxy: &gatehouse_proxy::RunningProxy) -> String {
+    wait_for_version(proxy, config_version(pool).await, Duration::from_secs(5)).await;
+    format!("http://{}/shop/prod/orders", proxy.addr)
+}
+
 async fn status_with_key(url: &str, key: Option<&str>) -> StatusCode {
     let mut request = client().get(url);
     if let Some(key) = key {
@@ -102,8 +108,7 @@ async fn only_an_enabled_key_in_a_plan_for_the_stage_gets_through(pool: PgPool) 
     let (key_id, key) = new_key(&cp, "mobile").await;
     let (_, outsider) = new_key(&cp, "not in any plan").await;
     attach(&cp, &plan, &key_id).await;
-    wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
-    let url = format!("http://{}/shop/prod/orders", proxy.addr);
+    let url = orders_once_served(&pool, &proxy).await;
 
     let ok = client()
         .get(&url)
@@ -205,8 +210,7 @@ async fn a_burst_of_exactly_burst_requests_passes_and_the_next_is_throttled(pool
     let plan = new_plan(&cp, &api, json!({"rate": 0.01, "burst": 5})).await;
     let (key_id, key) = new_key(&cp, "bursty").await;
     attach(&cp, &plan, &key_id).await;
-    wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
-    let url = format!("http://{}/shop/prod/orders", proxy.addr);
+    let url = orders_once_served(&pool, &proxy).await;
 
     for i in 0..5 {
         assert_eq!(
@@ -268,8 +272,7 @@ async fn the_stage_throttle_limits_all_traffic_and_route_throttles_override_the_
             json!({"key_id": key_id}),
         )
         .await;
-    wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
-    let orders = format!("http://{}/shop/prod/orders", proxy.addr);
+    let orders = orders_once_served(&pool, &proxy).await;
     let open = format!("http://{}/shop/prod/open", proxy.addr);
 
     // The route throttle (burst 2) applies to GET /orders, not the plan's 1000.
@@ -441,8 +444,7 @@ async fn a_used_up_quota_answers_limit_exceeded_and_survives_a_proxy_restart(poo
     } = Shop::start(&pool, json!({"rate": 1000, "burst": 1000})).await;
     let admin = cp.admin();
     let (key_id, key) = metered_key(&cp, &api, 5).await;
-    wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
-    let url = format!("http://{}/shop/prod/orders", proxy.addr);
+    let url = orders_once_served(&pool, &proxy).await;
 
     let first = client()
         .get(&url)
@@ -633,8 +635,7 @@ async fn requests_the_stage_throttle_refuses_do_not_use_up_the_quota(pool: PgPoo
     } = Shop::start(&pool, json!({"rate": 0.01, "burst": 2})).await;
     let admin = cp.admin();
     let (key_id, key) = metered_key(&cp, &api, 100).await;
-    wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
-    let url = format!("http://{}/shop/prod/orders", proxy.addr);
+    let url = orders_once_served(&pool, &proxy).await;
     let statuses = [
         status_with_key(&url, Some(&key)).await,
         status_with_key(&url, Some(&key)).await,

@@ -313,12 +313,10 @@ impl Traffic {
         }
     }
 
-    /// These numbers with extremes read mid-update brought back into the buckets.
-    pub fn settled(&self) -> Traffic {
-        let mut settled = self.clone();
-        settled.latency.repair();
-        settled.integration.repair();
-        settled
+    /// Brings extremes read mid-update back into the buckets (see [`Latency::repair`]).
+    pub fn repair(&mut self) {
+        self.latency.repair();
+        self.integration.repair();
     }
 
     /// True when nothing at all was counted.

@@ -79,11 +79,16 @@ pub async fn handle(
     response.map(|body| Counted::new(body, recording))
 }
 
-/// The gateway's own answer, noted for the access log.
-fn refuse(recording: &mut Option<Recording>, reject: Reject) -> Response<ProxyBody> {
+/// Notes, for the access log, that the gateway answered itself.
+fn note_refusal(recording: &mut Option<Recording>, reject: Reject) {
     if let Some(recording) = recording {
         recording.error = Some(reject.message());
     }
+}
+
+/// The gateway's own answer, noted for the access log.
+fn refuse(recording: &mut Option<Recording>, reject: Reject) -> Response<ProxyBody> {
+    note_refusal(recording, reject);
     reject.response()
 }
 
@@ -145,9 +150,7 @@ async fn dispatch(
         let admitted = match admission {
             Ok(admitted) => admitted,
             Err(refusal) => {
-                if let Some(recording) = recording {
-                    recording.error = Some(refusal.reject().message());
-                }
+                note_refusal(recording, refusal.reject());
                 return refusal.response();
             }
         };
@@ -189,9 +192,7 @@ async fn dispatch(
         match used {
             Some(used) if used <= quota.limit => quota.admitted(used, &mut rate_headers),
             _ => {
-                if let Some(recording) = recording {
-                    recording.error = Some(Reject::LimitExceeded.message());
-                }
+                note_refusal(recording, Reject::LimitExceeded);
                 return quota.exceeded(rate_headers).response();
             }
         }

@@ -93,8 +93,7 @@ pub struct MeterKey {
 /// Cumulative counts of one route (they only grow, as Prometheus expects).
 pub struct RouteMeter {
     pub key: MeterKey,
-    /// Responses by status class: 1xx to 5xx.
-    statuses: [AtomicU64; 5],
+    statuses: StatusCounts,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     /// Allocated at the first request, so routes never called cost no histogram memory.
@@ -122,15 +121,28 @@ pub struct Outcome {
     pub bytes_out: u64,
 }
 
-fn status_class(status: u16) -> usize {
-    usize::from(status / 100).clamp(1, 5) - 1
+/// Responses by status class, 1xx to 5xx. A count is added after everything else a
+/// request records (`Release`) and read before it (`Acquire`).
+#[derive(Default)]
+pub struct StatusCounts([AtomicU64; 5]);
+
+impl StatusCounts {
+    pub fn record(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.0[class].fetch_add(1, Release);
+    }
+
+    /// Responses per status class, 1xx first.
+    pub fn read(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.0[i].load(Acquire))
+    }
 }
 
 impl RouteMeter {
     fn new(key: MeterKey) -> RouteMeter {
         RouteMeter {
             key,
-            statuses: std::array::from_fn(|_| AtomicU64::new(0)),
+            statuses: StatusCounts::default(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             latencies: OnceLock::new(),
@@ -158,12 +170,12 @@ impl RouteMeter {
         if let Some(us) = outcome.integration_us {
             latencies.integration.record(us);
         }
-        self.statuses[status_class(outcome.status)].fetch_add(1, Release);
+        self.statuses.record(outcome.status);
     }
 
     /// Responses per status class, 1xx first.
     pub fn statuses(&self) -> [u64; 5] {
-        std::array::from_fn(|i| self.statuses[i].load(Acquire))
+        self.statuses.read()
     }
 
     pub fn bytes(&self) -> (u64, u64) {
@@ -252,20 +264,7 @@ pub fn key_events() -> KeyEvents {
 }
 
 /// Responses to paths that match no deployed stage, per status class.
-#[derive(Default)]
-pub struct Unmatched {
-    statuses: [AtomicU64; 5],
-}
-
-impl Unmatched {
-    pub fn record(&self, status: u16) {
-        self.statuses[status_class(status)].fetch_add(1, Relaxed);
-    }
-
-    pub fn statuses(&self) -> [u64; 5] {
-        std::array::from_fn(|i| self.statuses[i].load(Relaxed))
-    }
-}
+pub type Unmatched = StatusCounts;
 
 #[cfg(test)]
 mod tests {
@@ -331,7 +330,8 @@ mod tests {
         // What the reporter does: send what grew since the last reading.
         let (mut reported, mut total) = (Traffic::default(), Traffic::default());
         let report = |reported: &mut Traffic, total: &mut Traffic| {
-            let sent = meter.read(true).since(reported).settled();
+            let mut sent = meter.read(true).since(reported);
+            sent.repair();
             if !sent.is_empty() {
                 assert_eq!(sent.implausible(), None, "{sent:?}");
                 reported.merge(&sent);

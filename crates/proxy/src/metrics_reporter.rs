@@ -149,7 +149,9 @@ impl MetricsReporter {
         for meter in self.shared.meters.all() {
             let current = meter.read(true);
             let mut reported = meter.reported.lock().unwrap_or_else(|e| e.into_inner());
-            let sent = current.since(&reported).settled();
+            // Extremes read mid-update are the control plane's to repair, once, for every
+            // report it takes in.
+            let sent = current.since(&reported);
             if !sent.is_empty() {
                 reported.merge(&sent);
                 drop(reported);

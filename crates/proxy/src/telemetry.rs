@@ -113,7 +113,7 @@ impl Telemetry {
     pub fn render(&self, shared: &Shared) -> String {
         let mut families = self.registry.gather();
         families.extend(route_families(&shared.meters.all()));
-        let unmatched = shared.unmatched.statuses();
+        let unmatched = shared.unmatched.read();
         families.push(family(
             "gatehouse_proxy_unmatched_requests_total",
             "Responses to requests that matched no deployed stage, by status class.",

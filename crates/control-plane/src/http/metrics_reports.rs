@@ -190,8 +190,7 @@ pub fn sort(
             continue;
         }
         let mut traffic = entry.traffic.clone();
-        traffic.latency.repair();
-        traffic.integration.repair();
+        traffic.repair();
         traffic::add(&mut sorted.additions, series_of(entry), minute, &traffic);
         sorted.accepted += 1;
     }
