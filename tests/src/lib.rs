@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod browser;
 
 use std::future::Future;
 use std::net::SocketAddr;

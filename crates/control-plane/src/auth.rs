@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
+use crate::repo::users::Role;
 use crate::AppState;
 
 /// A secret string that never shows in `Debug` or `Display` output.
@@ -56,10 +57,20 @@ fn authorize(parts: &Parts, expected: Option<&Secret>) -> Result<(), ApiError> {
     }
 }
 
-/// An authenticated admin. Its `name` is recorded as the author of deployments.
+/// An authenticated admin. Its `name` is recorded as the author of deployments and in
+/// the audit log.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    pub name: &'static str,
+    pub name: String,
+}
+
+/// The dashboard user a request acts for. Only the dashboard's own dispatch of a form to
+/// the admin API sets it (as a request extension, which nothing on the wire can set), so
+/// every change made in the browser goes through the same checks as the admin API.
+#[derive(Debug, Clone)]
+pub struct DashboardActor {
+    pub name: String,
+    pub role: Role,
 }
 
 impl FromRequestParts<AppState> for Admin {
@@ -69,12 +80,23 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(actor) = parts.extensions.get::<DashboardActor>() {
+            return match actor.role {
+                Role::Admin => Ok(Admin {
+                    name: actor.name.clone(),
+                }),
+                Role::Viewer => Err(ApiError::Forbidden("viewers cannot change anything")),
+            };
+        }
         authorize(parts, state.config.admin_token.as_ref())?;
         Ok(Admin {
-            name: "admin-token",
+            name: ADMIN_TOKEN_ACTOR.to_owned(),
         })
     }
 }
+
+/// How the audit log and deployments name whoever used the configured admin token.
+pub const ADMIN_TOKEN_ACTOR: &str = "admin-token";
 
 /// An authenticated proxy.
 #[derive(Debug, Clone, Copy)]

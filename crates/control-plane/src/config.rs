@@ -20,6 +20,11 @@ pub struct ControlPlaneConfig {
     pub metrics_rollup_after: Duration,
     /// Age after which metrics are deleted.
     pub metrics_retention: Duration,
+    /// Mark dashboard cookies `Secure`: set when the dashboard is reached over TLS.
+    pub secure_cookies: bool,
+    /// Where clients reach the proxies (`https://api.example.com`), for the invoke URLs the
+    /// dashboard shows; without it, the address of the proxy seen last.
+    pub proxy_url: Option<String>,
 }
 
 impl Default for ControlPlaneConfig {
@@ -31,6 +36,8 @@ impl Default for ControlPlaneConfig {
             max_body_bytes: 1024 * 1024,
             metrics_rollup_after: Duration::from_secs(2 * 24 * 3600),
             metrics_retention: Duration::from_secs(90 * 24 * 3600),
+            secure_cookies: false,
+            proxy_url: None,
         }
     }
 }

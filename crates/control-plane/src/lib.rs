@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod changes;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod http;
 pub mod json;

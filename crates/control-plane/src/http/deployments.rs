@@ -64,7 +64,7 @@ async fn create(
     RouteTable::compile(frozen.iter().map(|r| (r.route_key.clone(), ())))
         .map_err(|e| ApiError::conflict("routes", e.to_string()))?;
     let deployment =
-        deployments::insert(&mut *tx, api_id, &body.description, admin.name, &frozen).await?;
+        deployments::insert(&mut *tx, api_id, &body.description, &admin.name, &frozen).await?;
     tx.commit().await?;
     let location = format!(
         "/api/v1/apis/{api_id}/deployments/{}",

@@ -35,13 +35,13 @@ pub fn router() -> Router<AppState> {
 /// The parameters as sent; each is parsed on its own so an error can name it.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawQuery {
-    api_id: Option<String>,
-    stage: Option<String>,
-    route_id: Option<String>,
-    key_id: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    step: Option<String>,
+    pub api_id: Option<String>,
+    pub stage: Option<String>,
+    pub route_id: Option<String>,
+    pub key_id: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub step: Option<String>,
 }
 
 /// A checked query.
@@ -262,6 +262,11 @@ async fn query(
     raw: Result<Query<RawQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<MetricsView>> {
     let Query(raw) = raw.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    Ok(Json(answer(&state, &raw).await?))
+}
+
+/// Checks `raw` and reads its steps, widened to whole hours where they were rolled up.
+pub async fn answer(state: &AppState, raw: &RawQuery) -> ApiResult<MetricsView> {
     let now = Utc::now();
     let mut q = raw.check(now).map_err(ApiError::BadParameters)?;
     let rollup_after =
@@ -270,7 +275,7 @@ async fn query(
         now.checked_sub_signed(rollup_after)
             .unwrap_or(DateTime::<Utc>::MIN_UTC),
     );
-    Ok(Json(view(&state.pool, &q).await?))
+    Ok(view(&state.pool, &q).await?)
 }
 
 /// Reads the steps of `q`, filling the ones without traffic with zeros.

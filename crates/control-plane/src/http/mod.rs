@@ -1,13 +1,13 @@
 //! HTTP surface of the control plane: one `router()` per resource, merged here.
 
 pub mod apis;
+pub mod audit;
 pub mod deployments;
 pub mod health;
 pub mod keys;
 pub mod metrics;
 pub mod metrics_reports;
 pub mod nodes;
-pub mod pages;
 pub mod plans;
 pub mod routes;
 pub mod stages;
@@ -24,21 +24,11 @@ use crate::telemetry;
 use crate::AppState;
 
 pub fn router(state: AppState) -> Router {
-    let admin = Router::new()
-        .merge(apis::router())
-        .merge(routes::router())
-        .merge(deployments::router())
-        .merge(stages::router())
-        .merge(nodes::router())
-        .merge(keys::router())
-        .merge(plans::router())
-        .merge(metrics::router())
-        .fallback(|| async { ApiError::NotFound("resource") });
     Router::new()
-        .nest("/api/v1", admin)
+        .nest("/api/v1", admin_router(&state))
         .nest("/dp/v1", sync::router().merge(metrics_reports::router()))
         .merge(health::router())
-        .merge(pages::router())
+        .merge(crate::dashboard::router())
         .route("/metrics", get(telemetry::metrics))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -47,6 +37,22 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The admin API (`/api/v1`, without the prefix), audited. The dashboard sends its forms
+/// here too.
+pub fn admin_router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .merge(apis::router())
+        .merge(routes::router())
+        .merge(deployments::router())
+        .merge(stages::router())
+        .merge(nodes::router())
+        .merge(keys::router())
+        .merge(plans::router())
+        .merge(metrics::router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), audit::record))
+        .fallback(|| async { ApiError::NotFound("resource") })
 }
 
 /// Parses an id from the URL; anything that is not a UUID names nothing that exists.

@@ -3,15 +3,18 @@
 //! the sync endpoint and the dashboard share one set of queries.
 
 pub mod apis;
+pub mod audit;
 pub mod config_state;
 pub mod deployments;
 pub mod keys;
 pub mod nodes;
 pub mod plans;
 pub mod routes;
+pub mod sessions;
 pub mod stages;
 pub mod traffic;
 pub mod usage;
+pub mod users;
 
 use gatehouse_model::Throttle;
 

@@ -1,0 +1,196 @@
+//! Rendering pages: the frame every signed-in page shares, and the pages for what went
+//! wrong (not found, not allowed, the database away), which keep the user inside the
+//! dashboard with a way back.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+use super::session::SignedIn;
+use crate::repo::users::Role;
+
+/// The part of the dashboard a page belongs to, highlighted in the navigation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Overview,
+    Apis,
+    Keys,
+    Plans,
+    Nodes,
+    Audit,
+    Users,
+}
+
+/// What the shared layout needs: who is signed in and their CSRF token for its forms.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub user: String,
+    pub role: Role,
+    pub csrf: String,
+    pub section: Section,
+}
+
+impl Frame {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// `aria-current` for the navigation link of `section`.
+    pub fn current(&self, section: &str) -> &'static str {
+        let this = match self.section {
+            Section::Overview => "overview",
+            Section::Apis => "apis",
+            Section::Keys => "keys",
+            Section::Plans => "plans",
+            Section::Nodes => "nodes",
+            Section::Audit => "audit",
+            Section::Users => "users",
+        };
+        if this == section {
+            "page"
+        } else {
+            "false"
+        }
+    }
+}
+
+/// A handler's failure, already rendered as a page.
+pub struct Failure(Response);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        self.0
+    }
+}
+
+impl From<Response> for Failure {
+    fn from(page: Response) -> Failure {
+        Failure(page)
+    }
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Failure {
+        Failure(database_error(e))
+    }
+}
+
+/// What a page handler returns.
+pub type PageResult = Result<Response, Failure>;
+
+/// Renders `template` as a 200 page.
+pub fn page(template: &impl Template) -> Response {
+    page_with(StatusCode::OK, template)
+}
+
+/// Renders `template` with `status`.
+pub fn page_with(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a page failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "problem.html")]
+struct ProblemPage<'a> {
+    frame: Frame,
+    title: &'a str,
+    message: &'a str,
+    status: u16,
+}
+
+#[derive(Template)]
+#[template(path = "problem_bare.html")]
+struct BareProblemPage<'a> {
+    title: &'a str,
+    message: &'a str,
+    status: u16,
+}
+
+/// A page that says what went wrong, inside the dashboard's frame when someone is signed in.
+pub fn problem(
+    status: StatusCode,
+    user: Option<&SignedIn>,
+    title: &str,
+    message: &str,
+) -> Response {
+    match user {
+        Some(user) => page_with(
+            status,
+            &ProblemPage {
+                frame: user.frame(Section::Overview),
+                title,
+                message,
+                status: status.as_u16(),
+            },
+        ),
+        None => page_with(
+            status,
+            &BareProblemPage {
+                title,
+                message,
+                status: status.as_u16(),
+            },
+        ),
+    }
+}
+
+/// The friendly 404: what was not found, and ways back.
+pub fn not_found(user: Option<&SignedIn>, what: &str) -> Response {
+    let message = format!(
+        "There is no such {} here. It may have been deleted, or the link may be mistyped.",
+        what.trim_end_matches(" not found")
+    );
+    problem(StatusCode::NOT_FOUND, user, "Not found", &message)
+}
+
+/// A viewer tried to change something.
+pub fn viewer_denied(user: &SignedIn) -> Response {
+    problem(
+        StatusCode::FORBIDDEN,
+        Some(user),
+        "Read-only access",
+        "Your role is viewer: you can look at everything, but not change it. Ask an admin.",
+    )
+}
+
+/// The database failed: 503 when it is unreachable (try again), 500 otherwise, the cause
+/// to the log only.
+pub fn database_error(e: sqlx::Error) -> Response {
+    let unreachable = matches!(
+        e,
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+    );
+    if unreachable {
+        tracing::warn!(error = %e, "database unavailable");
+        problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "Database unavailable",
+            "The control plane cannot reach its database right now. Try again in a moment.",
+        )
+    } else {
+        tracing::error!(error = ?e, "database error");
+        problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            "Something went wrong",
+            "The error has been logged. Try again, or look at the control plane's log.",
+        )
+    }
+}
+
+/// An unexpected error: logged, and a fixed page.
+pub fn internal(e: &anyhow::Error) -> Response {
+    tracing::error!(error = ?e, "dashboard error");
+    problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        None,
+        "Something went wrong",
+        "The error has been logged. Try again, or look at the control plane's log.",
+    )
+}
