@@ -12,7 +12,9 @@ run *ARGS:
     cargo run --release --locked -p gatehouse -- up {{ARGS}}
 
 # Run every test. Without $DATABASE_URL, a private PostgreSQL is started under target/;
-# without $REDIS_URL, a private Redis on 127.0.0.1:6391.
+# without $REDIS_URL, a private Redis on 127.0.0.1:6391. Browser tests (screenshots in
+# target/tmp/dashboard-screenshots) need Chromium and chromedriver, installed here when
+# root with apt-get.
 test:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -33,6 +35,15 @@ test:
             for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6391) 2>/dev/null && break; sleep 0.1; done
         fi
         export REDIS_URL=redis://127.0.0.1:6391
+    fi
+    if [ ! -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] || [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            apt-get install -y -q chromium chromium-driver >/dev/null \
+                || (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null)
+        else
+            echo "the browser tests need Chromium and chromedriver: install them (Debian: apt-get install chromium chromium-driver) or set CHROMIUM and CHROMEDRIVER" >&2
+            exit 1
+        fi
     fi
     mkdir -p target
     cargo test --workspace --locked --lib --bins --tests 2>&1 | tee target/test-output.txt

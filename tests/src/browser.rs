@@ -109,12 +109,24 @@ impl Browser {
         &self.client
     }
 
-    /// Opens `url` and waits for it to load.
+    /// Opens `url` and waits for it to load; an error if Chromium could not reach it.
     pub async fn goto(&self, url: &str) -> anyhow::Result<()> {
         self.client
             .goto(url)
             .await
-            .with_context(|| format!("opening {url}"))
+            .with_context(|| format!("opening {url}"))?;
+        // An unreachable page still "loads", as Chromium's own error page.
+        let error_page = self
+            .execute(
+                "return document.URL.startsWith('chrome-error:') ? document.body.innerText : null",
+                vec![],
+            )
+            .await?;
+        if let Some(text) = error_page.as_str() {
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            bail!("opening {url}: Chromium shows its error page: {text}");
+        }
+        Ok(())
     }
 
     /// The current page's title.
@@ -230,14 +242,15 @@ impl Driver {
             .tempdir()
             .context("creating a scratch directory for chromedriver")?;
         let log = scratch.path().join("chromedriver.log");
-        let output =
-            File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let output = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|listener| listener.local_addr())
             .context("finding a free loopback port for chromedriver")?
             .port();
         let child = Command::new(program)
             .arg(format!("--port={port}"))
+            // Chromium's own stderr into the log too: why it would not start.
+            .arg("--enable-chrome-logs")
             .env("TMPDIR", scratch.path())
             .stdin(Stdio::null())
             .stdout(output.try_clone().context("sharing chromedriver's log")?)
@@ -300,7 +313,7 @@ impl Driver {
         Some(status)
     }
 
-    /// An error saying `what`, with the end of chromedriver's output.
+    /// An error saying `what`, with the end of chromedriver's output (Chromium's included).
     fn failure(&self, what: String) -> anyhow::Error {
         const TAIL: usize = 4000;
         let output = std::fs::read_to_string(&self.log).unwrap_or_default();

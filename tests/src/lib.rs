@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod dashboard;
 pub mod browser;
 
 use std::future::Future;

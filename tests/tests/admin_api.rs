@@ -308,37 +308,3 @@ async fn deleting_an_api_removes_everything_of_it_and_tells_proxies(pool: PgPool
     assert_eq!(status, StatusCode::NOT_FOUND);
     cp.stop().await;
 }
-
-#[sqlx::test(migrator = "MIGRATOR")]
-async fn the_landing_page_renders_with_security_headers_and_its_stylesheet(pool: PgPool) {
-    let cp = ControlPlane::start(pool).await;
-    let http = client();
-    let page = http
-        .get(format!("{}/", cp.url()))
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.headers()["content-type"]
-        .to_str()
-        .expect("ascii")
-        .starts_with("text/html"));
-    assert_eq!(page.headers()["x-frame-options"], "DENY");
-    assert!(page.headers()["content-security-policy"]
-        .to_str()
-        .expect("ascii")
-        .contains("default-src 'none'"));
-    let html = page.text().await.expect("text");
-    assert!(
-        html.contains("Gatehouse") && html.contains("0 proxies"),
-        "{html}"
-    );
-    let css = http
-        .get(format!("{}/static/gatehouse.css", cp.url()))
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
-    assert!(css.text().await.expect("text").contains("--accent"));
-    cp.stop().await;
-}

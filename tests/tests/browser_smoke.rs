@@ -35,8 +35,17 @@ async fn chromium_opens_the_front_page_and_saves_a_screenshot(pool: PgPool) -> a
 
     let path = browser.screenshot("front-page").await?;
     let png = std::fs::read(&path)?;
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is no PNG", path.display());
-    assert!(png.len() > 5_000, "{} has only {} bytes", path.display(), png.len());
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is no PNG",
+        path.display()
+    );
+    assert!(
+        png.len() > 5_000,
+        "{} has only {} bytes",
+        path.display(),
+        png.len()
+    );
 
     // WebDriver's own scripts run whatever the page's Content-Security-Policy says.
     let found = browser
@@ -74,7 +83,11 @@ async fn the_front_page_refuses_inline_scripts(pool: PgPool) -> anyhow::Result<(
 
     browser.goto(&url).await?;
     let ran = browser.execute(RUN_INLINE_SCRIPT, vec![]).await?;
-    assert_eq!(ran, Value::Bool(false), "an inline script ran on / ({policy})");
+    assert_eq!(
+        ran,
+        Value::Bool(false),
+        "an inline script ran on / ({policy})"
+    );
 
     browser.close().await?;
     cp.stop().await;

@@ -1,5 +1,6 @@
 //! Background upkeep of the database: metrics rolled up from minutes to hours, and old
-//! usage and metrics deleted. Each step is safe to run on several replicas at once.
+//! usage, metrics, expired sessions and old sign-in failures deleted. Each step is safe to
+//! run on several replicas at once.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::changes;
 use crate::config::ControlPlaneConfig;
-use crate::repo::{traffic, usage};
+use crate::repo::{sessions, traffic, usage};
 
 /// How often metrics are rolled up.
 const ROLLUP_EVERY: Duration = Duration::from_secs(300);
@@ -64,5 +65,9 @@ async fn prune(pool: &PgPool, retention: chrono::Duration) {
         Ok(0) => {}
         Ok(rows) => tracing::info!(rows, "pruned old usage rows"),
         Err(e) => tracing::warn!(error = %e, "pruning usage rows failed"),
+    }
+    let window = crate::dashboard::signin::FAILURE_WINDOW.num_seconds();
+    if let Err(e) = sessions::prune(pool, window).await {
+        tracing::warn!(error = %e, "pruning expired sessions failed");
     }
 }

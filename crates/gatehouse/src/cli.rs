@@ -30,9 +30,51 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Run only the demo upstream (a pet store and an echo service).
     DemoUpstream(DemoArgs),
+    /// Manage dashboard users: `admin create-user`, `admin set-password`.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Start the private PostgreSQL cluster under the data folder, print its URL and exit,
     /// leaving it running (what `just test` uses when DATABASE_URL is unset).
     Postgres(PostgresCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a dashboard user. The password is read from GATEHOUSE_PASSWORD, else asked
+    /// for (or read from the first line of standard input when it is not a terminal).
+    CreateUser(CreateUserArgs),
+    /// Set a user's password and sign them out everywhere.
+    SetPassword(SetPasswordArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateUserArgs {
+    /// The name to sign in with: letters, digits and . _ - @.
+    #[arg(long)]
+    pub name: String,
+    /// admin (changes anything) or viewer (reads only).
+    #[arg(long, default_value = "admin", value_parser = ["admin", "viewer"])]
+    pub role: String,
+    #[command(flatten)]
+    pub database: OptionalDatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SetPasswordArgs {
+    #[arg(long)]
+    pub name: String,
+    #[command(flatten)]
+    pub database: OptionalDatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct OptionalDatabaseArgs {
+    /// PostgreSQL URL; when unset, the private cluster of `gatehouse up` under the data
+    /// folder (started when it is not running, and left running).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub data: DataDirArgs,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +118,14 @@ pub struct ControlPlaneArgs {
     /// Age, in days, after which metrics are deleted.
     #[arg(long, env = "GATEHOUSE_METRICS_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3660))]
     pub metrics_retention_days: u64,
+    /// Where clients reach the proxies (e.g. https://api.example.com), for the invoke URLs
+    /// the dashboard shows [default: the address of the proxy seen last; `up`: its proxy].
+    #[arg(long, env = "GATEHOUSE_PROXY_URL")]
+    pub proxy_url: Option<String>,
+    /// Mark dashboard cookies Secure: set it when the dashboard is reached over HTTPS (a
+    /// TLS-terminating load balancer in front).
+    #[arg(long, env = "GATEHOUSE_SECURE_COOKIES")]
+    pub secure_cookies: bool,
 }
 
 #[derive(Debug, Args)]

@@ -43,6 +43,7 @@ fn main() -> std::process::ExitCode {
             Command::ControlPlane(cmd) => run::control_plane(cmd).await,
             Command::Proxy(cmd) => run::proxy(cmd).await,
             Command::Migrate(args) => run::migrate(args).await,
+            Command::Admin(command) => run::admin(command).await,
             Command::DemoUpstream(args) => run::demo_upstream(args).await,
             Command::Postgres(cmd) => run::postgres(cmd).await,
         }

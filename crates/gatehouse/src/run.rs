@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use gatehouse_control_plane::auth::Secret;
+use gatehouse_control_plane::dashboard::accounts::{self, CreateError};
+use gatehouse_control_plane::repo::users::{self, Role};
 use gatehouse_control_plane::ControlPlaneConfig;
 use gatehouse_proxy::access_log::AccessLogTarget;
 use gatehouse_proxy::{ProxyConfig, RunningProxy};
@@ -14,8 +16,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cli::{
-    ControlPlaneArgs, ControlPlaneCommand, DatabaseArgs, DemoArgs, PostgresCommand, ProxyArgs,
-    ProxyCommand, UpArgs,
+    AdminCommand, ControlPlaneArgs, ControlPlaneCommand, DatabaseArgs, DemoArgs,
+    OptionalDatabaseArgs, PostgresCommand, ProxyArgs, ProxyCommand, UpArgs,
 };
 use crate::embedded_pg::{self, EmbeddedPostgres};
 use crate::{database, demo, secrets};
@@ -68,6 +70,8 @@ fn control_plane_config(
         long_poll_timeout: Duration::from_secs(args.long_poll_secs),
         metrics_rollup_after: Duration::from_secs(args.metrics_rollup_hours * 3600),
         metrics_retention: Duration::from_secs(args.metrics_retention_days * 86_400),
+        secure_cookies: args.secure_cookies,
+        proxy_url: args.proxy_url.clone(),
         ..ControlPlaneConfig::default()
     }
 }
@@ -171,6 +175,87 @@ pub async fn proxy(cmd: ProxyCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `gatehouse admin ...`: user accounts of the dashboard.
+pub async fn admin(command: AdminCommand) -> anyhow::Result<()> {
+    let (name, database) = match &command {
+        AdminCommand::CreateUser(args) => (&args.name, &args.database),
+        AdminCommand::SetPassword(args) => (&args.name, &args.database),
+    };
+    let password = read_password()?;
+    let pool = admin_database(database).await?;
+    let result = match &command {
+        AdminCommand::CreateUser(args) => {
+            let role = Role::parse(&args.role).unwrap_or(Role::Viewer);
+            accounts::create(&pool, name, &password, role, false)
+                .await
+                .map(|user| {
+                    say!("created {} {}; sign in to the dashboard with it", user.role.as_str(), user.name);
+                })
+        }
+        AdminCommand::SetPassword(_) => match accounts::set_password(&pool, name, &password).await {
+            Ok(true) => {
+                say!("password of {name} changed; their sessions were ended");
+                Ok(())
+            }
+            Ok(false) => Err(CreateError::Internal(anyhow::anyhow!(
+                "there is no user named {name}"
+            ))),
+            Err(e) => Err(e),
+        },
+    };
+    if result.is_ok() {
+        let action = match command {
+            AdminCommand::CreateUser(_) => "created a user",
+            AdminCommand::SetPassword(_) => "set a password",
+        };
+        accounts::note(&pool, "cli", "cli", action, name).await;
+    }
+    pool.close().await;
+    result.map_err(|e| match e {
+        CreateError::Invalid(errors) => anyhow::anyhow!(
+            "{}",
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        other => anyhow::Error::new(other),
+    })
+}
+
+/// The password from GATEHOUSE_PASSWORD, the terminal (not echoed), or the first line of
+/// standard input.
+fn read_password() -> anyhow::Result<String> {
+    if let Ok(password) = std::env::var("GATEHOUSE_PASSWORD") {
+        return Ok(password);
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let first = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Password again: ")?;
+        anyhow::ensure!(first == again, "the two passwords differ");
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// The database of `args`, or the private cluster under the data folder, migrated.
+async fn admin_database(args: &OptionalDatabaseArgs) -> anyhow::Result<sqlx::PgPool> {
+    let url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => {
+            let pg = EmbeddedPostgres::start(&args.data.data_dir).await?;
+            pg.ensure_database(embedded_pg::DATABASE).await?;
+            pg.url(embedded_pg::DATABASE)
+        }
+    };
+    let pool = database::connect(&url).await?;
+    database::migrate(&pool).await?;
+    Ok(pool)
+}
+
 pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
     let pool = database::connect(&args.database_url).await?;
     database::migrate(&pool).await?;
@@ -261,11 +346,14 @@ async fn up_with_database(
     let pool = database::connect(database_url).await?;
     database::migrate(&pool).await?;
 
-    let cp_config = control_plane_config(
+    let mut cp_config = control_plane_config(
         &args.control_plane,
         Some(admin_token.clone()),
         Some(node_token.clone()),
     );
+    if cp_config.proxy_url.is_none() {
+        cp_config.proxy_url = Some(format!("http://{}", args.proxy.proxy_listen));
+    }
     let cp = spawn_control_plane(
         pool.clone(),
         cp_config,
@@ -294,6 +382,7 @@ async fn up_with_database(
             return Err(e);
         }
     };
+    let has_users = users::any_exist(&pool).await?;
     print_banner(
         cp.addr,
         &proxy,
@@ -302,6 +391,7 @@ async fn up_with_database(
         embedded.is_some(),
         &admin_token,
     );
+    print_sign_in(cp.addr, has_users);
 
     shutdown_signal().await;
     say!("\nStopping Gatehouse ...");
@@ -311,6 +401,17 @@ async fn up_with_database(
     let _ = demo_task.await;
     pool.close().await;
     Ok(())
+}
+
+fn print_sign_in(cp: SocketAddr, has_users: bool) {
+    if has_users {
+        say!("\nDashboard: http://{cp}/ (sign in; `gatehouse admin create-user` adds users).");
+    } else {
+        say!(
+            "\nDashboard: http://{cp}/setup creates the first admin: paste the admin token above.
+  Or, in another terminal: gatehouse admin create-user --name <you>"
+        );
+    }
 }
 
 fn print_banner(

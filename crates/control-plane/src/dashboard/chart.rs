@@ -5,7 +5,7 @@
 //! and [`latency`] build one from a metrics view, and [`render`] lays it out. All text goes
 //! through the template's escaping; only numbers are formatted here.
 
-use std::fmt::{self, Write};
+use std::fmt;
 
 use askama::Template;
 use chrono::{DateTime, Utc};
@@ -262,13 +262,11 @@ impl<'a> Svg<'a> {
             _ => LEFT + (t - first).num_seconds() as f64 / span as f64 * (RIGHT - LEFT),
         };
         let empty = max <= 0.0;
-        let series = match empty {
-            true => Vec::new(),
-            false => chart
-                .lines
-                .iter()
-                .map(|l| series(l, chart.times.iter().map(|t| x(*t)), y))
-                .collect(),
+        let series = if empty {
+            Vec::new()
+        } else {
+            let xs: Vec<f64> = chart.times.iter().map(|t| x(*t)).collect();
+            chart.lines.iter().map(|l| series(l, &xs, y)).collect()
         };
         let mut key_x = RIGHT;
         let mut legend: Vec<Key> = chart
@@ -313,7 +311,8 @@ impl<'a> Svg<'a> {
     }
 }
 
-fn series(line: &Line, xs: impl Iterator<Item = f64>, y: impl Fn(f64) -> f64) -> Series {
+/// The runs of `line` between its gaps, at `xs` across.
+fn series(line: &Line, xs: &[f64], y: impl Fn(f64) -> f64) -> Series {
     let mut series = Series {
         class: line.colour.class(),
         runs: Vec::new(),
@@ -322,20 +321,17 @@ fn series(line: &Line, xs: impl Iterator<Item = f64>, y: impl Fn(f64) -> f64) ->
     let mut run: Vec<(Px, Px)> = Vec::new();
     let values = line.values.iter().map(|v| v.filter(|v| v.is_finite()));
     for point in xs
+        .iter()
         .zip(values)
-        .map(|(x, v)| v.map(|v| (Px(x), Px(y(v)))))
+        .map(|(x, v)| v.map(|v| (Px(*x), Px(y(v)))))
         .chain([None])
     {
         match point {
             Some(p) => run.push(p),
             None if run.len() == 1 => series.dots.append(&mut run),
             None if run.len() > 1 => {
-                let mut points = String::new();
-                for (x, y) in run.drain(..) {
-                    let gap = if points.is_empty() { "" } else { " " };
-                    let _ = write!(points, "{gap}{x},{y}");
-                }
-                series.runs.push(points);
+                let points: Vec<String> = run.drain(..).map(|(x, y)| format!("{x},{y}")).collect();
+                series.runs.push(points.join(" "));
             }
             None => {}
         }
@@ -397,12 +393,8 @@ fn time_ticks(first: DateTime<Utc>, last: DateTime<Utc>) -> Vec<(DateTime<Utc>, 
     } else {
         "%b %-d"
     };
-    let start = first.timestamp().div_euclid(step) * step;
-    let start = if start < first.timestamp() {
-        start + step
-    } else {
-        start
-    };
+    // The first multiple of the step at or after `first`.
+    let start = (first.timestamp() + step - 1).div_euclid(step) * step;
     (start..=last.timestamp())
         .step_by(usize::try_from(step).unwrap_or(86_400))
         .filter_map(|secs| DateTime::from_timestamp(secs, 0))

@@ -50,7 +50,7 @@ impl Range {
     }
 
     /// Length and step, in seconds.
-    fn span(self) -> (i64, i64) {
+    pub fn span(self) -> (i64, i64) {
         match self {
             Range::Hour => (3600, 60),
             Range::Day => (24 * 3600, 15 * 60),

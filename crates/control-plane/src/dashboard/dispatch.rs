@@ -117,6 +117,3 @@ impl Refusal {
         }
     }
 }
-
-/// Re-exported so page modules can answer with `Result<_, Response>` and `?`.
-pub type PageResult = Result<Response, Response>;

@@ -3,6 +3,7 @@
 //! dashboard with a way back.
 
 use askama::Template;
+use chrono::{DateTime, Utc};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
@@ -51,6 +52,22 @@ impl Frame {
         } else {
             "false"
         }
+    }
+}
+
+/// A time as pages show it: `2026-11-24 18:30 UTC`.
+pub fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// How long ago `t` was, in the largest whole unit: `12 s ago`, `5 min ago`, `3 h ago`.
+pub fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - t).num_seconds().max(0);
+    match secs {
+        0..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=172_799 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86_400),
     }
 }
 

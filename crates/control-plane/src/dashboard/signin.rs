@@ -231,6 +231,9 @@ async fn setup_page(State(state): State<AppState>, parts: Parts) -> PageResult {
 }
 
 async fn set_up(State(state): State<AppState>, parts: Parts, body: Bytes) -> PageResult {
+    if users::any_exist(&state.pool).await? {
+        return Ok(setup_done());
+    }
     let fields = Fields::parse(&body).unwrap_or_default();
     if !form_token_matches(&parts.headers, &fields) {
         return Ok(expired_form());

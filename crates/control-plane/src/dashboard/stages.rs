@@ -1,9 +1,707 @@
-//! (being written)
+//! A stage's page: where clients call it, which deployment it serves, its settings
+//! (description, variables, default throttle, access log), the deployments it can roll
+//! back (or forward) to, and its traffic, as a whole and per deployed route.
+//!
+//! Every change goes through the admin API's `PATCH`/`DELETE /apis/{id}/stages/{stage}`.
+//! The settings form is checked here first where the API could not say which line or
+//! which number was wrong (variables typed as `name=value` lines, throttle numbers).
 
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
 use axum::Router;
+use chrono::{DateTime, Utc};
+use gatehouse_model::{
+    DeployedRoute, Integration, StageName, StageVariables, Throttle, DEFAULT_STAGE_THROTTLE,
+};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
 
+use super::charts::{Range, RangeQuery, Traffic};
+use super::dispatch::{self, Refusal};
+use super::form::{AdminPosted, Errors, Fields};
+use super::invoke;
+use super::render::{self, Failure, Frame, PageResult, Section};
+use super::session::SignedIn;
+use crate::error::FieldError;
+use crate::http::metrics::{self, Figures, RawQuery};
+use crate::repo::apis::{self, Api};
+use crate::repo::deployments::{self, Deployment};
+use crate::repo::stages::{self, Stage};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/apis/{api_id}/stages/{stage}", get(show).post(save))
+        .route("/apis/{api_id}/stages/{stage}/rollback", post(roll_back))
+        .route("/apis/{api_id}/stages/{stage}/delete", post(delete))
+}
+
+/// Largest burst the API accepts.
+const MAX_BURST: u32 = 1_000_000_000;
+/// Longest piece of a bad line quoted back in an error.
+const MAX_QUOTED: usize = 40;
+
+#[derive(Template)]
+#[template(path = "stage.html")]
+struct StagePage {
+    frame: Frame,
+    api: Api,
+    stage: Stage,
+    /// The stage's own address: `/apis/{id}/stages/{name}`.
+    path: String,
+    invoke_url: String,
+    /// False while no proxy has polled and none is configured: the URL has a placeholder.
+    proxy_known: bool,
+    created: String,
+    updated: String,
+    throttle: String,
+    /// The throttle a stage gets when both numbers are left empty.
+    default_throttle: String,
+    variables: Vec<(String, String)>,
+    current: Option<DeploymentRow>,
+    deployments: Vec<DeploymentRow>,
+    routes: Vec<RouteRow>,
+    /// The route whose traffic the charts show, when one is chosen.
+    selected: Option<RouteRow>,
+    traffic: Traffic,
+    totals: Option<Totals>,
+    fields: Fields,
+    errors: Errors,
+    /// Why the last roll back was refused.
+    rollback_error: Option<String>,
+    notice: Option<&'static str>,
+}
+
+impl StagePage {
+    /// `aria-invalid` for a field of the settings form.
+    fn invalid(&self, field: &str) -> &'static str {
+        if self.errors.get(field).is_some() {
+            "true"
+        } else {
+            "false"
+        }
+    }
+}
+
+/// One deployment of the API, as the roll back table lists it.
+#[derive(Clone)]
+struct DeploymentRow {
+    id: String,
+    description: String,
+    author: String,
+    when: String,
+    route_count: i32,
+    current: bool,
+    /// The button's label: "Roll back to this" for older ones, "Deploy this" for newer.
+    action: &'static str,
+}
+
+/// One route of the deployment the stage serves.
+#[derive(Clone)]
+struct RouteRow {
+    id: String,
+    route_key: String,
+    target: String,
+    api_key_required: bool,
+    totals: Option<Totals>,
+    selected: bool,
+}
+
+/// Traffic over the page's range, formatted.
+#[derive(Clone)]
+struct Totals {
+    requests: String,
+    errors_4xx: String,
+    errors_5xx: String,
+    p99: String,
+}
+
+/// What the page shows besides the stored stage: the range and route of the charts, and
+/// the state of its forms.
+struct View {
+    range: Range,
+    route: Option<Uuid>,
+    fields: Option<Fields>,
+    errors: Errors,
+    rollback_error: Option<String>,
+    notice: Option<&'static str>,
+}
+
+impl View {
+    fn plain(range: Range) -> View {
+        View {
+            range,
+            route: None,
+            fields: None,
+            errors: Errors::default(),
+            rollback_error: None,
+            notice: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StageQuery {
+    #[serde(default)]
+    route: String,
+    #[serde(default)]
+    done: String,
+}
+
+impl StageQuery {
+    /// The message for what the previous request did (`?done=` after a redirect).
+    fn notice(&self) -> Option<&'static str> {
+        match self.done.as_str() {
+            "settings" => Some("Settings saved. Proxies use them within a second."),
+            "deployment" => Some("The stage now serves the deployment you chose."),
+            _ => None,
+        }
+    }
+}
+
+/// The stage's page.
+async fn show(
+    user: SignedIn,
+    State(state): State<AppState>,
+    Path((api_id, name)): Path<(String, String)>,
+    Query(range): Query<RangeQuery>,
+    Query(query): Query<StageQuery>,
+) -> PageResult {
+    let (api, stage) = find(&state, &user, &api_id, &name).await?;
+    let route = match query.route.as_str() {
+        "" => None,
+        raw => Some(Uuid::parse_str(raw).map_err(|_| not_found(&user, "route"))?),
+    };
+    let view = View {
+        route,
+        notice: query.notice(),
+        ..View::plain(range.range())
+    };
+    render_page(&state, &user, api, stage, view, StatusCode::OK).await
+}
+
+/// Saves the settings form.
+async fn save(
+    State(state): State<AppState>,
+    Path((api_id, name)): Path<(String, String)>,
+    posted: AdminPosted,
+) -> PageResult {
+    let user = &posted.user;
+    let (api, stage) = find(&state, user, &api_id, &name).await?;
+    let fields = posted.fields;
+    let again = |errors: Errors| View {
+        fields: Some(fields.clone()),
+        errors,
+        ..View::plain(Range::default())
+    };
+    let body = match settings_body(&fields) {
+        Ok(body) => body,
+        Err(errors) => {
+            let view = again(Errors::new("Check the fields below.", errors));
+            return render_page(
+                &state,
+                user,
+                api,
+                stage,
+                view,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        }
+    };
+    let path = format!("/apis/{}/stages/{}", api.id, stage.name);
+    match dispatch::call(&state, user, Method::PATCH, &path, Some(body)).await {
+        Ok(_) => Ok(Redirect::to(&format!("{path}?done=settings")).into_response()),
+        Err(Refusal::Invalid(mut errors)) => {
+            if !errors.fields.is_empty() {
+                errors.summary = Some("Check the fields below.".to_owned());
+            }
+            let view = again(errors);
+            render_page(
+                &state,
+                user,
+                api,
+                stage,
+                view,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(Refusal::Page(page)) => Ok(page),
+    }
+}
+
+/// Points the stage at another deployment of its API.
+async fn roll_back(
+    State(state): State<AppState>,
+    Path((api_id, name)): Path<(String, String)>,
+    posted: AdminPosted,
+) -> PageResult {
+    let user = &posted.user;
+    let (api, stage) = find(&state, user, &api_id, &name).await?;
+    let Ok(deployment_id) = Uuid::parse_str(posted.fields.trimmed("deployment_id")) else {
+        return Err(not_found(user, "deployment"));
+    };
+    if deployments::get(&state.pool, api.id, deployment_id)
+        .await?
+        .is_none()
+    {
+        return Err(not_found(user, "deployment"));
+    }
+    let path = format!("/apis/{}/stages/{}", api.id, stage.name);
+    let body = json!({ "deployment_id": deployment_id });
+    match dispatch::call(&state, user, Method::PATCH, &path, Some(body)).await {
+        Ok(_) => Ok(Redirect::to(&format!("{path}?done=deployment")).into_response()),
+        Err(Refusal::Invalid(errors)) => {
+            let view = View {
+                rollback_error: Some(sentence(&errors)),
+                ..View::plain(Range::default())
+            };
+            render_page(
+                &state,
+                user,
+                api,
+                stage,
+                view,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(Refusal::Page(page)) => Ok(page),
+    }
+}
+
+/// Deletes the stage; its API's page follows.
+async fn delete(
+    State(state): State<AppState>,
+    Path((api_id, name)): Path<(String, String)>,
+    posted: AdminPosted,
+) -> PageResult {
+    let user = &posted.user;
+    let (api, stage) = find(&state, user, &api_id, &name).await?;
+    let path = format!("/apis/{}/stages/{}", api.id, stage.name);
+    match dispatch::call(&state, user, Method::DELETE, &path, None).await {
+        Ok(_) => Ok(Redirect::to(&format!("/apis/{}", api.id)).into_response()),
+        Err(refusal) => Ok(refusal.into_page(user)),
+    }
+}
+
+fn not_found(user: &SignedIn, what: &str) -> Failure {
+    Failure::from(render::not_found(Some(user), what))
+}
+
+/// The API and the stage a path names, or the friendly 404.
+async fn find(
+    state: &AppState,
+    user: &SignedIn,
+    api_id: &str,
+    name: &str,
+) -> Result<(Api, Stage), Failure> {
+    let api_id = Uuid::parse_str(api_id).map_err(|_| not_found(user, "API"))?;
+    let api = apis::get(&state.pool, api_id)
+        .await?
+        .ok_or_else(|| not_found(user, "API"))?;
+    StageName::parse(name).map_err(|_| not_found(user, "stage"))?;
+    let stage = stages::get(&state.pool, api_id, name)
+        .await?
+        .ok_or_else(|| not_found(user, "stage"))?;
+    Ok((api, stage))
+}
+
+/// Reads what the page shows and renders it with `status`.
+async fn render_page(
+    state: &AppState,
+    user: &SignedIn,
+    api: Api,
+    stage: Stage,
+    view: View,
+    status: StatusCode,
+) -> PageResult {
+    let api_id = api.id.to_string();
+    let path = format!("/apis/{api_id}/stages/{}", stage.name);
+    let base = invoke::base_url(state).await?;
+    let invoke_url = invoke::url(base.as_deref(), &api.slug, &stage.name);
+    let all = deployments::list(&state.pool, api.id).await?;
+    let deployed = deployments::get(&state.pool, api.id, stage.deployment_id)
+        .await?
+        .map(|d| d.routes.0)
+        .unwrap_or_default();
+    let deployments = deployment_rows(&all, stage.deployment_id);
+    let mut routes = Vec::with_capacity(deployed.len());
+    for route in &deployed {
+        let totals = totals(state, api.id, &stage.name, Some(route.id), view.range).await;
+        routes.push(route_row(route, totals, view.route == Some(route.id)));
+    }
+    let selected = match view.route {
+        Some(_) => match routes.iter().find(|r| r.selected) {
+            Some(row) => Some(row.clone()),
+            None => return Err(not_found(user, "route")),
+        },
+        None => None,
+    };
+    let mut series = vec![("api_id", api_id.as_str()), ("stage", stage.name.as_str())];
+    if let Some(row) = &selected {
+        series.push(("route_id", row.id.as_str()));
+    }
+    let traffic = Traffic::new(&path, &series, view.range);
+    let stage_totals = totals(state, api.id, &stage.name, view.route, view.range).await;
+    let page = StagePage {
+        frame: user.frame(Section::Apis),
+        path,
+        invoke_url,
+        proxy_known: base.is_some(),
+        created: when(stage.created_at),
+        updated: when(stage.updated_at),
+        throttle: describe_throttle(stage.throttle()),
+        default_throttle: throttle_text(DEFAULT_STAGE_THROTTLE),
+        variables: stage
+            .variables
+            .0
+            .as_map()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        current: deployments.iter().find(|d| d.current).cloned(),
+        deployments,
+        routes,
+        selected,
+        traffic,
+        totals: stage_totals,
+        fields: view.fields.unwrap_or_else(|| stage_fields(&stage)),
+        errors: view.errors,
+        rollback_error: view.rollback_error,
+        notice: view.notice,
+        api,
+        stage,
+    };
+    Ok(render::page_with(status, &page))
+}
+
+/// The API's deployments, newest first, each with what choosing it would do.
+fn deployment_rows(all: &[Deployment], current: Uuid) -> Vec<DeploymentRow> {
+    let current_at = all.iter().position(|d| d.id == current);
+    all.iter()
+        .enumerate()
+        .map(|(i, d)| DeploymentRow {
+            id: d.id.to_string(),
+            description: d.description.clone(),
+            author: d.author.clone(),
+            when: when(d.created_at),
+            route_count: d.route_count,
+            current: d.id == current,
+            action: match current_at {
+                Some(at) if i < at => "Deploy this",
+                _ => "Roll back to this",
+            },
+        })
+        .collect()
+}
+
+fn route_row(route: &DeployedRoute, totals: Option<Totals>, selected: bool) -> RouteRow {
+    let target = match &route.integration {
+        Integration::HttpProxy(proxy) => format!("HTTP_PROXY {}", proxy.uri),
+        Integration::Mock(mock) => format!("MOCK {}", mock.status),
+    };
+    RouteRow {
+        id: route.id.to_string(),
+        route_key: route.route_key.to_string(),
+        target,
+        api_key_required: route.api_key_required,
+        totals,
+        selected,
+    }
+}
+
+/// The settings form filled with the stage's current values.
+fn stage_fields(stage: &Stage) -> Fields {
+    let throttle = stage.throttle();
+    let variables = stage
+        .variables
+        .0
+        .as_map()
+        .iter()
+        .map(|(name, value)| format!("{name}={value}\n"))
+        .collect::<String>();
+    let fields = Fields::default()
+        .with("description", stage.description.clone())
+        .with("variables", variables)
+        .with("throttle.rate", throttle.rate.to_string())
+        .with("throttle.burst", throttle.burst.to_string());
+    if stage.access_log {
+        fields.with("access_log", "on")
+    } else {
+        fields
+    }
+}
+
+/// The `PATCH` body for the settings form, or what is wrong with it, by field.
+fn settings_body(fields: &Fields) -> Result<Value, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let variables = parse_variables(fields.get("variables"))
+        .map_err(|e| errors.push(FieldError::new("variables", e)))
+        .ok();
+    let throttle = parse_throttle(
+        fields.trimmed("throttle.rate"),
+        fields.trimmed("throttle.burst"),
+        &mut errors,
+    );
+    let (Some(variables), Some(throttle), true) = (variables, throttle, errors.is_empty()) else {
+        return Err(errors);
+    };
+    let mut body = Map::new();
+    body.insert("description".into(), fields.trimmed("description").into());
+    body.insert("variables".into(), json!(variables));
+    body.insert(
+        "throttle".into(),
+        json!({ "rate": throttle.rate, "burst": throttle.burst }),
+    );
+    body.insert("access_log".into(), fields.checked("access_log").into());
+    Ok(Value::Object(body))
+}
+
+/// Stage variables typed one `name=value` per line (blank lines skipped). An error names
+/// the line.
+fn parse_variables(raw: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut variables = BTreeMap::new();
+    for (index, line) in raw.lines().enumerate() {
+        let number = index + 1;
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            return Err(format!(
+                "line {number}: `{}` is not name=value",
+                quoted(line)
+            ));
+        };
+        let (name, value) = (name.trim(), value.trim());
+        let one = BTreeMap::from([(name.to_owned(), value.to_owned())]);
+        if let Err(e) = StageVariables::parse(one) {
+            return Err(format!("line {number}: {e}"));
+        }
+        if variables
+            .insert(name.to_owned(), value.to_owned())
+            .is_some()
+        {
+            return Err(format!("line {number}: `{name}` is set twice"));
+        }
+    }
+    Ok(variables)
+}
+
+/// The start of `text`, for an error message.
+fn quoted(text: &str) -> String {
+    if text.chars().count() <= MAX_QUOTED {
+        text.to_owned()
+    } else {
+        format!("{}…", text.chars().take(MAX_QUOTED).collect::<String>())
+    }
+}
+
+/// The stage's throttle from the form: both numbers, or neither for the default.
+fn parse_throttle(rate: &str, burst: &str, errors: &mut Vec<FieldError>) -> Option<Throttle> {
+    if rate.is_empty() && burst.is_empty() {
+        return Some(DEFAULT_STAGE_THROTTLE);
+    }
+    let rate = match rate.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Some(r),
+        _ if rate.is_empty() => {
+            errors.push(FieldError::new(
+                "throttle.rate",
+                "enter a rate too, or leave both empty for the default",
+            ));
+            None
+        }
+        _ => {
+            errors.push(FieldError::new(
+                "throttle.rate",
+                "enter a number of requests per second above 0, e.g. 100 or 0.5",
+            ));
+            None
+        }
+    };
+    let burst = match burst.parse::<u32>() {
+        Ok(b) if (1..=MAX_BURST).contains(&b) => Some(b),
+        _ if burst.is_empty() => {
+            errors.push(FieldError::new(
+                "throttle.burst",
+                "enter a burst too, or leave both empty for the default",
+            ));
+            None
+        }
+        _ => {
+            errors.push(FieldError::new(
+                "throttle.burst",
+                format!("enter a whole number of requests from 1 to {MAX_BURST}"),
+            ));
+            None
+        }
+    };
+    let (rate, burst) = (rate?, burst?);
+    // The model's own rules (highest rate, longest refill), worded as the API words them.
+    serde_json::from_value::<Throttle>(json!({ "rate": rate, "burst": burst }))
+        .map_err(|e| errors.push(FieldError::new("throttle.rate", e.to_string())))
+        .ok()
+}
+
+/// `10000 requests/s, burst 5000`.
+fn throttle_text(throttle: Throttle) -> String {
+    format!("{} requests/s, burst {}", throttle.rate, throttle.burst)
+}
+
+/// The stage's throttle, noting when it is the default.
+fn describe_throttle(throttle: Throttle) -> String {
+    let text = throttle_text(throttle);
+    if throttle == DEFAULT_STAGE_THROTTLE {
+        format!("{text} (the default)")
+    } else {
+        text
+    }
+}
+
+/// A time as the dashboard shows it.
+fn when(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A refusal's messages as one sentence.
+fn sentence(errors: &Errors) -> String {
+    let details = errors.fields.iter().map(|e| {
+        if e.field.is_empty() {
+            e.message.clone()
+        } else {
+            format!("{}: {}", e.field, e.message)
+        }
+    });
+    errors
+        .summary
+        .iter()
+        .cloned()
+        .chain(details)
+        .collect::<Vec<_>>()
+        .join(". ")
+}
+
+/// Length and step of `range`, in seconds: the same steps the charts draw.
+fn span(range: Range) -> (i64, i64) {
+    match range {
+        Range::Hour => (3600, 60),
+        Range::Day => (24 * 3600, 15 * 60),
+        Range::Week => (7 * 24 * 3600, 3600),
+    }
+}
+
+/// The stage's traffic (or one route's in it) over `range`; `None` when it cannot be read.
+async fn totals(
+    state: &AppState,
+    api_id: Uuid,
+    stage: &str,
+    route: Option<Uuid>,
+    range: Range,
+) -> Option<Totals> {
+    let (length, step) = span(range);
+    let to = (Utc::now().timestamp() / step + 1) * step;
+    let rfc3339 = |secs: i64| DateTime::from_timestamp(secs, 0).map(|t| t.to_rfc3339());
+    let raw = RawQuery {
+        api_id: Some(api_id.to_string()),
+        stage: Some(stage.to_owned()),
+        route_id: route.map(|r| r.to_string()),
+        key_id: None,
+        from: rfc3339(to - length),
+        to: rfc3339(to),
+        step: Some(step.to_string()),
+    };
+    match metrics::answer(state, &raw).await {
+        Ok(view) => Some(format_totals(&view.totals)),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading a stage's traffic totals failed");
+            None
+        }
+    }
+}
+
+fn format_totals(figures: &Figures) -> Totals {
+    Totals {
+        requests: count(figures.count),
+        errors_4xx: count(figures.errors_4xx),
+        errors_5xx: count(figures.errors_5xx),
+        p99: figures
+            .latency_ms
+            .as_ref()
+            .map_or_else(|| "–".to_owned(), |l| format!("{} ms", l.p99)),
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_are_read_one_per_line_skipping_blank_ones() {
+        let vars = parse_variables("host=10.0.0.5\r\n\n  port = 9000 \n").expect("valid");
+        assert_eq!(vars.get("host").map(String::as_str), Some("10.0.0.5"));
+        assert_eq!(vars.get("port").map(String::as_str), Some("9000"));
+        assert_eq!(vars.len(), 2);
+    }
+
+    #[test]
+    fn a_bad_variables_line_is_named() {
+        let e = parse_variables("a=1\njust text").expect_err("invalid");
+        assert!(e.starts_with("line 2:"), "{e}");
+        let e = parse_variables("a=1\nbad name=2").expect_err("invalid");
+        assert!(e.starts_with("line 2:"), "{e}");
+        let e = parse_variables("a=1\na=2").expect_err("invalid");
+        assert!(e.contains("set twice"), "{e}");
+    }
+
+    #[test]
+    fn throttle_needs_both_numbers_or_neither() {
+        let mut errors = Vec::new();
+        assert_eq!(
+            parse_throttle("", "", &mut errors),
+            Some(DEFAULT_STAGE_THROTTLE)
+        );
+        assert_eq!(
+            parse_throttle("0.5", "2", &mut errors),
+            Some(Throttle {
+                rate: 0.5,
+                burst: 2
+            })
+        );
+        assert!(errors.is_empty());
+        assert_eq!(parse_throttle("10", "", &mut errors), None);
+        assert_eq!(errors[0].field, "throttle.burst");
+        errors.clear();
+        assert_eq!(parse_throttle("fast", "0", &mut errors), None);
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["throttle.rate", "throttle.burst"]);
+    }
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(1_234_567), "1,234,567");
+    }
 }

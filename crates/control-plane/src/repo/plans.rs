@@ -246,3 +246,13 @@ pub async fn overlapping_coverage(
     .fetch_optional(db)
     .await
 }
+
+// ---- Dashboard reads (API keys and usage plans pages) ----
+
+/// Every attachment of a key to a plan, as `(plan_id, key_id)`: one query for listings
+/// that show a key's plans or a plan's key count.
+pub async fn memberships(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
+    sqlx::query_as("SELECT plan_id, key_id FROM usage_plan_keys ORDER BY created_at, key_id")
+        .fetch_all(db)
+        .await
+}

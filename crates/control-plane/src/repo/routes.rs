@@ -93,3 +93,12 @@ pub async fn delete(db: impl PgExecutor<'_>, api_id: Uuid, id: Uuid) -> sqlx::Re
         .await?;
     Ok(done.rows_affected() == 1)
 }
+
+// ---- Dashboard reads (APIs area) ----
+
+/// How many routes each API has (APIs without routes are absent).
+pub async fn counts(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(Uuid, i64)>> {
+    sqlx::query_as("SELECT api_id, count(*) FROM routes GROUP BY api_id")
+        .fetch_all(db)
+        .await
+}

@@ -109,3 +109,14 @@ pub async fn delete(db: impl PgExecutor<'_>, api_id: Uuid, name: &str) -> sqlx::
         .await?;
     Ok(done.rows_affected() == 1)
 }
+
+// ---- Dashboard reads (APIs area) ----
+
+/// Every stage of every API, by API then name: for the dashboard's list of APIs.
+pub async fn list_all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Stage>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM stages ORDER BY api_id, name"
+    ))
+    .fetch_all(db)
+    .await
+}

@@ -435,3 +435,41 @@ pub async fn prune(
         .await?;
     Ok(total + batches.rows_affected())
 }
+
+/// An API's traffic totals over a range.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApiTotals {
+    pub api_id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub count: i64,
+    pub errors_4xx: i64,
+    pub errors_5xx: i64,
+}
+
+/// The `limit` APIs with the most requests in `[from, to)`, busiest first.
+pub async fn busiest_apis(
+    db: impl PgExecutor<'_>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<ApiTotals>> {
+    sqlx::query_as(
+        "SELECT a.id AS api_id, a.name, a.slug,
+                least(sum(t.count), 9223372036854775807)::bigint AS count,
+                least(sum(t.errors_4xx), 9223372036854775807)::bigint AS errors_4xx,
+                least(sum(t.errors_5xx), 9223372036854775807)::bigint AS errors_5xx
+         FROM traffic t JOIN apis a ON a.id = t.api_id
+         WHERE t.scope = $1 AND t.start >= $2 AND t.start < $3
+         GROUP BY a.id, a.name, a.slug
+         HAVING sum(t.count) > 0
+         ORDER BY count DESC, a.slug
+         LIMIT $4",
+    )
+    .bind(Scope::Api as i16)
+    .bind(from)
+    .bind(to)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
