@@ -142,7 +142,8 @@ impl Dashboard {
     }
 
     pub async fn get(&self, path: &str) -> Page {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
     }
 
     /// Posts a form with this session's CSRF token.

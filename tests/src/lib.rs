@@ -5,8 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
-pub mod dashboard;
 pub mod browser;
+pub mod dashboard;
 
 use std::future::Future;
 use std::net::SocketAddr;

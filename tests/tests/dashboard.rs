@@ -19,7 +19,10 @@ async fn user_count(pool: &PgPool) -> i64 {
 }
 
 /// Posts the setup form with the browser's form cookie.
-async fn post_setup(cp: &ControlPlane, fields: &[(&str, &str)]) -> (StatusCode, String, Option<String>) {
+async fn post_setup(
+    cp: &ControlPlane,
+    fields: &[(&str, &str)],
+) -> (StatusCode, String, Option<String>) {
     let client = http();
     let form = client
         .get(format!("{}/setup", cp.url()))
@@ -47,7 +50,10 @@ async fn a_fresh_install_sends_visitors_to_setup_which_takes_the_admin_token_onc
     let visitor = Dashboard::anonymous(&cp);
     let home = visitor.get("/apis?range=day").await;
     assert_eq!(home.status, StatusCode::SEE_OTHER);
-    assert_eq!(home.location.as_deref(), Some("/signin?next=/apis%3Frange%3Dday"));
+    assert_eq!(
+        home.location.as_deref(),
+        Some("/signin?next=/apis%3Frange%3Dday")
+    );
     let signin = visitor.get("/signin").await;
     assert_eq!(signin.location.as_deref(), Some("/setup"));
 
@@ -93,7 +99,16 @@ async fn a_fresh_install_sends_visitors_to_setup_which_takes_the_admin_token_onc
     assert!(overview.text().await.expect("html").contains("ada"));
 
     // Setup is over: the page and the form are gone for everyone.
-    let (status, html, session) = post_setup(&cp, &[("admin_token", ADMIN_TOKEN), ("name", "eve"), ("password", PASSWORD), ("confirm", PASSWORD)]).await;
+    let (status, html, session) = post_setup(
+        &cp,
+        &[
+            ("admin_token", ADMIN_TOKEN),
+            ("name", "eve"),
+            ("password", PASSWORD),
+            ("confirm", PASSWORD),
+        ],
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(html.contains("Setup is done"), "{html}");
     assert_eq!(session, None);
@@ -110,7 +125,9 @@ async fn sign_in_takes_the_right_password_only_and_locks_a_name_after_five_failu
     for _ in 0..5 {
         let answer = eve.sign_in("ada", "wrong password!").await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-        answer.expect_text("Wrong user name or password").expect_text("value=\"ada\"");
+        answer
+            .expect_text("Wrong user name or password")
+            .expect_text("value=\"ada\"");
     }
     // Locked: even the right password is not checked until the window passes.
     let answer = eve.sign_in("ada", PASSWORD).await;
@@ -121,23 +138,40 @@ async fn sign_in_takes_the_right_password_only_and_locks_a_name_after_five_failu
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     answer.expect_text("Wrong user name or password");
     // Other users are not locked out by ada's failures; names are case-insensitive.
-    gatehouse_control_plane::dashboard::accounts::create(&pool, "Grace", PASSWORD, Role::Viewer, false)
-        .await
-        .expect("grace");
+    gatehouse_control_plane::dashboard::accounts::create(
+        &pool,
+        "Grace",
+        PASSWORD,
+        Role::Viewer,
+        false,
+    )
+    .await
+    .expect("grace");
     let mut grace = Dashboard::anonymous(&cp);
-    assert_eq!(grace.sign_in("grace", PASSWORD).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        grace.sign_in("grace", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
     cp.stop().await;
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn one_address_is_locked_after_twenty_failures_whatever_the_names(pool: PgPool) {
     let cp = ControlPlane::start(pool.clone()).await;
-    gatehouse_control_plane::dashboard::accounts::create(&pool, "ada", PASSWORD, Role::Admin, false)
-        .await
-        .expect("ada");
+    gatehouse_control_plane::dashboard::accounts::create(
+        &pool,
+        "ada",
+        PASSWORD,
+        Role::Admin,
+        false,
+    )
+    .await
+    .expect("ada");
     let mut guesser = Dashboard::anonymous(&cp);
     for i in 0..20 {
-        let answer = guesser.sign_in(&format!("user{i}"), "guess guess guess").await;
+        let answer = guesser
+            .sign_in(&format!("user{i}"), "guess guess guess")
+            .await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     }
     let answer = guesser.sign_in("ada", PASSWORD).await;
@@ -171,13 +205,23 @@ async fn signing_out_ends_the_session_on_the_server_and_needs_the_csrf_token(poo
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_sign_in_form_from_another_site_is_refused(pool: PgPool) {
     let cp = ControlPlane::start(pool.clone()).await;
-    gatehouse_control_plane::dashboard::accounts::create(&pool, "ada", PASSWORD, Role::Admin, false)
-        .await
-        .expect("ada");
+    gatehouse_control_plane::dashboard::accounts::create(
+        &pool,
+        "ada",
+        PASSWORD,
+        Role::Admin,
+        false,
+    )
+    .await
+    .expect("ada");
     // No form cookie: the token in the form cannot be checked.
     let forged = http()
         .post(format!("{}/signin", cp.url()))
-        .form(&[("csrf", "0".repeat(64).as_str()), ("name", "ada"), ("password", PASSWORD)])
+        .form(&[
+            ("csrf", "0".repeat(64).as_str()),
+            ("name", "ada"),
+            ("password", PASSWORD),
+        ])
         .send()
         .await
         .expect("answer");
@@ -189,9 +233,15 @@ async fn a_sign_in_form_from_another_site_is_refused(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn pages_carry_strict_security_headers_and_the_session_cookie_its_flags(pool: PgPool) {
     let cp = ControlPlane::start(pool.clone()).await;
-    gatehouse_control_plane::dashboard::accounts::create(&pool, "ada", PASSWORD, Role::Admin, false)
-        .await
-        .expect("ada");
+    gatehouse_control_plane::dashboard::accounts::create(
+        &pool,
+        "ada",
+        PASSWORD,
+        Role::Admin,
+        false,
+    )
+    .await
+    .expect("ada");
     let mut ada = Dashboard::anonymous(&cp);
     let answer = ada.sign_in("ada", PASSWORD).await;
     let cookie = answer
@@ -207,8 +257,13 @@ async fn pages_carry_strict_security_headers_and_the_session_cookie_its_flags(po
     }
     assert!(!cookie.contains("Secure"), "plain HTTP here: {cookie}");
     let page = ada.get("/").await;
-    let csp = page.headers["content-security-policy"].to_str().expect("ascii");
-    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    let csp = page.headers["content-security-policy"]
+        .to_str()
+        .expect("ascii");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
     assert!(!csp.contains("unsafe-inline"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(page.headers["x-frame-options"], "DENY");
@@ -222,7 +277,10 @@ async fn pages_carry_strict_security_headers_and_the_session_cookie_its_flags(po
     ] {
         let answer = ada.get(asset).await;
         assert_eq!(answer.status, StatusCode::OK, "{asset}");
-        assert!(answer.headers["content-type"].to_str().expect("ascii").starts_with(kind));
+        assert!(answer.headers["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with(kind));
     }
     cp.stop().await;
 }
@@ -256,16 +314,40 @@ async fn the_overview_proxies_and_audit_pages_render_for_a_viewer(pool: PgPool) 
     let admin = cp.admin();
     let api = admin.create_api("pets").await;
     let viewer = Dashboard::sign_in_new(&cp, "vera", Role::Viewer).await;
-    for path in ["/", "/?range=hour", "/?range=week", "/?range=bogus", "/nodes", "/audit", "/audit?before=x"] {
+    for path in [
+        "/",
+        "/?range=hour",
+        "/?range=week",
+        "/?range=bogus",
+        "/nodes",
+        "/audit",
+        "/audit?before=x",
+    ] {
         let page = viewer.get(path).await;
         assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.html);
         page.expect_text("vera");
-        assert!(!page.html.contains("New API"), "{path}: a viewer sees no change buttons");
+        assert!(
+            !page.html.contains("New API"),
+            "{path}: a viewer sees no change buttons"
+        );
     }
-    viewer.get("/").await.expect_text("No traffic in this period");
-    viewer.get("/nodes").await.expect_text("No proxy has polled yet");
-    viewer.get("/audit").await.expect_text("POST /apis").expect_text("admin-token");
-    for chart in ["/charts/requests?range=day", &format!("/charts/latency?api_id={api}&range=hour")] {
+    viewer
+        .get("/")
+        .await
+        .expect_text("No traffic in this period");
+    viewer
+        .get("/nodes")
+        .await
+        .expect_text("No proxy has polled yet");
+    viewer
+        .get("/audit")
+        .await
+        .expect_text("POST /apis")
+        .expect_text("admin-token");
+    for chart in [
+        "/charts/requests?range=day",
+        &format!("/charts/latency?api_id={api}&range=hour"),
+    ] {
         let answer = viewer.get(chart).await;
         assert_eq!(answer.status, StatusCode::OK, "{chart}");
         assert_eq!(answer.headers["content-type"], "image/svg+xml");
@@ -283,10 +365,15 @@ async fn changes_from_the_admin_api_are_audited_with_secrets_hidden(pool: PgPool
     let cp = ControlPlane::start(pool.clone()).await;
     let admin = cp.admin();
     let (status, _) = admin
-        .post("/keys", json!({"name": "imported", "value": "imported-secret-value-1234567890"}))
+        .post(
+            "/keys",
+            json!({"name": "imported", "value": "imported-secret-value-1234567890"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, _) = admin.post("/apis", json!({"name": "x", "slug": "BAD SLUG"})).await;
+    let (status, _) = admin
+        .post("/apis", json!({"name": "x", "slug": "BAD SLUG"}))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let rows: Vec<(String, String, String, Option<serde_json::Value>)> =
         sqlx::query_as("SELECT actor, source, action, detail FROM audit_log ORDER BY id")
@@ -295,9 +382,15 @@ async fn changes_from_the_admin_api_are_audited_with_secrets_hidden(pool: PgPool
             .expect("audit");
     assert_eq!(rows.len(), 1, "only the change that happened: {rows:?}");
     let (actor, source, action, detail) = &rows[0];
-    assert_eq!((actor.as_str(), source.as_str(), action.as_str()), ("admin-token", "api", "POST /keys"));
+    assert_eq!(
+        (actor.as_str(), source.as_str(), action.as_str()),
+        ("admin-token", "api", "POST /keys")
+    );
     let detail = detail.as_ref().expect("detail").to_string();
-    assert!(detail.contains("imported") && !detail.contains("imported-secret-value"), "{detail}");
+    assert!(
+        detail.contains("imported") && !detail.contains("imported-secret-value"),
+        "{detail}"
+    );
     let ada = Dashboard::sign_in_new(&cp, "ada", Role::Admin).await;
     let page = ada.get("/audit").await;
     assert!(!page.html.contains("imported-secret-value"));

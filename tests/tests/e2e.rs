@@ -351,8 +351,14 @@ async fn a_damaged_disk_cache_is_refused_not_served(pool: PgPool) {
         upstream: _upstream,
         ..
     } = pets_world(&pool).await;
-    let cp_url = stop_once_cached(proxy, cp, data.path()).await;
+    stop_once_cached(proxy, cp, data.path()).await;
     let cache = data.path().join("snapshot.json");
+    // A control plane that never answers, on a port this test holds: the stopped one's
+    // port could be taken by another test's control plane, which would serve a config.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let cp_url = format!("http://{}", silent.local_addr().expect("addr"));
 
     let good = std::fs::read_to_string(&cache).expect("cache");
     for damaged in [

@@ -189,19 +189,25 @@ pub async fn admin(command: AdminCommand) -> anyhow::Result<()> {
             accounts::create(&pool, name, &password, role, false)
                 .await
                 .map(|user| {
-                    say!("created {} {}; sign in to the dashboard with it", user.role.as_str(), user.name);
+                    say!(
+                        "created {} {}; sign in to the dashboard with it",
+                        user.role.as_str(),
+                        user.name
+                    );
                 })
         }
-        AdminCommand::SetPassword(_) => match accounts::set_password(&pool, name, &password).await {
-            Ok(true) => {
-                say!("password of {name} changed; their sessions were ended");
-                Ok(())
+        AdminCommand::SetPassword(_) => {
+            match accounts::set_password(&pool, name, &password).await {
+                Ok(true) => {
+                    say!("password of {name} changed; their sessions were ended");
+                    Ok(())
+                }
+                Ok(false) => Err(CreateError::Internal(anyhow::anyhow!(
+                    "there is no user named {name}"
+                ))),
+                Err(e) => Err(e),
             }
-            Ok(false) => Err(CreateError::Internal(anyhow::anyhow!(
-                "there is no user named {name}"
-            ))),
-            Err(e) => Err(e),
-        },
+        }
     };
     if result.is_ok() {
         let action = match command {

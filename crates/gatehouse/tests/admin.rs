@@ -19,7 +19,11 @@ fn url_of(pool: &PgPool) -> String {
         .map(|i| i + 3)
         .and_then(|start| base[start..].find('/').map(|j| start + j))
         .unwrap_or(base.len());
-    let database = pool.connect_options().get_database().unwrap_or("postgres").to_owned();
+    let database = pool
+        .connect_options()
+        .get_database()
+        .unwrap_or("postgres")
+        .to_owned();
     format!("{}/{database}{query}", &base[..authority_end])
 }
 
@@ -62,14 +66,20 @@ async fn create_user_stores_an_argon2id_hash_and_the_role(pool: PgPool) {
         Some("a long enough password"),
         "",
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("created viewer ada"));
     let (hash, role) = stored_hash(&pool, "ada").await.expect("user stored");
     assert_eq!(role, "viewer");
     assert!(hash.starts_with("$argon2id$"), "{hash}");
-    assert!(passwords::verify("a long enough password".to_owned(), Some(hash))
-        .await
-        .expect("verify"));
+    assert!(
+        passwords::verify("a long enough password".to_owned(), Some(hash))
+            .await
+            .expect("verify")
+    );
     let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE source = 'cli'")
         .fetch_one(&pool)
         .await
@@ -79,34 +89,65 @@ async fn create_user_stores_an_argon2id_hash_and_the_role(pool: PgPool) {
 
 #[sqlx::test(migrator = "gatehouse_control_plane::MIGRATOR")]
 async fn the_password_can_come_from_standard_input(pool: PgPool) {
-    let out = gatehouse(&pool, &["create-user", "--name", "grace"], None, "piped password 123\n");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gatehouse(
+        &pool,
+        &["create-user", "--name", "grace"],
+        None,
+        "piped password 123\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (hash, role) = stored_hash(&pool, "grace").await.expect("user stored");
     assert_eq!(role, "admin");
-    assert!(passwords::verify("piped password 123".to_owned(), Some(hash))
-        .await
-        .expect("verify"));
+    assert!(
+        passwords::verify("piped password 123".to_owned(), Some(hash))
+            .await
+            .expect("verify")
+    );
 }
 
 #[sqlx::test(migrator = "gatehouse_control_plane::MIGRATOR")]
 async fn bad_names_short_passwords_and_duplicates_are_refused_with_a_reason(pool: PgPool) {
-    let bad_name = gatehouse(&pool, &["create-user", "--name", "a b"], Some("long enough pw"), "");
+    let bad_name = gatehouse(
+        &pool,
+        &["create-user", "--name", "a b"],
+        Some("long enough pw"),
+        "",
+    );
     assert!(!bad_name.status.success());
     assert!(String::from_utf8_lossy(&bad_name.stderr).contains("name:"));
     let short = gatehouse(&pool, &["create-user", "--name", "ada"], Some("short"), "");
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("at least 10 characters"));
     assert_eq!(stored_hash(&pool, "ada").await, None);
-    let first = gatehouse(&pool, &["create-user", "--name", "ada"], Some("long enough pw"), "");
+    let first = gatehouse(
+        &pool,
+        &["create-user", "--name", "ada"],
+        Some("long enough pw"),
+        "",
+    );
     assert!(first.status.success());
-    let again = gatehouse(&pool, &["create-user", "--name", "ADA"], Some("long enough pw"), "");
+    let again = gatehouse(
+        &pool,
+        &["create-user", "--name", "ADA"],
+        Some("long enough pw"),
+        "",
+    );
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
 
 #[sqlx::test(migrator = "gatehouse_control_plane::MIGRATOR")]
 async fn set_password_replaces_the_hash_and_ends_sessions(pool: PgPool) {
-    let out = gatehouse(&pool, &["create-user", "--name", "ada"], Some("first password"), "");
+    let out = gatehouse(
+        &pool,
+        &["create-user", "--name", "ada"],
+        Some("first password"),
+        "",
+    );
     assert!(out.status.success());
     sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, csrf_token, address, user_agent, expires_at)
@@ -115,8 +156,17 @@ async fn set_password_replaces_the_hash_and_ends_sessions(pool: PgPool) {
     .execute(&pool)
     .await
     .expect("session");
-    let out = gatehouse(&pool, &["set-password", "--name", "ada"], Some("second password"), "");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gatehouse(
+        &pool,
+        &["set-password", "--name", "ada"],
+        Some("second password"),
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (hash, _) = stored_hash(&pool, "ada").await.expect("user");
     assert!(passwords::verify("second password".to_owned(), Some(hash))
         .await
@@ -126,7 +176,12 @@ async fn set_password_replaces_the_hash_and_ends_sessions(pool: PgPool) {
         .await
         .expect("count");
     assert_eq!(sessions, 0);
-    let nobody = gatehouse(&pool, &["set-password", "--name", "nobody"], Some("second password"), "");
+    let nobody = gatehouse(
+        &pool,
+        &["set-password", "--name", "nobody"],
+        Some("second password"),
+        "",
+    );
     assert!(!nobody.status.success());
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("no user named nobody"));
 }

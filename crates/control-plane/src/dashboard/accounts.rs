@@ -6,8 +6,8 @@ use sqlx::PgPool;
 use super::passwords;
 use crate::error::FieldError;
 use crate::repo::audit::{self, NewEntry};
-use crate::repo::users::{self, Role, User};
 use crate::repo::sessions;
+use crate::repo::users::{self, Role, User};
 
 /// Longest user name, in characters.
 pub const MAX_NAME_LEN: usize = 64;
@@ -19,9 +19,7 @@ pub fn name_problem(name: &str) -> Option<String> {
         && name
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
-    (!fine).then(|| {
-        format!("1 to {MAX_NAME_LEN} letters, digits and . _ - @ (no spaces)")
-    })
+    (!fine).then(|| format!("1 to {MAX_NAME_LEN} letters, digits and . _ - @ (no spaces)"))
 }
 
 /// Checks the name and password, hashes the password and creates the user. With
@@ -68,7 +66,9 @@ pub async fn create(
 /// Sets a new password and ends the user's sessions. False when there is no such user.
 pub async fn set_password(pool: &PgPool, name: &str, password: &str) -> Result<bool, CreateError> {
     if let Some(problem) = passwords::weakness(password) {
-        return Err(CreateError::Invalid(vec![FieldError::new("password", problem)]));
+        return Err(CreateError::Invalid(vec![FieldError::new(
+            "password", problem,
+        )]));
     }
     let hash = passwords::hash(password.to_owned()).await?;
     let mut tx = pool.begin().await?;

@@ -14,7 +14,10 @@ const ICON: &str = include_str!("../../../../static/favicon.svg");
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/static/gatehouse.css", get(|| asset("text/css; charset=utf-8", STYLESHEET)))
+        .route(
+            "/static/gatehouse.css",
+            get(|| asset("text/css; charset=utf-8", STYLESHEET)),
+        )
         .route(
             "/static/dashboard.js",
             get(|| asset("text/javascript; charset=utf-8", SCRIPT)),

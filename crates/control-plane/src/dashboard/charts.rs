@@ -58,6 +58,20 @@ impl Range {
         }
     }
 
+    /// The metrics query of `series` over this range, ending with the step that holds
+    /// now (so the newest minute shows as it fills).
+    pub fn query(self, series: RawQuery) -> RawQuery {
+        let (length, step) = self.span();
+        let to = (Utc::now().timestamp() / step + 1) * step;
+        let rfc3339 = |secs: i64| DateTime::from_timestamp(secs, 0).map(|t| t.to_rfc3339());
+        RawQuery {
+            from: rfc3339(to - length),
+            to: rfc3339(to),
+            step: Some(step.to_string()),
+            ..series
+        }
+    }
+
     /// `(value, label, aria-current)` of each range, for the tabs of a page.
     pub fn tabs(self) -> [(&'static str, &'static str, &'static str); 3] {
         let current = |r: Range| if r == self { "true" } else { "false" };
@@ -143,20 +157,13 @@ async fn draw(
     build: impl FnOnce(&metrics::MetricsView) -> chart::Chart,
 ) -> Response {
     let range = Range::parse(&query.range).unwrap_or_default();
-    let (length, step) = range.span();
-    let now = Utc::now().timestamp();
-    // The last step ends after now, so the newest minute shows as it fills.
-    let to = (now / step + 1) * step;
-    let rfc3339 = |secs: i64| DateTime::from_timestamp(secs, 0).map(|t| t.to_rfc3339());
-    let raw = RawQuery {
+    let raw = range.query(RawQuery {
         api_id: query.api_id,
         stage: query.stage,
         route_id: query.route_id,
         key_id: query.key_id,
-        from: rfc3339(to - length),
-        to: rfc3339(to),
-        step: Some(step.to_string()),
-    };
+        ..RawQuery::default()
+    });
     let view = match metrics::answer(&state, &raw).await {
         Ok(view) => view,
         Err(e) => return e.into_response(),

@@ -6,24 +6,24 @@
 //! stylesheet, script and images (no inline script or style), and may not be framed.
 
 pub mod accounts;
-pub mod chart;
-pub mod charts;
-pub mod dispatch;
-pub mod form;
-pub mod invoke;
-pub mod passwords;
-pub mod render;
-pub mod session;
-pub mod signin;
 mod apis;
 mod assets;
 mod audit;
+pub mod chart;
+pub mod charts;
 mod deployments;
+pub mod dispatch;
+pub mod form;
+pub mod invoke;
 mod keys;
 mod nodes;
 mod overview;
+pub mod passwords;
 mod plans;
+pub mod render;
 mod routes;
+pub mod session;
+pub mod signin;
 mod stages;
 
 use axum::extract::{FromRequestParts, State};
@@ -77,6 +77,8 @@ pub fn router() -> Router<AppState> {
 
 /// The friendly 404 for any path nothing else serves.
 async fn not_found(State(state): State<AppState>, mut parts: Parts) -> Response {
-    let user = session::SignedIn::from_request_parts(&mut parts, &state).await.ok();
+    let user = session::SignedIn::from_request_parts(&mut parts, &state)
+        .await
+        .ok();
     render::not_found(user.as_ref(), "page")
 }

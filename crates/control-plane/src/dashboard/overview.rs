@@ -6,11 +6,11 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use super::charts::{RangeQuery, Traffic};
 use super::nodes::{self, NodeRow};
-use super::render::{self, Frame, PageResult, Section};
+use super::render::{self, millis, Frame, PageResult, Section};
 use super::session::SignedIn;
 use crate::http::metrics::{self, RawQuery};
 use crate::repo::traffic::{self, ApiTotals};
@@ -55,30 +55,13 @@ fn share(part: u64, whole: u64) -> String {
     }
 }
 
-fn millis(ms: Option<f64>) -> String {
-    match ms {
-        None => "–".to_owned(),
-        Some(ms) if ms < 10.0 => format!("{ms:.2} ms"),
-        Some(ms) => format!("{ms:.0} ms"),
-    }
-}
-
 async fn overview(
     user: SignedIn,
     State(state): State<AppState>,
     Query(query): Query<RangeQuery>,
 ) -> PageResult {
     let range = query.range();
-    let now = Utc::now();
-    let (length, step) = range.span();
-    let from = now - chrono::Duration::seconds(length);
-    let rfc3339 = |t: DateTime<Utc>| Some(t.to_rfc3339());
-    let raw = RawQuery {
-        from: rfc3339(from),
-        to: rfc3339(now),
-        step: Some(step.to_string()),
-        ..RawQuery::default()
-    };
+    let raw = range.query(RawQuery::default());
     let totals = match metrics::answer(&state, &raw).await {
         Ok(view) => view.totals,
         Err(e) => {
@@ -100,6 +83,8 @@ async fn overview(
         p50: millis(latency.map(|l| l.p50)),
         p99: millis(latency.map(|l| l.p99)),
     };
+    let now = Utc::now();
+    let from = now - chrono::Duration::seconds(range.span().0);
     let busiest = traffic::busiest_apis(&state.pool, from, now, BUSIEST).await?;
     Ok(render::page(&OverviewPage {
         frame: user.frame(Section::Overview),
@@ -120,12 +105,5 @@ mod tests {
         assert_eq!(share(1, 4), "25.0%");
         assert_eq!(share(1, 10_000), "<0.1%");
         assert_eq!(share(0, 10), "0.0%");
-    }
-
-    #[test]
-    fn milliseconds_keep_useful_precision() {
-        assert_eq!(millis(None), "–");
-        assert_eq!(millis(Some(0.4321)), "0.43 ms");
-        assert_eq!(millis(Some(123.4)), "123 ms");
     }
 }

@@ -47,8 +47,8 @@ pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<
             Some(phc) => phc,
             None => decoy()?.clone(),
         };
-        let parsed =
-            PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("a stored hash is unreadable: {e}"))?;
+        let parsed = PasswordHash::new(&phc)
+            .map_err(|e| anyhow::anyhow!("a stored hash is unreadable: {e}"))?;
         let matches = Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok();
@@ -73,7 +73,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
-        let h = hash("correct horse battery".to_owned()).await.expect("hash");
+        let h = hash("correct horse battery".to_owned())
+            .await
+            .expect("hash");
         assert!(h.starts_with("$argon2id$"), "{h}");
         assert!(verify("correct horse battery".to_owned(), Some(h.clone()))
             .await

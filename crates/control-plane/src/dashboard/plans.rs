@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::dispatch::{self, Refusal};
 use super::form::{AdminPosted, Errors, Fields};
 use super::keys::PlanLink;
-use super::render::{self, when, Failure, Frame, PageResult, Section};
+use super::render::{self, grouped, when, Failure, Frame, PageResult, Section};
 use super::session::SignedIn;
 use crate::error::FieldError;
 use crate::repo::plans::{self, PlanView};
@@ -36,19 +36,6 @@ pub fn router() -> Router<AppState> {
 }
 
 // ---- How plans read ----
-
-/// `12345678` as `12,345,678`.
-pub(super) fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 /// `100 requests/s, burst 200`, or `none`.
 pub(super) fn throttle_text(throttle: Option<Throttle>) -> String {
@@ -714,14 +701,6 @@ mod tests {
 
     fn form(body: &str) -> Fields {
         Fields::parse(body.as_bytes()).expect("form")
-    }
-
-    #[test]
-    fn large_numbers_are_grouped_by_thousands() {
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(999), "999");
-        assert_eq!(grouped(1000), "1,000");
-        assert_eq!(grouped(12_345_678), "12,345,678");
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! dashboard with a way back.
 
 use askama::Template;
-use chrono::{DateTime, Utc};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, Utc};
 
 use super::session::SignedIn;
 use crate::repo::users::Role;
@@ -68,6 +68,28 @@ pub fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
         60..=3599 => format!("{} min ago", secs / 60),
         3600..=172_799 => format!("{} h ago", secs / 3600),
         _ => format!("{} days ago", secs / 86_400),
+    }
+}
+
+/// `12345678` as `12,345,678`.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A latency in milliseconds, to two decimals below 10 ms; `–` without one.
+pub fn millis(ms: Option<f64>) -> String {
+    match ms {
+        None => "–".to_owned(),
+        Some(ms) if ms < 10.0 => format!("{ms:.2} ms"),
+        Some(ms) => format!("{ms:.0} ms"),
     }
 }
 
@@ -210,4 +232,33 @@ pub fn internal(e: &anyhow::Error) -> Response {
         "Something went wrong",
         "The error has been logged. Try again, or look at the control plane's log.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_numbers_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(12_345_678), "12,345,678");
+    }
+
+    #[test]
+    fn milliseconds_keep_useful_precision() {
+        assert_eq!(millis(None), "–");
+        assert_eq!(millis(Some(0.4321)), "0.43 ms");
+        assert_eq!(millis(Some(123.4)), "123 ms");
+    }
+
+    #[test]
+    fn times_ago_use_the_largest_whole_unit() {
+        let now = Utc::now();
+        assert_eq!(ago(now - chrono::Duration::seconds(12), now), "12 s ago");
+        assert_eq!(ago(now - chrono::Duration::minutes(5), now), "5 min ago");
+        assert_eq!(ago(now - chrono::Duration::hours(3), now), "3 h ago");
+        assert_eq!(ago(now + chrono::Duration::seconds(3), now), "0 s ago");
+    }
 }

@@ -93,10 +93,7 @@ impl FromRequestParts<AppState> for SignedIn {
 /// Where an unauthenticated request goes: the sign-in page, which brings the user back
 /// to the page they asked for.
 fn to_sign_in(parts: &Parts) -> Response {
-    let wanted = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str());
+    let wanted = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let target = format!("/signin?next={}", url_escape(wanted));
     Redirect::to(&target).into_response()
 }
@@ -172,7 +169,13 @@ pub async fn start(
         },
     )
     .await?;
-    Ok(set_cookie(state, COOKIE_NAME, &token, LIFETIME, SameSite::Lax))
+    Ok(set_cookie(
+        state,
+        COOKIE_NAME,
+        &token,
+        LIFETIME,
+        SameSite::Lax,
+    ))
 }
 
 /// A `Set-Cookie` value that deletes cookie `name`.
@@ -214,7 +217,10 @@ mod tests {
     #[test]
     fn cookies_are_found_among_others() {
         let mut headers = HeaderMap::new();
-        headers.insert(COOKIE, HeaderValue::from_static("a=1; gatehouse_session=abc; b=2"));
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; gatehouse_session=abc; b=2"),
+        );
         assert_eq!(cookie(&headers, COOKIE_NAME).as_deref(), Some("abc"));
         assert_eq!(cookie(&headers, "missing"), None);
     }

@@ -88,9 +88,20 @@ fn form_token(headers: &HeaderMap) -> (String, bool) {
     }
 }
 
-fn with_form_cookie(state: &AppState, mut response: Response, token: &str, fresh: bool) -> Response {
+fn with_form_cookie(
+    state: &AppState,
+    mut response: Response,
+    token: &str,
+    fresh: bool,
+) -> Response {
     if fresh {
-        let cookie = session::set_cookie(state, FORM_COOKIE, token, Duration::hours(12), SameSite::Strict);
+        let cookie = session::set_cookie(
+            state,
+            FORM_COOKIE,
+            token,
+            Duration::hours(12),
+            SameSite::Strict,
+        );
         response.headers_mut().append(SET_COOKIE, cookie);
     }
     response
@@ -202,9 +213,10 @@ async fn sign_in(State(state): State<AppState>, parts: Parts, body: Bytes) -> Pa
 async fn sign_out(State(state): State<AppState>, posted: Posted) -> PageResult {
     sessions::delete(&state.pool, posted.user.token_hash()).await?;
     let mut response = Redirect::to("/signin").into_response();
-    response
-        .headers_mut()
-        .append(SET_COOKIE, session::clear_cookie(&state, session::COOKIE_NAME));
+    response.headers_mut().append(
+        SET_COOKIE,
+        session::clear_cookie(&state, session::COOKIE_NAME),
+    );
     Ok(response)
 }
 
@@ -249,13 +261,20 @@ async fn set_up(State(state): State<AppState>, parts: Parts, body: Bytes) -> Pag
             },
         )
     };
-    let (_, by_address) =
-        sessions::recent_failures(&state.pool, "(setup)", &address, FAILURE_WINDOW.num_seconds())
-            .await?;
+    let (_, by_address) = sessions::recent_failures(
+        &state.pool,
+        "(setup)",
+        &address,
+        FAILURE_WINDOW.num_seconds(),
+    )
+    .await?;
     if by_address >= MAX_FAILURES_PER_ADDRESS {
         return Ok(again(
             StatusCode::TOO_MANY_REQUESTS,
-            Errors::new("Too many failed attempts. Wait 15 minutes and try again.", vec![]),
+            Errors::new(
+                "Too many failed attempts. Wait 15 minutes and try again.",
+                vec![],
+            ),
         ));
     }
     let token_ok = state
@@ -272,7 +291,10 @@ async fn set_up(State(state): State<AppState>, parts: Parts, body: Bytes) -> Pag
         };
         return Ok(again(
             StatusCode::UNPROCESSABLE_ENTITY,
-            Errors::new("Check the fields below.", vec![FieldError::new("admin_token", message)]),
+            Errors::new(
+                "Check the fields below.",
+                vec![FieldError::new("admin_token", message)],
+            ),
         ));
     }
     let name = fields.trimmed("name");
@@ -298,7 +320,14 @@ async fn set_up(State(state): State<AppState>, parts: Parts, body: Bytes) -> Pag
         Err(CreateError::Database(e)) => return Err(e.into()),
         Err(CreateError::Internal(e)) => return Ok(render::internal(&e)),
     };
-    accounts::note(&state.pool, &user.name, "dashboard", "created the first admin", &user.name).await;
+    accounts::note(
+        &state.pool,
+        &user.name,
+        "dashboard",
+        "created the first admin",
+        &user.name,
+    )
+    .await;
     let cookie = session::start(&state, &user, &address, &parts.headers).await?;
     let mut response = Redirect::to("/").into_response();
     response.headers_mut().append(SET_COOKIE, cookie);

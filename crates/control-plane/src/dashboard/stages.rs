@@ -14,7 +14,6 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::Router;
-use chrono::{DateTime, Utc};
 use gatehouse_model::{
     DeployedRoute, Integration, StageName, StageVariables, Throttle, DEFAULT_STAGE_THROTTLE,
 };
@@ -26,7 +25,7 @@ use super::charts::{Range, RangeQuery, Traffic};
 use super::dispatch::{self, Refusal};
 use super::form::{AdminPosted, Errors, Fields};
 use super::invoke;
-use super::render::{self, Failure, Frame, PageResult, Section};
+use super::render::{self, grouped, millis, when, Failure, Frame, PageResult, Section};
 use super::session::SignedIn;
 use crate::error::FieldError;
 use crate::http::metrics::{self, Figures, RawQuery};
@@ -566,11 +565,6 @@ fn describe_throttle(throttle: Throttle) -> String {
     }
 }
 
-/// A time as the dashboard shows it.
-fn when(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M UTC").to_string()
-}
-
 /// A refusal's messages as one sentence.
 fn sentence(errors: &Errors) -> String {
     let details = errors.fields.iter().map(|e| {
@@ -589,15 +583,6 @@ fn sentence(errors: &Errors) -> String {
         .join(". ")
 }
 
-/// Length and step of `range`, in seconds: the same steps the charts draw.
-fn span(range: Range) -> (i64, i64) {
-    match range {
-        Range::Hour => (3600, 60),
-        Range::Day => (24 * 3600, 15 * 60),
-        Range::Week => (7 * 24 * 3600, 3600),
-    }
-}
-
 /// The stage's traffic (or one route's in it) over `range`; `None` when it cannot be read.
 async fn totals(
     state: &AppState,
@@ -606,18 +591,12 @@ async fn totals(
     route: Option<Uuid>,
     range: Range,
 ) -> Option<Totals> {
-    let (length, step) = span(range);
-    let to = (Utc::now().timestamp() / step + 1) * step;
-    let rfc3339 = |secs: i64| DateTime::from_timestamp(secs, 0).map(|t| t.to_rfc3339());
-    let raw = RawQuery {
+    let raw = range.query(RawQuery {
         api_id: Some(api_id.to_string()),
         stage: Some(stage.to_owned()),
         route_id: route.map(|r| r.to_string()),
-        key_id: None,
-        from: rfc3339(to - length),
-        to: rfc3339(to),
-        step: Some(step.to_string()),
-    };
+        ..RawQuery::default()
+    });
     match metrics::answer(state, &raw).await {
         Ok(view) => Some(format_totals(&view.totals)),
         Err(e) => {
@@ -629,27 +608,11 @@ async fn totals(
 
 fn format_totals(figures: &Figures) -> Totals {
     Totals {
-        requests: count(figures.count),
-        errors_4xx: count(figures.errors_4xx),
-        errors_5xx: count(figures.errors_5xx),
-        p99: figures
-            .latency_ms
-            .as_ref()
-            .map_or_else(|| "–".to_owned(), |l| format!("{} ms", l.p99)),
+        requests: grouped(figures.count),
+        errors_4xx: grouped(figures.errors_4xx),
+        errors_5xx: grouped(figures.errors_5xx),
+        p99: millis(figures.latency_ms.as_ref().map(|l| l.p99)),
     }
-}
-
-/// `1234567` as `1,234,567`.
-fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -695,13 +658,5 @@ mod tests {
         assert_eq!(parse_throttle("fast", "0", &mut errors), None);
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["throttle.rate", "throttle.burst"]);
-    }
-
-    #[test]
-    fn counts_are_grouped_by_thousands() {
-        assert_eq!(count(0), "0");
-        assert_eq!(count(999), "999");
-        assert_eq!(count(1000), "1,000");
-        assert_eq!(count(1_234_567), "1,234,567");
     }
 }

@@ -24,7 +24,10 @@ const MAX_DETAIL_BYTES: usize = 16 * 1024;
 const SECRET_FIELDS: [&str; 4] = ["value", "password", "token", "secret"];
 
 pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
         return next.run(request).await;
     }
     let (actor, source) = match request.extensions().get::<DashboardActor>() {
