@@ -5,7 +5,9 @@
 use gatehouse_control_plane::repo::users::Role;
 use gatehouse_control_plane::MIGRATOR;
 use gatehouse_tests::dashboard::{http, input_value, set_cookie, Dashboard, PASSWORD};
-use gatehouse_tests::{ControlPlane, ADMIN_TOKEN};
+use std::time::Duration;
+
+use gatehouse_tests::{eventually, ControlPlane, ADMIN_TOKEN};
 use reqwest::header::COOKIE;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -313,6 +315,15 @@ async fn the_overview_proxies_and_audit_pages_render_for_a_viewer(pool: PgPool) 
     let cp = ControlPlane::start(pool.clone()).await;
     let admin = cp.admin();
     let api = admin.create_api("pets").await;
+    eventually(Duration::from_secs(5), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        (n > 0).then_some(())
+    })
+    .await
+    .expect("the API's creation audited");
     let viewer = Dashboard::sign_in_new(&cp, "vera", Role::Viewer).await;
     for path in [
         "/",
@@ -375,11 +386,21 @@ async fn changes_from_the_admin_api_are_audited_with_secrets_hidden(pool: PgPool
         .post("/apis", json!({"name": "x", "slug": "BAD SLUG"}))
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The entry is written just after the answer.
     let rows: Vec<(String, String, String, Option<serde_json::Value>)> =
-        sqlx::query_as("SELECT actor, source, action, detail FROM audit_log ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .expect("audit");
+        eventually(Duration::from_secs(5), || async {
+            let rows: Vec<(String, String, String, Option<serde_json::Value>)> =
+                sqlx::query_as("SELECT actor, source, action, detail FROM audit_log ORDER BY id")
+                    .fetch_all(&pool)
+                    .await
+                    .expect("audit");
+            (!rows.is_empty()).then_some(rows)
+        })
+        .await
+        .expect("an audit entry")
+        .0;
+    // The refused request (422) is never written, even later.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rows.len(), 1, "only the change that happened: {rows:?}");
     let (actor, source, action, detail) = &rows[0];
     assert_eq!(
@@ -395,5 +416,47 @@ async fn changes_from_the_admin_api_are_audited_with_secrets_hidden(pool: PgPool
     let page = ada.get("/audit").await;
     assert!(!page.html.contains("imported-secret-value"));
     page.expect_text("signed in");
+    cp.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn guesses_sent_at_once_or_with_huge_names_are_all_counted(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    gatehouse_control_plane::dashboard::accounts::create(
+        &pool,
+        "ada",
+        PASSWORD,
+        Role::Admin,
+        false,
+    )
+    .await
+    .expect("ada");
+    // Ten guesses at once: each is counted before its password is checked.
+    let guesses = (0..10).map(|_| async {
+        let mut guesser = Dashboard::anonymous(&cp);
+        guesser.sign_in("ada", "a wrong guess").await.status
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    let mut ada = Dashboard::anonymous(&cp);
+    assert_eq!(
+        ada.sign_in("ada", PASSWORD).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A name far too long to be a user is refused and counted (as its first 64
+    // characters), never an error.
+    let huge = "x".repeat(20_000);
+    let mut guesser = Dashboard::anonymous(&cp);
+    for _ in 0..5 {
+        let answer = guesser.sign_in(&huge, "guess guess").await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    }
+    let answer = guesser.sign_in(&huge, "guess guess").await;
+    assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
     cp.stop().await;
 }

@@ -168,6 +168,16 @@ async fn a_created_key_is_shown_once_and_works_through_the_admin_api(pool: PgPoo
     let list = dash.get("/keys").await;
     list.expect_text("mobile app").expect_text(prefix);
     assert!(!list.html.contains(&value));
+    let logged = gatehouse_tests::eventually(std::time::Duration::from_secs(5), || async {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'POST /keys'")
+                .fetch_one(&cp.pool)
+                .await
+                .expect("audit");
+        (n == 1).then_some(())
+    })
+    .await;
+    assert!(logged.is_some(), "the creation is audited");
     let audited: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit_log WHERE detail::text LIKE '%' || $1 || '%'",
     )

@@ -45,6 +45,8 @@ pub enum AdminCommand {
     CreateUser(CreateUserArgs),
     /// Set a user's password and sign them out everywhere.
     SetPassword(SetPasswordArgs),
+    /// Delete a user; their sessions end at once.
+    DeleteUser(SetPasswordArgs),
 }
 
 #[derive(Debug, Args)]
@@ -59,8 +61,10 @@ pub struct CreateUserArgs {
     pub database: OptionalDatabaseArgs,
 }
 
+/// A command on one existing user.
 #[derive(Debug, Args)]
 pub struct SetPasswordArgs {
+    /// The user's name (any case).
     #[arg(long)]
     pub name: String,
     #[command(flatten)]

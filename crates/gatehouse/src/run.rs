@@ -180,9 +180,14 @@ pub async fn admin(command: AdminCommand) -> anyhow::Result<()> {
     let (name, database) = match &command {
         AdminCommand::CreateUser(args) => (&args.name, &args.database),
         AdminCommand::SetPassword(args) => (&args.name, &args.database),
+        AdminCommand::DeleteUser(args) => (&args.name, &args.database),
     };
-    let password = read_password()?;
+    let password = match command {
+        AdminCommand::DeleteUser(_) => String::new(),
+        _ => read_password()?,
+    };
     let pool = admin_database(database).await?;
+    let no_such_user = || CreateError::Internal(anyhow::anyhow!("there is no user named {name}"));
     let result = match &command {
         AdminCommand::CreateUser(args) => {
             let role = Role::parse(&args.role).unwrap_or(Role::Viewer);
@@ -202,17 +207,24 @@ pub async fn admin(command: AdminCommand) -> anyhow::Result<()> {
                     say!("password of {name} changed; their sessions were ended");
                     Ok(())
                 }
-                Ok(false) => Err(CreateError::Internal(anyhow::anyhow!(
-                    "there is no user named {name}"
-                ))),
+                Ok(false) => Err(no_such_user()),
                 Err(e) => Err(e),
             }
         }
+        AdminCommand::DeleteUser(_) => match users::delete(&pool, name).await {
+            Ok(true) => {
+                say!("deleted {name}; their sessions were ended");
+                Ok(())
+            }
+            Ok(false) => Err(no_such_user()),
+            Err(e) => Err(e.into()),
+        },
     };
     if result.is_ok() {
         let action = match command {
             AdminCommand::CreateUser(_) => "created a user",
             AdminCommand::SetPassword(_) => "set a password",
+            AdminCommand::DeleteUser(_) => "deleted a user",
         };
         accounts::note(&pool, "cli", "cli", action, name).await;
     }

@@ -185,3 +185,35 @@ async fn set_password_replaces_the_hash_and_ends_sessions(pool: PgPool) {
     assert!(!nobody.status.success());
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("no user named nobody"));
 }
+
+#[sqlx::test(migrator = "gatehouse_control_plane::MIGRATOR")]
+async fn delete_user_removes_the_user_and_their_sessions(pool: PgPool) {
+    let out = gatehouse(
+        &pool,
+        &["create-user", "--name", "ada"],
+        Some("first password"),
+        "",
+    );
+    assert!(out.status.success());
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, csrf_token, address, user_agent, expires_at)
+         SELECT '\\x01', id, 'c', '127.0.0.1', 'test', now() + interval '1 hour' FROM users",
+    )
+    .execute(&pool)
+    .await
+    .expect("session");
+    let out = gatehouse(&pool, &["delete-user", "--name", "ADA"], None, "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stored_hash(&pool, "ada").await, None);
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(sessions, 0);
+    let again = gatehouse(&pool, &["delete-user", "--name", "ada"], None, "");
+    assert!(!again.status.success());
+}

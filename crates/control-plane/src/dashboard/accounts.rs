@@ -12,13 +12,20 @@ use crate::repo::users::{self, Role, User};
 /// Longest user name, in characters.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// Names the audit log gives to what is not a user.
+const RESERVED: [&str; 2] = [crate::auth::ADMIN_TOKEN_ACTOR, "cli"];
+
 /// Why a user name cannot be used; `None` when it can.
 pub fn name_problem(name: &str) -> Option<String> {
+    if RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+        return Some("names the admin token or the command line in the audit log".to_owned());
+    }
+    // ASCII only: no look-alike letters in the audit log.
     let fine = !name.is_empty()
-        && name.chars().count() <= MAX_NAME_LEN
+        && name.len() <= MAX_NAME_LEN
         && name
             .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
     (!fine).then(|| format!("1 to {MAX_NAME_LEN} letters, digits and . _ - @ (no spaces)"))
 }
 
@@ -118,6 +125,9 @@ mod tests {
         assert!(name_problem("").is_some());
         assert!(name_problem("ada lovelace").is_some());
         assert!(name_problem("<script>").is_some());
+        assert!(name_problem("\u{430}da").is_some(), "a Cyrillic a");
+        assert!(name_problem("admin-token").is_some());
+        assert!(name_problem("CLI").is_some());
         assert!(name_problem(&"a".repeat(MAX_NAME_LEN + 1)).is_some());
     }
 }

@@ -1,11 +1,15 @@
 //! Password hashing with argon2id (the crate's defaults: 19 MiB, 2 passes, as OWASP
 //! recommends). Hashing takes tens of milliseconds of CPU, so it runs on the blocking pool,
-//! never on an async worker.
+//! never on an async worker, and at most one hash per CPU runs at once: a flood of
+//! sign-ins waits its turn (or is told to come back) instead of taking every core and
+//! 19 MiB a request.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Shortest password accepted, in characters.
 pub const MIN_LEN: usize = 10;
@@ -23,9 +27,34 @@ pub fn weakness(password: &str) -> Option<String> {
     None
 }
 
+/// Longest a hash waits for a free CPU before the caller is told the server is busy.
+const QUEUE_WAIT: Duration = Duration::from_secs(5);
+
+/// Every CPU is hashing and the queue did not move in time.
+#[derive(Debug, thiserror::Error)]
+#[error("too many password checks at once")]
+pub struct Busy;
+
+async fn turn() -> anyhow::Result<OwnedSemaphorePermit> {
+    static SLOTS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        Arc::new(Semaphore::new(cpus))
+    });
+    match tokio::time::timeout(QUEUE_WAIT, slots.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(Busy.into()),
+    }
+}
+
 /// The PHC string (`$argon2id$v=19$...`) of `password` with a fresh salt.
 pub async fn hash(password: String) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || hash_now(&password)).await?
+    let permit = turn().await?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        hash_now(&password)
+    })
+    .await?
 }
 
 fn hash_now(password: &str) -> anyhow::Result<String> {
@@ -41,7 +70,9 @@ fn hash_now(password: &str) -> anyhow::Result<String> {
 /// random password is checked instead, so an unknown name takes as long as a wrong
 /// password and does not show which names exist.
 pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<bool> {
+    let permit = turn().await?;
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let known = stored.is_some();
         let phc = match stored {
             Some(phc) => phc,

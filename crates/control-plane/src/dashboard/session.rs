@@ -6,7 +6,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::{COOKIE, USER_AGENT};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{Duration, Utc};
 use cookie::{Cookie, SameSite};
@@ -77,7 +77,9 @@ impl FromRequestParts<AppState> for SignedIn {
             Ok(None) => return Err(to_sign_in(parts)),
             Err(e) => return Err(render::database_error(e)),
         };
-        if Utc::now() - session.last_seen > TOUCH_EVERY {
+        // Charts refresh themselves: they must not keep an unattended screen signed in.
+        let by_person = !parts.uri.path().starts_with("/charts/");
+        if by_person && Utc::now() - session.last_seen > TOUCH_EVERY {
             if let Err(e) = sessions::touch(&state.pool, &token_hash).await {
                 tracing::warn!(error = %e, "could not note a session's use");
             }
@@ -91,9 +93,12 @@ impl FromRequestParts<AppState> for SignedIn {
 }
 
 /// Where an unauthenticated request goes: the sign-in page, which brings the user back
-/// to the page they asked for.
+/// to the page they asked for (the overview, after a form sent from an expired session).
 fn to_sign_in(parts: &Parts) -> Response {
-    let wanted = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let wanted = match parts.method {
+        Method::GET => parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        _ => "/",
+    };
     let target = format!("/signin?next={}", url_escape(wanted));
     Redirect::to(&target).into_response()
 }

@@ -83,7 +83,9 @@ fn address(parts: &Parts) -> String {
 /// The token of the anonymous form, reusing the browser's cookie when it has one.
 fn form_token(headers: &HeaderMap) -> (String, bool) {
     match session::cookie(headers, FORM_COOKIE) {
-        Some(token) if token.len() == 64 => (token, false),
+        Some(token) if token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            (token, false)
+        }
         _ => (session::random_token(), true),
     }
 }
@@ -176,9 +178,15 @@ async fn sign_in(State(state): State<AppState>, parts: Parts, body: Bytes) -> Pa
             "Enter your user name and password.",
         ));
     }
-    let (by_user, by_address) =
-        sessions::recent_failures(&state.pool, name, &address, FAILURE_WINDOW.num_seconds())
-            .await?;
+    // Names are counted as typed (bounded), so a name too long to store cannot dodge the count.
+    let counted: String = name.chars().take(accounts::MAX_NAME_LEN).collect();
+    let (by_user, by_address) = sessions::recent_failures(
+        &state.pool,
+        &counted,
+        &address,
+        FAILURE_WINDOW.num_seconds(),
+    )
+    .await?;
     if by_user >= MAX_FAILURES_PER_USER || by_address >= MAX_FAILURES_PER_ADDRESS {
         tracing::warn!(address, "sign-in refused: too many recent failures");
         return Ok(again(
@@ -186,23 +194,37 @@ async fn sign_in(State(state): State<AppState>, parts: Parts, body: Bytes) -> Pa
             "Too many failed sign-ins. Wait 15 minutes and try again.",
         ));
     }
-    let found = users::credentials(&state.pool, name).await?;
+    // Counted as failed until it succeeds, so attempts sent at once are all counted.
+    sessions::record_failure(&state.pool, &counted, &address).await?;
+    let password = fields.get("password");
+    let plausible = accounts::name_problem(name).is_none() && password.len() <= passwords::MAX_LEN;
+    let found = if plausible {
+        users::credentials(&state.pool, name).await?
+    } else {
+        None
+    };
     let (user, stored) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
     };
-    let verified = passwords::verify(fields.get("password").to_owned(), stored)
-        .await
-        .map_err(|e| render::internal(&e))?;
+    let verified = match passwords::verify(password.to_owned(), stored).await {
+        Ok(verified) => verified,
+        Err(e) if e.is::<passwords::Busy>() => {
+            return Ok(again(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many sign-ins at once. Try again in a moment.",
+            ))
+        }
+        Err(e) => return Ok(render::internal(&e)),
+    };
     let (true, Some(user)) = (verified, user) else {
-        sessions::record_failure(&state.pool, name, &address).await?;
         tracing::info!(address, "sign-in failed");
         return Ok(again(
             StatusCode::UNAUTHORIZED,
             "Wrong user name or password.",
         ));
     };
-    sessions::clear_failures(&state.pool, name).await?;
+    sessions::clear_failures(&state.pool, &counted).await?;
     let cookie = session::start(&state, &user, &address, &parts.headers).await?;
     accounts::note(&state.pool, &user.name, "dashboard", "signed in", &address).await;
     let mut response = Redirect::to(next).into_response();

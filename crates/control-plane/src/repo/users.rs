@@ -126,6 +126,15 @@ pub async fn set_password(
     Ok(done.rows_affected() == 1)
 }
 
+/// Deletes the user of this name (any case); their sessions go with them.
+pub async fn delete(db: impl PgExecutor<'_>, name: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM users WHERE lower(name) = lower($1)")
+        .bind(name)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Takes a lock that the first user's creation holds, so two setup forms sent at once
 /// cannot both create an admin.
 pub async fn lock_for_setup(tx: &mut sqlx::PgConnection) -> sqlx::Result<()> {
