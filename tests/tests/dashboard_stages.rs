@@ -432,7 +432,9 @@ async fn a_routes_graphs_link_switches_the_charts_to_that_route(pool: PgPool) {
         shop.api, shop.route
     ))
     .expect_text("Showing route <code>GET /items</code>")
-    .expect_text("<tr class=\"selected\">");
+    .expect_text("<tr class=\"selected\">")
+    // The range tabs keep the route.
+    .expect_text(&format!("?route={}&#38;range=hour", shop.route));
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

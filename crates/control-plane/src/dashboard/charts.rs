@@ -103,7 +103,7 @@ pub struct Traffic {
     /// The series parameters, as a query string (`api_id=...&stage=prod`).
     pub series: String,
     pub range: Range,
-    /// The page's own path, for the range tabs.
+    /// The page's own path (with any query of its own), for the range tabs.
     pub page: String,
 }
 
@@ -119,6 +119,12 @@ impl Traffic {
             range,
             page: page.to_owned(),
         }
+    }
+
+    /// The page's own address showing `range`, for the range tabs.
+    pub fn tab(&self, range: &str) -> String {
+        let separator = if self.page.contains('?') { '&' } else { '?' };
+        format!("{}{separator}range={range}", self.page)
     }
 
     /// The address of a chart image of `kind` (`requests` or `latency`).

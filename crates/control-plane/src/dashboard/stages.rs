@@ -348,7 +348,12 @@ async fn render_page(
     if let Some(row) = &selected {
         series.push(("route_id", row.id.as_str()));
     }
-    let traffic = Traffic::new(&path, &series, view.range);
+    // The range tabs keep the chosen route.
+    let page_path = match &selected {
+        Some(row) => format!("{path}?route={}", row.id),
+        None => path.clone(),
+    };
+    let traffic = Traffic::new(&page_path, &series, view.range);
     let stage_totals = totals(state, api.id, &stage.name, view.route, view.range).await;
     let page = StagePage {
         frame: user.frame(Section::Apis),
