@@ -106,7 +106,7 @@ async fn the_stage_page_shows_its_deployment_invoke_url_routes_and_forms_to_an_a
         .expect_text("10000 requests/s, burst 5000 (the default)")
         .expect_text("GET /items")
         .expect_text("GET /orders")
-        .expect_text("HTTP_PROXY http://127.0.0.1:9/orders")
+        .expect_text("HTTP_PROXY → http://127.0.0.1:9/orders")
         .expect_text("badge ok\">current")
         .expect_text("Roll back to this")
         .expect_text(&format!("name=\"deployment_id\" value=\"{}\"", shop.first))

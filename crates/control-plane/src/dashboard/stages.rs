@@ -14,9 +14,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::Router;
-use gatehouse_model::{
-    DeployedRoute, Integration, StageName, StageVariables, Throttle, DEFAULT_STAGE_THROTTLE,
-};
+use gatehouse_model::{DeployedRoute, StageName, StageVariables, Throttle, DEFAULT_STAGE_THROTTLE};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -29,7 +27,7 @@ use super::render::{self, grouped, millis, when, Failure, Frame, PageResult, Sec
 use super::session::SignedIn;
 use crate::error::FieldError;
 use crate::http::metrics::{self, Figures, RawQuery};
-use crate::repo::apis::{self, Api};
+use crate::repo::apis::Api;
 use crate::repo::deployments::{self, Deployment};
 use crate::repo::stages::{self, Stage};
 use crate::AppState;
@@ -302,12 +300,9 @@ async fn find(
     api_id: &str,
     name: &str,
 ) -> Result<(Api, Stage), Failure> {
-    let api_id = Uuid::parse_str(api_id).map_err(|_| not_found(user, "API"))?;
-    let api = apis::get(&state.pool, api_id)
-        .await?
-        .ok_or_else(|| not_found(user, "API"))?;
+    let api = super::apis::find_api(state, user, api_id).await?;
     StageName::parse(name).map_err(|_| not_found(user, "stage"))?;
-    let stage = stages::get(&state.pool, api_id, name)
+    let stage = stages::get(&state.pool, api.id, name)
         .await?
         .ok_or_else(|| not_found(user, "stage"))?;
     Ok((api, stage))
@@ -408,10 +403,7 @@ fn deployment_rows(all: &[Deployment], current: Uuid) -> Vec<DeploymentRow> {
 }
 
 fn route_row(route: &DeployedRoute, totals: Option<Totals>, selected: bool) -> RouteRow {
-    let target = match &route.integration {
-        Integration::HttpProxy(proxy) => format!("HTTP_PROXY {}", proxy.uri),
-        Integration::Mock(mock) => format!("MOCK {}", mock.status),
-    };
+    let target = super::routes::summary(&route.integration);
     RouteRow {
         id: route.id.to_string(),
         route_key: route.route_key.to_string(),
