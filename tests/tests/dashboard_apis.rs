@@ -262,7 +262,7 @@ async fn routes_are_added_with_an_http_proxy_or_a_mock_integration(pool: PgPool)
         &cp,
         &dash,
         &api,
-        &mock_route("POST /pets", "201", "{\"ok\":true}"),
+        &mock_route("POST /pets", "201", "{\"ok\":\r\ntrue}"),
     )
     .await;
 
@@ -277,7 +277,8 @@ async fn routes_are_added_with_an_http_proxy_or_a_mock_integration(pool: PgPool)
     assert_eq!(
         stored["integration"],
         json!({"type": "MOCK", "status": 201, "headers": {"Content-Type": "text/plain"},
-               "body": "{\"ok\":true}"})
+               "body": "{\"ok\":\ntrue}"}),
+        "a text area's CRLF line breaks are stored as LF"
     );
 
     let page = dash.get(&format!("/apis/{api}")).await;

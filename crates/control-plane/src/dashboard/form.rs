@@ -12,8 +12,9 @@ use super::session::SignedIn;
 use crate::error::FieldError;
 use crate::AppState;
 
-/// Largest form body accepted.
-const MAX_FORM_BYTES: usize = 256 * 1024;
+/// Largest form body accepted: a mock body as large as the admin API takes (1 MiB),
+/// percent-encoded.
+const MAX_FORM_BYTES: usize = 4 * 1024 * 1024;
 
 /// The fields of a submitted form, in order.
 #[derive(Debug, Clone, Default)]

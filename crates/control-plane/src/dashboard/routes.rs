@@ -195,7 +195,9 @@ fn integration_body(fields: &Fields) -> Result<Value, Vec<FieldError>> {
                 "type": MOCK,
                 "status": status,
                 "headers": headers,
-                "body": fields.get("integration.body"),
+                // Browsers send a text area's line breaks as CRLF: saving a form unchanged
+                // must not change the body.
+                "body": fields.get("integration.body").replace("\r\n", "\n"),
             }))
         }
         _ => Err(vec![FieldError::new(
