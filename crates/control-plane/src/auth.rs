@@ -29,10 +29,16 @@ impl Secret {
 
     /// Constant-time comparison with what a caller presented.
     pub fn matches(&self, presented: &str) -> bool {
-        let a = Sha256::digest(self.0.as_bytes());
-        let b = Sha256::digest(presented.as_bytes());
-        a.ct_eq(&b).into()
+        same_secret(&self.0, presented)
     }
+}
+
+/// Whether two secrets are equal, compared by their SHA-256 digests in constant time, so
+/// neither their content nor their length leaks through timing.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let a = Sha256::digest(a.as_bytes());
+    let b = Sha256::digest(b.as_bytes());
+    a.ct_eq(&b).into()
 }
 
 impl fmt::Debug for Secret {

@@ -50,6 +50,24 @@ fn gatehouse(pool: &PgPool, args: &[&str], password: Option<&str>, stdin: &str) 
     child.wait_with_output().expect("gatehouse exits")
 }
 
+/// Gives every user a live session, as if they had signed in.
+async fn sign_in_everyone(pool: &PgPool) {
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, csrf_token, address, user_agent, expires_at)
+         SELECT '\\x01', id, 'c', '127.0.0.1', 'test', now() + interval '1 hour' FROM users",
+    )
+    .execute(pool)
+    .await
+    .expect("session");
+}
+
+async fn session_count(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM sessions")
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
 async fn stored_hash(pool: &PgPool, name: &str) -> Option<(String, String)> {
     sqlx::query_as("SELECT password_hash, role FROM users WHERE name = $1")
         .bind(name)
@@ -149,13 +167,7 @@ async fn set_password_replaces_the_hash_and_ends_sessions(pool: PgPool) {
         "",
     );
     assert!(out.status.success());
-    sqlx::query(
-        "INSERT INTO sessions (token_hash, user_id, csrf_token, address, user_agent, expires_at)
-         SELECT '\\x01', id, 'c', '127.0.0.1', 'test', now() + interval '1 hour' FROM users",
-    )
-    .execute(&pool)
-    .await
-    .expect("session");
+    sign_in_everyone(&pool).await;
     let out = gatehouse(
         &pool,
         &["set-password", "--name", "ada"],
@@ -171,11 +183,7 @@ async fn set_password_replaces_the_hash_and_ends_sessions(pool: PgPool) {
     assert!(passwords::verify("second password".to_owned(), Some(hash))
         .await
         .expect("verify"));
-    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    assert_eq!(sessions, 0);
+    assert_eq!(session_count(&pool).await, 0);
     let nobody = gatehouse(
         &pool,
         &["set-password", "--name", "nobody"],
@@ -195,13 +203,7 @@ async fn delete_user_removes_the_user_and_their_sessions(pool: PgPool) {
         "",
     );
     assert!(out.status.success());
-    sqlx::query(
-        "INSERT INTO sessions (token_hash, user_id, csrf_token, address, user_agent, expires_at)
-         SELECT '\\x01', id, 'c', '127.0.0.1', 'test', now() + interval '1 hour' FROM users",
-    )
-    .execute(&pool)
-    .await
-    .expect("session");
+    sign_in_everyone(&pool).await;
     let out = gatehouse(&pool, &["delete-user", "--name", "ADA"], None, "");
     assert!(
         out.status.success(),
@@ -209,11 +211,7 @@ async fn delete_user_removes_the_user_and_their_sessions(pool: PgPool) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(stored_hash(&pool, "ada").await, None);
-    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    assert_eq!(sessions, 0);
+    assert_eq!(session_count(&pool).await, 0);
     let again = gatehouse(&pool, &["delete-user", "--name", "ada"], None, "");
     assert!(!again.status.success());
 }

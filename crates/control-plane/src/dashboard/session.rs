@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{Duration, Utc};
 use cookie::{Cookie, SameSite};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::render::{self, Frame, Section};
+use crate::auth::same_secret;
 use crate::repo::sessions::{self, NewSession};
 use crate::repo::users::{Role, User};
 use crate::AppState;
@@ -57,9 +57,7 @@ impl SignedIn {
 
     /// True when `presented` is this session's CSRF token (compared in constant time).
     pub fn csrf_matches(&self, presented: &str) -> bool {
-        let a = Sha256::digest(self.csrf.as_bytes());
-        let b = Sha256::digest(presented.as_bytes());
-        a.ct_eq(&b).into()
+        same_secret(&self.csrf, presented)
     }
 }
 

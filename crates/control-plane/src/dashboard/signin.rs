@@ -20,14 +20,13 @@ use axum::Router;
 use chrono::Duration;
 use cookie::SameSite;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::accounts::{self, CreateError};
 use super::form::{Errors, Fields, Posted};
 use super::passwords;
 use super::render::{self, page_with, PageResult};
 use super::session::{self, safe_next, SignedIn};
+use crate::auth::same_secret;
 use crate::error::FieldError;
 use crate::repo::sessions;
 use crate::repo::users::{self, Role};
@@ -114,9 +113,7 @@ fn form_token_matches(headers: &HeaderMap, fields: &Fields) -> bool {
     let Some(cookie) = session::cookie(headers, FORM_COOKIE) else {
         return false;
     };
-    let a = Sha256::digest(cookie.as_bytes());
-    let b = Sha256::digest(fields.get("csrf").as_bytes());
-    a.ct_eq(&b).into()
+    same_secret(&cookie, fields.get("csrf"))
 }
 
 fn expired_form() -> Response {
