@@ -98,12 +98,18 @@ async fn pets_world(pool: &PgPool) -> World {
     }
 }
 
-/// Waits until the proxy has written its disk cache, then stops the proxy and the control
-/// plane. Returns the control plane's address, where nothing answers any more.
+/// Waits until the proxy has written the config it serves to its disk cache, then stops
+/// the proxy and the control plane. Returns the control plane's address, where nothing
+/// answers any more.
 async fn stop_once_cached(proxy: RunningProxy, cp: ControlPlane, data: &std::path::Path) -> String {
     let cache = data.join("snapshot.json");
+    let serving = proxy.config_version();
+    // The file appears with the first config polled, which may predate the deployment;
+    // the cache is written after the swap, so wait for the version being served.
     let written = eventually(Duration::from_secs(2), || async {
-        cache.exists().then_some(())
+        let bytes = std::fs::read(&cache).ok()?;
+        let cached = gatehouse_model::ConfigSnapshot::decode(&bytes).ok()?;
+        (Some(cached.version) == serving).then_some(())
     })
     .await;
     assert!(written.is_some(), "the proxy never wrote its disk cache");
