@@ -31,6 +31,10 @@ pub enum Integration {
 pub struct HttpProxyIntegration {
     pub uri: UriTemplate,
     pub timeout_ms: u32,
+    /// HTTP APIs: a WebSocket upgrade on this route is passed through to the upstream,
+    /// both directions streaming. Off unless asked for.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub websocket_upgrade: bool,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +43,8 @@ struct RawHttpProxy {
     uri: UriTemplate,
     #[serde(default = "default_timeout")]
     timeout_ms: u32,
+    #[serde(default)]
+    websocket_upgrade: bool,
 }
 
 fn default_timeout() -> u32 {
@@ -56,6 +62,7 @@ impl TryFrom<RawHttpProxy> for HttpProxyIntegration {
         Ok(HttpProxyIntegration {
             uri: raw.uri,
             timeout_ms: raw.timeout_ms,
+            websocket_upgrade: raw.websocket_upgrade,
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod names;
 pub mod route_key;
 pub mod snapshot;
 pub mod usage;
+pub mod websocket;
 
 pub use integration::{HttpProxyIntegration, Integration, MockIntegration, UriTemplate};
 pub use matcher::{CompileError, RouteMatch, RouteTable};
@@ -20,3 +21,4 @@ pub use snapshot::{
     ConfigSnapshot, DeployedRoute, DeployedStage, Protocol, DEFAULT_STAGE_THROTTLE,
 };
 pub use usage::{DeployedKey, DeployedPlan, PlanStage, Quota, QuotaPeriod, Throttle};
+pub use websocket::{RouteSelection, WebSocketLimits};

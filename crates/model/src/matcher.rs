@@ -19,6 +19,8 @@ pub enum CompileError {
     Duplicate { route_key: String, existing: String },
     #[error("route `{route_key}` conflicts with another route: {reason}")]
     Conflict { route_key: String, reason: String },
+    #[error("route `{route_key}` is a WebSocket route key; an HTTP API cannot serve it")]
+    NotHttp { route_key: String },
 }
 
 impl CompileError {
@@ -26,7 +28,8 @@ impl CompileError {
     pub fn route_key(&self) -> &str {
         match self {
             CompileError::Duplicate { route_key, .. }
-            | CompileError::Conflict { route_key, .. } => route_key,
+            | CompileError::Conflict { route_key, .. }
+            | CompileError::NotHttp { route_key } => route_key,
         }
     }
 }
@@ -111,6 +114,11 @@ impl<T> RouteTable<T> {
                         });
                     }
                     keyed.push((*method, shape, key.to_string(), index));
+                }
+                RouteKey::Connect | RouteKey::Disconnect | RouteKey::Message(_) => {
+                    return Err(CompileError::NotHttp {
+                        route_key: key.to_string(),
+                    });
                 }
             }
         }

@@ -1,4 +1,6 @@
-//! Route keys as AWS API Gateway writes them: `GET /pets/{id}`, `ANY /{proxy+}`, `$default`.
+//! Route keys as AWS API Gateway writes them: `GET /pets/{id}`, `ANY /{proxy+}`, `$default`
+//! for HTTP APIs; `$connect`, `$disconnect`, `$default` and custom keys (`sendmessage`) for
+//! WebSocket APIs.
 //!
 //! A [`RouteKey`] can only be built by parsing, so every key the control plane stores and
 //! every key the proxy compiles has already passed the same rules.
@@ -8,10 +10,14 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::snapshot::Protocol;
+
 /// Longest route key accepted, in bytes.
 pub const MAX_ROUTE_KEY_LEN: usize = 1024;
 /// Most `{param}`s one route key may hold (the matcher cannot take many more).
 pub const MAX_PARAMS: usize = 16;
+/// Longest custom route key of a WebSocket API.
+pub const MAX_MESSAGE_KEY_LEN: usize = 128;
 /// Longest `{param}` name accepted.
 const MAX_PARAM_NAME_LEN: usize = 64;
 
@@ -139,6 +145,12 @@ pub enum RouteKey {
     Default,
     /// `METHOD /path`.
     Route { method: Method, path: PathPattern },
+    /// `$connect`: called when a WebSocket client connects; may refuse it.
+    Connect,
+    /// `$disconnect`: called once when a WebSocket connection ends.
+    Disconnect,
+    /// A custom WebSocket route key, chosen by the route selection expression.
+    Message(Box<str>),
 }
 
 /// Why a route key was refused. The message is meant for the person who wrote the key.
@@ -185,17 +197,71 @@ impl RouteKey {
         Ok(RouteKey::Route { method, path })
     }
 
+    /// Parses a route key of a WebSocket API: `$connect`, `$disconnect`, `$default` or a
+    /// custom key of letters, digits and `_ - . :` (what a route selection expression can
+    /// select).
+    pub fn parse_websocket(input: &str) -> Result<RouteKey, RouteKeyError> {
+        match input {
+            "$connect" => return Ok(RouteKey::Connect),
+            "$disconnect" => return Ok(RouteKey::Disconnect),
+            "$default" => return Ok(RouteKey::Default),
+            _ => {}
+        }
+        if input.is_empty() {
+            return Err(err(
+                "route key is empty; expected `$connect`, `$disconnect`, `$default` or a custom key such as `sendmessage`",
+            ));
+        }
+        if input.starts_with('$') {
+            return Err(err(format!(
+                "`{}` is not a route key of a WebSocket API; the special keys are `$connect`, `$disconnect` and `$default`",
+                input.escape_default()
+            )));
+        }
+        if input.len() > MAX_MESSAGE_KEY_LEN {
+            return Err(err(format!(
+                "a custom route key is at most {MAX_MESSAGE_KEY_LEN} bytes"
+            )));
+        }
+        if let Some(bad) = input.chars().find(|c| !is_message_key_char(*c)) {
+            return Err(err(format!(
+                "a custom route key may only use letters, digits and `_ - . :`, not `{}`",
+                bad.escape_default()
+            )));
+        }
+        Ok(RouteKey::Message(input.into()))
+    }
+
+    /// Parses a route key of an API of `protocol`.
+    pub fn parse_for(protocol: Protocol, input: &str) -> Result<RouteKey, RouteKeyError> {
+        match protocol {
+            Protocol::Http => RouteKey::parse(input),
+            Protocol::Websocket => RouteKey::parse_websocket(input),
+        }
+    }
+
+    /// Whether an API of `protocol` can have this route key (`$default` fits both).
+    pub fn fits(&self, protocol: Protocol) -> bool {
+        match self {
+            RouteKey::Default => true,
+            RouteKey::Route { .. } => protocol == Protocol::Http,
+            RouteKey::Connect | RouteKey::Disconnect | RouteKey::Message(_) => {
+                protocol == Protocol::Websocket
+            }
+        }
+    }
+
     pub fn method(&self) -> Option<Method> {
         match self {
-            RouteKey::Default => None,
             RouteKey::Route { method, .. } => Some(*method),
+            _ => None,
         }
     }
 
     pub fn path(&self) -> Option<&PathPattern> {
         match self {
-            RouteKey::Default => None,
             RouteKey::Route { path, .. } => Some(path),
+            _ => None,
         }
     }
 
@@ -284,6 +350,10 @@ fn check_param_name(name: &str, piece: &str) -> Result<(), RouteKeyError> {
     Ok(())
 }
 
+fn is_message_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_-.:".contains(c)
+}
+
 /// Characters allowed in a literal path segment: RFC 3986 `pchar`, less `{`/`}`.
 fn is_literal_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@%".contains(c)
@@ -296,10 +366,16 @@ impl FromStr for RouteKey {
     }
 }
 
+/// Reads a stored key of either protocol: an HTTP key always holds a space, a WebSocket key
+/// never does. The protocol is checked where routes are written and where stages compile.
 impl TryFrom<String> for RouteKey {
     type Error = RouteKeyError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        RouteKey::parse(&s)
+        if s.contains(' ') {
+            RouteKey::parse(&s)
+        } else {
+            RouteKey::parse_websocket(&s)
+        }
     }
 }
 
@@ -314,6 +390,9 @@ impl fmt::Display for RouteKey {
         match self {
             RouteKey::Default => f.write_str("$default"),
             RouteKey::Route { method, path } => write!(f, "{} {path}", method.as_str()),
+            RouteKey::Connect => f.write_str("$connect"),
+            RouteKey::Disconnect => f.write_str("$disconnect"),
+            RouteKey::Message(key) => f.write_str(key),
         }
     }
 }
@@ -401,6 +480,37 @@ mod tests {
         assert!(bad("").contains("empty"));
         assert!(bad("$connect").contains("not a route key of an HTTP API"));
         assert!(bad(&format!("GET /{}", "a".repeat(2000))).contains("longer than"));
+    }
+
+    #[test]
+    fn parses_websocket_keys_and_refuses_http_ones_there() {
+        let ws = |s: &str| RouteKey::parse_websocket(s);
+        assert_eq!(ws("$connect"), Ok(RouteKey::Connect));
+        assert_eq!(ws("$disconnect"), Ok(RouteKey::Disconnect));
+        assert_eq!(ws("$default"), Ok(RouteKey::Default));
+        assert_eq!(
+            ws("sendmessage"),
+            Ok(RouteKey::Message("sendmessage".into()))
+        );
+        assert_eq!(
+            ws("chat.send:v1").map(|k| k.to_string()).as_deref(),
+            Ok("chat.send:v1")
+        );
+        for bad in ["", "$join", "GET /a", "a b", "é", &"a".repeat(200)] {
+            assert!(ws(bad).is_err(), "{bad}");
+        }
+        assert!(RouteKey::parse_for(Protocol::Http, "sendmessage").is_err());
+        assert!(RouteKey::parse_for(Protocol::Websocket, "GET /pets").is_err());
+        assert!(
+            RouteKey::Connect.fits(Protocol::Websocket) && !RouteKey::Connect.fits(Protocol::Http)
+        );
+        assert!(
+            RouteKey::Default.fits(Protocol::Http) && RouteKey::Default.fits(Protocol::Websocket)
+        );
+        for key in ["$connect", "sendmessage", "GET /a/{b}", "$default"] {
+            let parsed: RouteKey = serde_json::from_str(&format!("\"{key}\"")).expect("parses");
+            assert_eq!(parsed.to_string(), key);
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::integration::Integration;
 use crate::names::{ApiSlug, StageName, StageVariables};
 use crate::route_key::RouteKey;
 use crate::usage::{DeployedKey, DeployedPlan, Throttle};
+use crate::websocket::{RouteSelection, WebSocketLimits};
 
 /// The protocol of an API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +80,12 @@ pub struct DeployedStage {
     /// Proxies write one JSON line per request of this stage to their access log.
     #[serde(default)]
     pub access_log: bool,
+    /// WebSocket APIs: how a message's route is chosen, as frozen in the deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_selection: Option<RouteSelection>,
+    /// WebSocket APIs: the limits of the stage's connections.
+    #[serde(default)]
+    pub websocket: WebSocketLimits,
     pub routes: Vec<DeployedRoute>,
 }
 

@@ -93,6 +93,8 @@ pub async fn load_snapshot(pool: &PgPool) -> anyhow::Result<ConfigSnapshot> {
             variables: row.variables.0,
             throttle: crate::repo::throttle_from_columns(row.throttle_rate, row.throttle_burst),
             access_log: row.access_log,
+            route_selection: None,
+            websocket: Default::default(),
             routes: row.routes.0,
         });
     }
