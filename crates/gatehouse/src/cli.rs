@@ -167,6 +167,14 @@ pub struct ProxyArgs {
     /// or a file to append to.
     #[arg(long, env = "GATEHOUSE_ACCESS_LOG", default_value = "-")]
     pub access_log: String,
+    /// Bearer token backends present to the `@connections` API of WebSocket APIs
+    /// (`POST|GET|DELETE /<slug>/<stage>/@connections/<id>`); unset keeps that API closed
+    /// [`up`: generated once and kept in the data folder].
+    #[arg(long, env = "GATEHOUSE_MANAGEMENT_TOKEN", hide_env_values = true)]
+    pub management_token: Option<String>,
+    /// Most WebSocket connections one proxy holds at once; more are refused with 503.
+    #[arg(long, env = "GATEHOUSE_MAX_WEBSOCKET_CONNECTIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_websocket_connections: u64,
 }
 
 #[derive(Debug, Args)]

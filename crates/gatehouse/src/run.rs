@@ -98,6 +98,9 @@ fn proxy_config(
         "-" => AccessLogTarget::Stdout,
         path => AccessLogTarget::File(path.into()),
     };
+    config.management_token = args.management_token.clone();
+    config.max_websocket_connections =
+        usize::try_from(args.max_websocket_connections).unwrap_or(usize::MAX);
     config
 }
 
@@ -361,6 +364,10 @@ async fn up_with_database(
         Some(t) => t.clone(),
         None => secrets::load_or_create(data_dir, "node-token", "ghn")?,
     };
+    let management_token = match &args.proxy.management_token {
+        Some(t) => t.clone(),
+        None => secrets::load_or_create(data_dir, "management-token", "ghm")?,
+    };
     let pool = database::connect(database_url).await?;
     database::migrate(&pool).await?;
 
@@ -381,12 +388,13 @@ async fn up_with_database(
     let (demo_stop, demo_stop_rx) = watch::channel(false);
     let started = async {
         let (demo_addr, demo_task) = spawn_demo(args.demo.demo_listen, demo_stop_rx).await?;
-        let proxy_cfg = proxy_config(
+        let mut proxy_cfg = proxy_config(
             &args.proxy,
             format!("http://{}", cp.addr),
             node_token,
             data_dir,
         );
+        proxy_cfg.management_token = Some(management_token.clone());
         let proxy = gatehouse_proxy::start(proxy_cfg).await?;
         anyhow::Ok((demo_addr, demo_task, proxy))
     }
@@ -408,6 +416,7 @@ async fn up_with_database(
         data_dir,
         embedded.is_some(),
         &admin_token,
+        &management_token,
     );
     print_sign_in(cp.addr, has_users);
 
@@ -439,6 +448,7 @@ fn print_banner(
     data_dir: &Path,
     embedded: bool,
     admin_token: &str,
+    management_token: &str,
 ) {
     let database = if embedded {
         format!(
@@ -459,6 +469,7 @@ Gatehouse is running.
   Demo upstream    http://{demo}/pets
   Database         {database}
   Admin token      {admin_token}
+  Management token {management_token}   (WebSocket APIs' @connections API)
 
 Try it:
   export GATEHOUSE_ADMIN_TOKEN={admin_token}

@@ -131,11 +131,37 @@ pub fn admit(
     shared: &Shared,
     key_seen: &mut Option<Uuid>,
 ) -> Result<Admitted, Refusal> {
-    let mut admitted = if route.api_key_required {
+    let call = Call {
+        route: Some(route.index),
+        key_required: route.api_key_required,
+    };
+    admit_call(config, stage, call, headers, now, shared, key_seen)
+}
+
+/// What is being admitted: a request to a route, a WebSocket connection (whose
+/// `$connect` route may be absent) or one of its messages (keyed when its connection was).
+#[derive(Debug, Clone, Copy)]
+pub struct Call {
+    /// The route's index in its stage, for plans' route throttles.
+    pub route: Option<u32>,
+    pub key_required: bool,
+}
+
+/// [`admit`], for a call that is not a plain request to a route.
+pub fn admit_call(
+    config: &CompiledConfig,
+    stage: &CompiledStage,
+    call: Call,
+    headers: &HeaderMap,
+    now: u64,
+    shared: &Shared,
+    key_seen: &mut Option<Uuid>,
+) -> Result<Admitted, Refusal> {
+    let mut admitted = if call.key_required {
         admit_key(
             config,
             stage,
-            route,
+            call.route,
             headers,
             now,
             &shared.key_use,
@@ -163,10 +189,44 @@ pub fn admit(
     Ok(admitted)
 }
 
+/// Takes the admitted call's quota from the counter all proxies share, when Redis counts
+/// quotas; returns the rate headers of the call.
+pub async fn take_shared_quota(
+    shared: &Shared,
+    admitted: Admitted,
+) -> Result<RateHeaders, Refusal> {
+    let mut rate_headers = admitted.rate_headers;
+    let Some(quota) = &admitted.shared_quota else {
+        return Ok(rate_headers);
+    };
+    let used = match shared.shared_counters.take(quota).await {
+        Some(count) => {
+            // Redis may have lost its count (restart, eviction, REDIS_URL set mid-period):
+            // what the control plane and this proxy counted is a floor.
+            let used = count.max(quota.counter.used() + 1);
+            if used <= quota.limit {
+                quota.counter.record(quota.period_start);
+            }
+            Some(used)
+        }
+        None => quota
+            .counter
+            .try_take(quota.period_start, quota.limit)
+            .then(|| quota.counter.used()),
+    };
+    match used {
+        Some(used) if used <= quota.limit => {
+            quota.admitted(used, &mut rate_headers);
+            Ok(rate_headers)
+        }
+        _ => Err(quota.exceeded(rate_headers)),
+    }
+}
+
 fn admit_key(
     config: &CompiledConfig,
     stage: &CompiledStage,
-    route: &CompiledRoute,
+    route: Option<u32>,
     headers: &HeaderMap,
     now: u64,
     key_use: &KeyUse,
@@ -192,7 +252,7 @@ fn admit_key(
     let (rate, policy, bucket) = match stage
         .overrides
         .iter()
-        .find(|o| o.plan == membership.plan && o.route == route.index)
+        .find(|o| o.plan == membership.plan && Some(o.route) == route)
     {
         Some(o) => (
             Some(o.rate),

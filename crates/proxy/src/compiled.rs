@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use gatehouse_model::integration::BoundUri;
 use gatehouse_model::{
-    ConfigSnapshot, DeployedPlan, DeployedStage, Integration, PlanStage, Quota, RouteTable,
-    Throttle,
+    ConfigSnapshot, DeployedPlan, DeployedRoute, DeployedStage, Integration, PlanStage, Protocol,
+    Quota, RouteKey, RouteSelection, RouteTable, Throttle, WebSocketLimits,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use uuid::Uuid;
@@ -28,6 +28,8 @@ pub enum Action {
     Proxy {
         uri: BoundUri,
         timeout: Duration,
+        /// A WebSocket upgrade is passed through to the upstream (HTTP APIs).
+        websocket_upgrade: bool,
     },
     Mock {
         status: StatusCode,
@@ -64,6 +66,49 @@ pub struct CompiledStage {
     pub unrouted: Option<Arc<RouteMeter>>,
     /// Whether each request gets an access log line.
     pub access_log: bool,
+    /// The routes and limits of a WebSocket API's stage (its HTTP table is empty).
+    pub websocket: Option<Box<WsStage>>,
+}
+
+/// A WebSocket API's stage: the routes events go to, how messages pick theirs, and the
+/// limits of each connection.
+#[derive(Debug)]
+pub struct WsStage {
+    pub connect: Option<CompiledRoute>,
+    pub disconnect: Option<CompiledRoute>,
+    pub default: Option<CompiledRoute>,
+    pub messages: HashMap<Box<str>, CompiledRoute>,
+    pub selection: RouteSelection,
+    pub limits: WebSocketLimits,
+    /// The stage's name, sent to integrations.
+    pub stage: HeaderValue,
+}
+
+impl WsStage {
+    /// The route a message goes to: the one its selected key names, else `$default`.
+    pub fn route_for(&self, message: &[u8]) -> Option<&CompiledRoute> {
+        self.selection
+            .select(message)
+            .and_then(|key| self.messages.get(key.as_str()))
+            .or(self.default.as_ref())
+    }
+
+    fn routes(&self) -> impl Iterator<Item = &CompiledRoute> {
+        [&self.connect, &self.disconnect, &self.default]
+            .into_iter()
+            .flatten()
+            .chain(self.messages.values())
+    }
+}
+
+impl CompiledStage {
+    /// Every route of the stage, HTTP or WebSocket.
+    fn all_routes(&self) -> Box<dyn Iterator<Item = &CompiledRoute> + '_> {
+        match &self.websocket {
+            Some(ws) => Box::new(ws.routes()),
+            None => Box::new(self.routes.values()),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -188,8 +233,18 @@ impl CompiledConfig {
                     })
                 })
             };
-            let routes =
-                compile_stage(stage, &meter).map_err(|e| failure(format!("stage {name}"), e))?;
+            let (routes, websocket) = match stage.protocol {
+                Protocol::Http => (compile_stage(stage, &meter), None),
+                Protocol::Websocket => (
+                    RouteTable::compile(Vec::new()).map_err(|e| e.to_string()),
+                    Some(compile_ws_stage(stage, &meter)),
+                ),
+            };
+            let routes = routes.map_err(|e| failure(format!("stage {name}"), e))?;
+            let websocket = websocket
+                .transpose()
+                .map_err(|e| failure(format!("stage {name}"), e))?
+                .map(Box::new);
             let previous_bucket = previous
                 .and_then(|p| p.stages.get(name.as_str()))
                 .map(|s| &s.bucket);
@@ -201,6 +256,7 @@ impl CompiledConfig {
                 overrides: Vec::new(),
                 unrouted: meter(None),
                 access_log: stage.access_log,
+                websocket,
             };
             stage_names.insert(
                 (stage.api_id, stage.stage.as_str()),
@@ -234,12 +290,11 @@ impl CompiledConfig {
                 let Some(stage) = deployed(covered).and_then(|name| stages.get_mut(&name)) else {
                     continue;
                 };
-                if let Some(route) = stage
-                    .routes
-                    .values()
+                let found = stage
+                    .all_routes()
                     .find(|r| &*r.route_key == route_key)
-                    .map(|r| r.index)
-                {
+                    .map(|r| r.index);
+                if let Some(route) = found {
                     stage.overrides.push(RouteOverride {
                         plan: index,
                         route,
@@ -337,14 +392,13 @@ impl CompiledConfig {
 
     /// Splits `/slug/stage/rest` into the stage and `/rest`.
     pub fn stage<'p>(&self, path: &'p str) -> Option<(&CompiledStage, &'p str)> {
-        let after_slash = path.strip_prefix('/')?;
-        let slug_end = after_slash.find('/')?;
-        let stage_end = after_slash[slug_end + 1..]
-            .find('/')
-            .map_or(after_slash.len(), |i| slug_end + 1 + i);
-        let stage = self.stages.get(&after_slash[..stage_end])?;
-        let rest = &after_slash[stage_end..];
-        Some((stage, if rest.is_empty() { "/" } else { rest }))
+        let (name, rest) = split_stage(path)?;
+        Some((self.stages.get(name)?, rest))
+    }
+
+    /// The stage named `slug/stage`.
+    pub fn stage_named(&self, name: &str) -> Option<&CompiledStage> {
+        self.stages.get(name)
     }
 
     /// The enabled key whose SHA-256 is `hash`.
@@ -359,6 +413,20 @@ impl CompiledConfig {
     pub fn key_count(&self) -> usize {
         self.keys.len()
     }
+}
+
+/// Splits `/slug/stage/rest` into `slug/stage` and `/rest`.
+pub fn split_stage(path: &str) -> Option<(&str, &str)> {
+    let after_slash = path.strip_prefix('/')?;
+    let slug_end = after_slash.find('/')?;
+    let stage_end = after_slash[slug_end + 1..]
+        .find('/')
+        .map_or(after_slash.len(), |i| slug_end + 1 + i);
+    let rest = &after_slash[stage_end..];
+    Some((
+        &after_slash[..stage_end],
+        if rest.is_empty() { "/" } else { rest },
+    ))
 }
 
 /// Every route throttle of a plan with its bucket slot (slot 0 is the plan's own bucket):
@@ -378,52 +446,103 @@ fn route_throttle_slots(
         .map(|((covered, key, throttle), slot)| (slot, covered, key, throttle))
 }
 
-fn compile_stage(
-    stage: &DeployedStage,
-    meter: &dyn Fn(Option<Uuid>) -> Option<Arc<RouteMeter>>,
-) -> Result<StageTable, String> {
+type MeterOf<'a> = &'a dyn Fn(Option<Uuid>) -> Option<Arc<RouteMeter>>;
+
+fn compile_stage(stage: &DeployedStage, meter: MeterOf<'_>) -> Result<StageTable, String> {
     let mut routes = Vec::with_capacity(stage.routes.len());
     for route in &stage.routes {
-        let action = match &route.integration {
-            Integration::HttpProxy(proxy) => {
-                let params = route.route_key.param_names();
-                let uri = proxy
-                    .uri
-                    .bind(&stage.variables, &params)
-                    .map_err(|e| format!("route `{}`: {e}", route.route_key))?;
-                Action::Proxy {
-                    uri,
-                    timeout: Duration::from_millis(u64::from(proxy.timeout_ms)),
-                }
-            }
-            Integration::Mock(mock) => {
-                let status = StatusCode::from_u16(mock.status)
-                    .map_err(|e| format!("route `{}`: {e}", route.route_key))?;
-                let mut headers = HeaderMap::with_capacity(mock.headers.len());
-                for (name, value) in &mock.headers {
-                    let name = HeaderName::from_bytes(name.as_bytes())
-                        .map_err(|e| format!("route `{}`: {e}", route.route_key))?;
-                    let value = HeaderValue::from_str(value)
-                        .map_err(|e| format!("route `{}`: {e}", route.route_key))?;
-                    headers.append(name, value);
-                }
-                Action::Mock {
-                    status,
-                    headers,
-                    body: Bytes::from(mock.body.clone()),
-                }
-            }
-        };
-        let compiled = CompiledRoute {
-            route_key: route.route_key.to_string().into(),
-            index: u32::try_from(routes.len()).map_err(|_| "too many routes".to_owned())?,
-            api_key_required: route.api_key_required,
-            action,
-            meter: meter(Some(route.id)),
-        };
+        let index = u32::try_from(routes.len()).map_err(|_| "too many routes".to_owned())?;
+        let compiled = compile_route(stage, route, index, meter)?;
         routes.push((route.route_key.clone(), compiled));
     }
     RouteTable::compile(routes).map_err(|e| e.to_string())
+}
+
+fn compile_ws_stage(stage: &DeployedStage, meter: MeterOf<'_>) -> Result<WsStage, String> {
+    let mut ws = WsStage {
+        connect: None,
+        disconnect: None,
+        default: None,
+        messages: HashMap::new(),
+        selection: stage.route_selection.clone().unwrap_or_default(),
+        limits: stage.websocket,
+        stage: HeaderValue::from_str(stage.stage.as_str())
+            .map_err(|_| "stage name is not a header value".to_owned())?,
+    };
+    if !ws.limits.problems().is_empty() {
+        return Err(format!("WebSocket limits out of bounds: {:?}", ws.limits));
+    }
+    for (index, route) in stage.routes.iter().enumerate() {
+        let index = u32::try_from(index).map_err(|_| "too many routes".to_owned())?;
+        let compiled = compile_route(stage, route, index, meter)?;
+        let slot = match &route.route_key {
+            RouteKey::Connect => &mut ws.connect,
+            RouteKey::Disconnect => &mut ws.disconnect,
+            RouteKey::Default => &mut ws.default,
+            RouteKey::Message(key) => {
+                if ws.messages.insert(key.clone(), compiled).is_some() {
+                    return Err(format!("route `{key}` appears twice"));
+                }
+                continue;
+            }
+            RouteKey::Route { .. } => {
+                return Err(format!(
+                    "route `{}` is an HTTP route key; a WebSocket API cannot serve it",
+                    route.route_key
+                ))
+            }
+        };
+        if slot.replace(compiled).is_some() {
+            return Err(format!("route `{}` appears twice", route.route_key));
+        }
+    }
+    Ok(ws)
+}
+
+fn compile_route(
+    stage: &DeployedStage,
+    route: &DeployedRoute,
+    index: u32,
+    meter: MeterOf<'_>,
+) -> Result<CompiledRoute, String> {
+    let action = match &route.integration {
+        Integration::HttpProxy(proxy) => {
+            let params = route.route_key.param_names();
+            let uri = proxy
+                .uri
+                .bind(&stage.variables, &params)
+                .map_err(|e| format!("route `{}`: {e}", route.route_key))?;
+            Action::Proxy {
+                uri,
+                timeout: Duration::from_millis(u64::from(proxy.timeout_ms)),
+                websocket_upgrade: proxy.websocket_upgrade,
+            }
+        }
+        Integration::Mock(mock) => {
+            let status = StatusCode::from_u16(mock.status)
+                .map_err(|e| format!("route `{}`: {e}", route.route_key))?;
+            let mut headers = HeaderMap::with_capacity(mock.headers.len());
+            for (name, value) in &mock.headers {
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| format!("route `{}`: {e}", route.route_key))?;
+                let value = HeaderValue::from_str(value)
+                    .map_err(|e| format!("route `{}`: {e}", route.route_key))?;
+                headers.append(name, value);
+            }
+            Action::Mock {
+                status,
+                headers,
+                body: Bytes::from(mock.body.clone()),
+            }
+        }
+    };
+    Ok(CompiledRoute {
+        route_key: route.route_key.to_string().into(),
+        index,
+        api_key_required: route.api_key_required,
+        action,
+        meter: meter(Some(route.id)),
+    })
 }
 
 #[cfg(test)]

@@ -40,6 +40,10 @@ pub struct ProxyConfig {
     pub metrics_report_interval: Duration,
     /// Where the access log lines of stages that keep one go.
     pub access_log: AccessLogTarget,
+    /// The bearer token backends present to the `@connections` API; `None` keeps it closed.
+    pub management_token: Option<String>,
+    /// Most WebSocket connections this proxy holds at once; more are refused with 503.
+    pub max_websocket_connections: usize,
 }
 
 impl ProxyConfig {
@@ -61,6 +65,8 @@ impl ProxyConfig {
             metrics: true,
             metrics_report_interval: Duration::from_secs(5),
             access_log: AccessLogTarget::Stdout,
+            management_token: None,
+            max_websocket_connections: 100_000,
         }
     }
 }
@@ -78,6 +84,11 @@ impl fmt::Debug for ProxyConfig {
             .field("redis", &self.redis_url.as_ref().map(|_| "****"))
             .field("metrics", &self.metrics)
             .field("access_log", &self.access_log)
+            .field(
+                "management_token",
+                &self.management_token.as_ref().map(|_| "****"),
+            )
+            .field("max_websocket_connections", &self.max_websocket_connections)
             .finish_non_exhaustive()
     }
 }

@@ -30,6 +30,12 @@ pub enum Reject {
     GatewayTimeout,
     /// The proxy has no configuration yet.
     NotReady,
+    /// No such WebSocket connection (any more).
+    Gone,
+    /// A WebSocket API's invoke URL was called without a WebSocket upgrade.
+    UpgradeRequired,
+    /// This proxy holds as many WebSocket connections as it may.
+    TooManyConnections,
 }
 
 impl Reject {
@@ -63,6 +69,9 @@ impl Reject {
             Reject::BadGateway => reject!(BAD_GATEWAY, "Bad Gateway"),
             Reject::GatewayTimeout => reject!(GATEWAY_TIMEOUT, "Endpoint request timed out"),
             Reject::NotReady => reject!(SERVICE_UNAVAILABLE, "Service Unavailable"),
+            Reject::Gone => reject!(GONE, "Gone"),
+            Reject::UpgradeRequired => reject!(UPGRADE_REQUIRED, "Upgrade Required"),
+            Reject::TooManyConnections => reject!(SERVICE_UNAVAILABLE, "Too Many Connections"),
         }
     }
 

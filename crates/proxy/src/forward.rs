@@ -6,8 +6,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http_body_util::Limited;
+use http_body_util::{Full, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -56,8 +57,27 @@ pub fn connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
         .wrap_connector(http)
 }
 
+/// The client WebSocket events are sent with: bodies are whole messages.
+pub type EventClient = Client<CountedConnector<HttpsConnector<HttpConnector>>, Full<Bytes>>;
+
 /// The pooled client; its connections are counted in `telemetry`.
 pub fn upstream_client(connect_timeout: Duration, telemetry: &Telemetry) -> UpstreamClient {
+    pooled_client(connect_timeout, telemetry)
+}
+
+/// A pooled client for WebSocket events, counted like the upstream client.
+pub fn event_client(connect_timeout: Duration, telemetry: &Telemetry) -> EventClient {
+    pooled_client(connect_timeout, telemetry)
+}
+
+fn pooled_client<B>(
+    connect_timeout: Duration,
+    telemetry: &Telemetry,
+) -> Client<CountedConnector<HttpsConnector<HttpConnector>>, B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -85,7 +105,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// Removes hop-by-hop headers, including those the `Connection` header names. `Upgrade`
-/// goes too: WebSocket pass-through is not offered yet.
+/// goes too: a pass-through puts back what it forwards.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)

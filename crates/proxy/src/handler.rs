@@ -14,17 +14,20 @@ use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use crate::access_log::AccessLog;
-use crate::admission;
-use crate::compiled::{Action, CompiledConfig};
+use crate::admission::{self, Admitted};
+use crate::compiled::{split_stage, Action, CompiledConfig};
+use crate::drain::Drain;
 use crate::errors::{ProxyBody, Reject};
 use crate::forward::{rewrite_request_headers, strip_hop_by_hop, UpstreamClient};
 use crate::limiter::{now_ns, EverySecond};
 use crate::meters::{KeyEvents, MeterRegistry, Unmatched};
+use crate::passthrough;
 use crate::quota::{KeyUse, QuotaLedger};
 use crate::recording::{micros, Counted, LogDraft, Recording};
 use crate::request_id::{RequestIds, REQUEST_ID};
 use crate::shared_quota::SharedCounters;
 use crate::telemetry::Telemetry;
+use crate::websocket::{self, WebSockets};
 
 /// What every request reads: the published snapshot and the shared upstream client.
 pub struct Shared {
@@ -45,6 +48,9 @@ pub struct Shared {
     pub unmatched: Unmatched,
     pub access_log: AccessLog,
     pub telemetry: Telemetry,
+    pub websockets: WebSockets,
+    /// What shutdown waits for: client connections and WebSocket sessions.
+    pub drain: Drain,
 }
 
 impl Shared {
@@ -68,12 +74,23 @@ pub async fn handle(
     let request_id = shared.request_ids.next();
     // Set once the stage is known; dropped with this future if the client goes away.
     let mut recording = None;
-    let mut response = dispatch(&shared, req, client_ip, &request_id, start, &mut recording).await;
+    // WebSocket APIs record their own events (and the `@connections` API, none).
+    let mut websocket = false;
+    let mut response = dispatch(
+        &shared,
+        req,
+        client_ip,
+        &request_id,
+        start,
+        &mut recording,
+        &mut websocket,
+    )
+    .await;
     response.headers_mut().insert(REQUEST_ID, request_id);
     let status = response.status().as_u16();
     match &mut recording {
         Some(recording) => recording.status = status,
-        None if shared.metrics_enabled => shared.unmatched.record(status),
+        None if shared.metrics_enabled && !websocket => shared.unmatched.record(status),
         None => {}
     }
     response.map(|body| Counted::new(body, recording))
@@ -99,6 +116,7 @@ async fn dispatch(
     request_id: &HeaderValue,
     start: Instant,
     recording: &mut Option<Recording>,
+    websocket: &mut bool,
 ) -> Response<ProxyBody> {
     if has_dot_segment(req.uri().path()) {
         // `..` would let a greedy parameter climb out of its upstream prefix.
@@ -114,93 +132,100 @@ async fn dispatch(
         let Some((stage, rest)) = config.stage(req.uri().path()) else {
             return Reject::NotFound.response();
         };
-        let found = stage.routes.at(req.method(), rest);
-        let meter = match &found {
-            Some(found) => found.value.meter.as_ref(),
-            None => stage.unrouted.as_ref(),
-        };
-        if let Some(meter) = meter {
-            let log = stage.access_log.then(|| {
-                log_draft(
-                    &req,
-                    &client_ip,
-                    request_id,
-                    found.as_ref().map(|f| &f.value.route_key),
-                )
-            });
-            *recording = Some(Recording::start(shared.clone(), meter.clone(), start, log));
-        }
-        let Some(found) = found else {
-            return refuse(recording, Reject::NotFound);
-        };
-        let route = found.value;
-        let mut key_seen = None;
-        let admission = admission::admit(
-            config,
-            stage,
-            route,
-            req.headers(),
-            now_ns(),
-            shared,
-            &mut key_seen,
-        );
-        if let Some(recording) = recording.as_mut() {
-            recording.key_id = key_seen;
-        }
-        let admitted = match admission {
-            Ok(admitted) => admitted,
-            Err(refusal) => {
-                note_refusal(recording, refusal.reject());
-                return refusal.response();
+        if stage.websocket.is_some() {
+            let name = split_stage(req.uri().path()).map_or("", |(name, _)| name);
+            (
+                Next::WebSocket(name.into(), rest.to_owned()),
+                Admitted::default(),
+            )
+        } else {
+            let found = stage.routes.at(req.method(), rest);
+            let meter = match &found {
+                Some(found) => found.value.meter.as_ref(),
+                None => stage.unrouted.as_ref(),
+            };
+            if let Some(meter) = meter {
+                let log = stage.access_log.then(|| {
+                    log_draft(
+                        &req,
+                        &client_ip,
+                        request_id,
+                        found.as_ref().map(|f| &f.value.route_key),
+                    )
+                });
+                *recording = Some(Recording::start(shared.clone(), meter.clone(), start, log));
             }
-        };
-        let next = match &route.action {
-            Action::Mock {
-                status,
-                headers,
-                body,
-            } => Next::Mock(mock(*status, headers, body)),
-            Action::Proxy { uri, timeout } => {
-                match uri.render(|i| found.param(i), req.uri().query()) {
-                    Ok(uri) => Next::Forward(uri, *timeout),
-                    Err(e) => {
-                        tracing::warn!(route = %route.route_key, error = %e, "integration URI invalid for this request");
-                        return refuse(recording, Reject::BadGateway);
+            let Some(found) = found else {
+                return refuse(recording, Reject::NotFound);
+            };
+            let route = found.value;
+            let mut key_seen = None;
+            let admission = admission::admit(
+                config,
+                stage,
+                route,
+                req.headers(),
+                now_ns(),
+                shared,
+                &mut key_seen,
+            );
+            if let Some(recording) = recording.as_mut() {
+                recording.key_id = key_seen;
+            }
+            let admitted = match admission {
+                Ok(admitted) => admitted,
+                Err(refusal) => {
+                    note_refusal(recording, refusal.reject());
+                    return refusal.response();
+                }
+            };
+            let next = match &route.action {
+                Action::Mock {
+                    status,
+                    headers,
+                    body,
+                } => Next::Mock(mock(*status, headers, body)),
+                Action::Proxy {
+                    uri,
+                    timeout,
+                    websocket_upgrade,
+                } => {
+                    let upgrade = websocket_upgrade
+                        .then(|| passthrough::websocket_upgrade(req.headers()))
+                        .flatten();
+                    match uri.render(|i| found.param(i), req.uri().query()) {
+                        Ok(uri) => Next::Forward(uri, *timeout, upgrade),
+                        Err(e) => {
+                            tracing::warn!(route = %route.route_key, error = %e, "integration URI invalid for this request");
+                            return refuse(recording, Reject::BadGateway);
+                        }
                     }
                 }
-            }
-        };
-        (next, admitted)
-    };
-    let mut rate_headers = admitted.rate_headers;
-    if let Some(quota) = &admitted.shared_quota {
-        let used = match shared.shared_counters.take(quota).await {
-            Some(count) => {
-                // Redis may have lost its count (restart, eviction, REDIS_URL set mid-period):
-                // what the control plane and this proxy counted is a floor.
-                let used = count.max(quota.counter.used() + 1);
-                if used <= quota.limit {
-                    quota.counter.record(quota.period_start);
-                }
-                Some(used)
-            }
-            None => quota
-                .counter
-                .try_take(quota.period_start, quota.limit)
-                .then(|| quota.counter.used()),
-        };
-        match used {
-            Some(used) if used <= quota.limit => quota.admitted(used, &mut rate_headers),
-            _ => {
-                note_refusal(recording, Reject::LimitExceeded);
-                return quota.exceeded(rate_headers).response();
-            }
+            };
+            (next, admitted)
         }
-    }
+    };
+    let rate_headers = match admission::take_shared_quota(shared, admitted).await {
+        Ok(rate_headers) => rate_headers,
+        Err(refusal) => {
+            note_refusal(recording, refusal.reject());
+            return refusal.response();
+        }
+    };
     let mut response = match next {
+        Next::WebSocket(stage, rest) => {
+            *websocket = true;
+            return websocket::serve(shared, req, stage, &rest, client_ip, request_id, start).await;
+        }
         Next::Mock(response) => response,
-        Next::Forward(uri, timeout) => {
-            forward(shared, req, uri, timeout, client_ip, request_id, recording).await
+        Next::Forward(uri, timeout, upgrade) => {
+            let exchange = Exchange {
+                uri,
+                timeout,
+                client_ip,
+                upgrade,
+            };
+            forward(shared, req, exchange, request_id, recording).await
         }
     };
     rate_headers.apply(response.headers_mut());
@@ -234,7 +259,19 @@ fn log_draft(
 /// What a matched route does next, decided under the snapshot guard.
 enum Next {
     Mock(Response<ProxyBody>),
-    Forward(http::Uri, Duration),
+    /// The upstream URI, the route's timeout, and the `Upgrade` header of a WebSocket
+    /// upgrade the route passes through.
+    Forward(http::Uri, Duration, Option<HeaderValue>),
+    /// A WebSocket API's stage (`slug/stage`) and the rest of the path.
+    WebSocket(Box<str>, String),
+}
+
+/// Where and how a request is forwarded.
+struct Exchange {
+    uri: http::Uri,
+    timeout: Duration,
+    client_ip: HeaderValue,
+    upgrade: Option<HeaderValue>,
 }
 
 /// True when a path segment is `.` or `..`, written plainly or percent-encoded.
@@ -277,13 +314,18 @@ fn mock(status: http::StatusCode, headers: &http::HeaderMap, body: &Bytes) -> Re
 
 async fn forward(
     shared: &Shared,
-    req: Request<Incoming>,
-    uri: http::Uri,
-    timeout: Duration,
-    client_ip: HeaderValue,
+    mut req: Request<Incoming>,
+    exchange: Exchange,
     request_id: &HeaderValue,
     recording: &mut Option<Recording>,
 ) -> Response<ProxyBody> {
+    let Exchange {
+        uri,
+        timeout,
+        client_ip,
+        upgrade,
+    } = exchange;
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let declared_len = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -294,6 +336,9 @@ async fn forward(
     }
     let (mut parts, body) = req.into_parts();
     rewrite_request_headers(&mut parts.headers, client_ip);
+    if let Some(upgrade) = &upgrade {
+        passthrough::restore_upgrade(&mut parts.headers, upgrade.clone());
+    }
     parts.headers.insert(REQUEST_ID, request_id.clone());
     parts.uri = uri;
     parts.version = Version::HTTP_11;
@@ -326,9 +371,22 @@ async fn forward(
             warn_upstream_failure(&e);
             refuse(recording, Reject::BadGateway)
         }
-        Ok(Ok(response)) => {
+        Ok(Ok(mut response)) => {
+            let switched = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+            if switched && client_upgrade.is_none() {
+                // Switching protocols without having been asked: nothing can follow.
+                return refuse(recording, Reject::BadGateway);
+            }
+            let upstream_upgrade = switched.then(|| hyper::upgrade::on(&mut response));
+            let accepted = response.headers().get(header::UPGRADE).cloned();
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            if let (Some(client), Some(upstream), Some(accepted)) =
+                (client_upgrade, upstream_upgrade, accepted)
+            {
+                passthrough::restore_upgrade(&mut parts.headers, accepted);
+                passthrough::splice(client, upstream, shared.drain.token());
+            }
             Response::from_parts(parts, Either::Left(body))
         }
     }

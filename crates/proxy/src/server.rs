@@ -11,7 +11,6 @@ use anyhow::Context as _;
 use arc_swap::ArcSwapOption;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -20,6 +19,7 @@ use crate::access_log::AccessLog;
 use crate::compiled::CompiledConfig;
 use crate::config::ProxyConfig;
 use crate::control_plane_client::ControlPlaneClient;
+use crate::drain::Drain;
 use crate::handler::{handle, Shared};
 use crate::meters::{key_events, MeterRegistry, Unmatched};
 use crate::metrics_reporter::MetricsReporter;
@@ -29,6 +29,7 @@ use crate::request_id::RequestIds;
 use crate::shared_quota::SharedCounters;
 use crate::telemetry::Telemetry;
 use crate::usage_reporter::UsageReporter;
+use crate::websocket::WebSockets;
 use crate::{cache, forward, status};
 
 /// Longest wait for a client to send its request headers.
@@ -95,6 +96,13 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
         key_events: key_events(),
         unmatched: Unmatched::default(),
         access_log: AccessLog::default(),
+        websockets: WebSockets::new(
+            config.management_token.clone(),
+            config.max_websocket_connections,
+            config.connect_timeout,
+            &telemetry,
+        ),
+        drain: Drain::default(),
         telemetry,
     });
     if config.metrics {
@@ -205,7 +213,6 @@ async fn serve_traffic(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -219,6 +226,7 @@ async fn serve_traffic(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let token = shared.drain.token();
                 let shared = shared.clone();
                 let client_ip = forward::client_ip_header(peer);
                 let service = service_fn(move |req| {
@@ -226,19 +234,32 @@ async fn serve_traffic(
                     let client_ip = client_ip.clone();
                     async move { Ok::<_, Infallible>(handle(shared, req, client_ip).await) }
                 });
-                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+                let mut stop = stop.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection.await {
+                    tokio::pin!(connection);
+                    let served = tokio::select! {
+                        served = connection.as_mut() => served,
+                        () = stopped(&mut stop) => {
+                            // Finish the request in flight, if any, then close.
+                            connection.as_mut().graceful_shutdown();
+                            connection.await
+                        }
+                    };
+                    if let Err(e) = served {
                         tracing::debug!(error = %e, %peer, "client connection ended with an error");
                     }
+                    drop(token);
                 });
             }
             () = stopped(&mut stop) => break,
         }
     }
     drop(listener);
+    // WebSocket sessions close with 1001 and call `$disconnect`; connections finish.
+    shared.websockets.close_all();
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = shared.drain.wait() => {}
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; dropping requests still in flight"),
     }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 
 use gatehouse_model::metrics::{bucket_index, Latency};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
-use prometheus::{IntCounter, IntGauge, Registry, TextEncoder};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry, TextEncoder};
 
 use crate::handler::Shared;
 use crate::meters::RouteMeter;
@@ -33,10 +33,20 @@ pub struct Telemetry {
     pub reports_sent: IntCounter,
     pub reports_dropped: IntCounter,
     pub report_queue: IntGauge,
+    pub websocket_connections: IntGauge,
+    pub websocket_closes: IntCounterVec,
+    pub websocket_refused: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    let _ = registry.register(Box::new(c.clone()));
+    c
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
+    let c = IntCounterVec::new(prometheus::Opts::new(name, help), &[label])
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
     let _ = registry.register(Box::new(c.clone()));
     c
 }
@@ -95,6 +105,22 @@ impl Default for Telemetry {
                 r,
                 "gatehouse_proxy_metrics_reports_queued",
                 "Metrics batches waiting for the control plane.",
+            ),
+            websocket_connections: gauge(
+                r,
+                "gatehouse_proxy_websocket_connections",
+                "WebSocket connections open.",
+            ),
+            websocket_closes: counter_vec(
+                r,
+                "gatehouse_proxy_websocket_closes_total",
+                "WebSocket connections ended, by why: client, idle, lifetime, shutdown, backend, too_big, protocol_error, invalid_utf8, slow_reader, stage_gone.",
+                "reason",
+            ),
+            websocket_refused: counter(
+                r,
+                "gatehouse_proxy_websocket_refused_total",
+                "WebSocket handshakes refused because the proxy held its most connections.",
             ),
             registry,
         }

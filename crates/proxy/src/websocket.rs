@@ -1,0 +1,740 @@
+//! WebSocket APIs: a client's upgrade on a stage's invoke URL becomes a connection once
+//! the `$connect` route agrees; each message it sends is routed by the stage's route
+//! selection expression to an integration, whose answer goes back to the client; when the
+//! connection ends, for whatever reason, `$disconnect` is called once.
+//!
+//! Each connection is one task holding one small read buffer. Routes and limits are read
+//! from the snapshot in use at each event, so a redeploy applies to open connections.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::admission::{self, Call, X_API_KEY};
+use crate::compiled::{CompiledRoute, CompiledStage, WsStage};
+use crate::drain::Token;
+use crate::errors::{ProxyBody, Reject};
+use crate::forward::{event_client, EventClient};
+use crate::handler::Shared;
+use crate::limiter::now_ns;
+use crate::recording::Recording;
+use crate::telemetry::Telemetry;
+use crate::ws_connections::{self, Connection, ConnectionId, Connections, Outbound};
+use crate::ws_events::{self, Answer, CallError, Event, EventType, Target};
+
+/// Bytes read from the socket at a time. Small: most connections are idle, and a
+/// connection holds its read buffer for life.
+const READ_BUFFER: usize = 2048;
+/// Integration calls one connection may have running; beyond, its messages wait unread.
+const MAX_CALLS_IN_FLIGHT: usize = 16;
+/// Longest a write to a client may take before the client is taken as gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest the closing handshake may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Everything WebSocket APIs share across connections.
+pub struct WebSockets {
+    pub connections: Connections,
+    /// The token the `@connections` API asks for; `None` keeps that API closed.
+    pub management_token: Option<String>,
+    pub max_connections: usize,
+    client: EventClient,
+    closing: watch::Sender<bool>,
+}
+
+impl WebSockets {
+    pub fn new(
+        management_token: Option<String>,
+        max_connections: usize,
+        connect_timeout: Duration,
+        telemetry: &Telemetry,
+    ) -> WebSockets {
+        WebSockets {
+            connections: Connections::default(),
+            management_token,
+            max_connections,
+            client: event_client(connect_timeout, telemetry),
+            closing: watch::channel(false).0,
+        }
+    }
+
+    /// Closes every connection with 1001 (going away), as the proxy stops.
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
+    }
+}
+
+/// Serves a request to a WebSocket API's stage `stage_key`; `rest` is the path after it.
+pub async fn serve(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    stage_key: Box<str>,
+    rest: &str,
+    client_ip: HeaderValue,
+    request_id: &HeaderValue,
+    start: Instant,
+) -> Response<ProxyBody> {
+    if let Some(id) = rest.strip_prefix("/@connections/") {
+        let max = {
+            let guard = shared.config.load();
+            let limits = guard
+                .as_ref()
+                .and_then(|c| c.stage_named(&stage_key))
+                .and_then(|s| s.websocket.as_ref())
+                .map(|ws| ws.limits.max_message_bytes);
+            limits.unwrap_or(0) as usize
+        };
+        let ws = &shared.websockets;
+        return ws_connections::manage(
+            &ws.connections,
+            ws.management_token.as_deref(),
+            &stage_key,
+            id,
+            max,
+            req,
+        )
+        .await;
+    }
+    if rest != "/" {
+        return Reject::NotFound.response();
+    }
+    let Some(accept) = handshake_accept(&req) else {
+        let mut response = Reject::UpgradeRequired.response();
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        response
+            .headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        return response;
+    };
+    connect(shared, req, stage_key, accept, client_ip, request_id, start).await
+}
+
+/// The `Sec-WebSocket-Accept` of a valid WebSocket handshake request; `None` when the
+/// request is not one.
+pub fn handshake_accept<B>(req: &Request<B>) -> Option<HeaderValue> {
+    let headers = req.headers();
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    let valid = req.method() == Method::GET
+        && req.version() == http::Version::HTTP_11
+        && has_token(header::CONNECTION, "upgrade")
+        && has_token(header::UPGRADE, "websocket")
+        && headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v == "13");
+    let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
+    if !valid || key.len() != 24 {
+        return None;
+    }
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()
+}
+
+/// What connecting needs from the snapshot, taken while it is held.
+struct ConnectPlan {
+    recording: Option<Recording>,
+    target: Option<Target>,
+    route_key: HeaderValue,
+    stage: HeaderValue,
+    max_message_bytes: usize,
+    admitted: admission::Admitted,
+    /// The headers holding the connection's API key, when `$connect` requires one.
+    key_headers: Option<HeaderMap>,
+}
+
+async fn connect(
+    shared: &Arc<Shared>,
+    mut req: Request<Incoming>,
+    stage_key: Box<str>,
+    accept: HeaderValue,
+    client_ip: HeaderValue,
+    request_id: &HeaderValue,
+    start: Instant,
+) -> Response<ProxyBody> {
+    let ws = &shared.websockets;
+    if ws.connections.len() >= ws.max_connections {
+        shared.telemetry.websocket_refused.inc();
+        return Reject::TooManyConnections.response();
+    }
+    let plan = {
+        let guard = shared.config.load();
+        let Some((stage, ws_stage)) = guard.as_ref().and_then(|c| {
+            let stage = c.stage_named(&stage_key)?;
+            Some((stage, stage.websocket.as_deref()?))
+        }) else {
+            return Reject::NotFound.response();
+        };
+        let Some(config) = guard.as_ref() else {
+            return Reject::NotReady.response();
+        };
+        let route = ws_stage.connect.as_ref();
+        let mut recording = start_recording(shared, stage, route, start);
+        let call = Call {
+            route: route.map(|r| r.index),
+            key_required: route.is_some_and(|r| r.api_key_required),
+        };
+        let mut key_seen = None;
+        let admitted = admission::admit_call(
+            config,
+            stage,
+            call,
+            req.headers(),
+            now_ns(),
+            shared,
+            &mut key_seen,
+        );
+        if let Some(recording) = recording.as_mut() {
+            recording.key_id = key_seen;
+        }
+        let admitted = match admitted {
+            Ok(admitted) => admitted,
+            Err(refusal) => return refused(recording, refusal.response()),
+        };
+        let target = route.map(|r| Target::of(r, req.uri().query()));
+        let target = match target {
+            Some(None) => return refused(recording, Reject::BadGateway.response()),
+            Some(Some(target)) => Some(target),
+            None => None,
+        };
+        ConnectPlan {
+            recording,
+            target,
+            route_key: HeaderValue::from_static("$connect"),
+            stage: ws_stage.stage.clone(),
+            max_message_bytes: ws_stage.limits.max_message_bytes as usize,
+            admitted,
+            key_headers: call
+                .key_required
+                .then(|| key_headers(req.headers()))
+                .flatten(),
+        }
+    };
+    let mut recording = plan.recording;
+    if let Err(refusal) = admission::take_shared_quota(shared, plan.admitted).await {
+        return refused(recording, refusal.response());
+    }
+    let id = ws_connections::new_id();
+    let id_text = HeaderValue::from_str(&hex::encode(id)).unwrap_or(HeaderValue::from_static("0"));
+    let mut protocol = None;
+    if let Some(target) = plan.target {
+        let event = Event {
+            kind: EventType::Connect,
+            route_key: plan.route_key,
+            connection_id: id_text.clone(),
+            stage: plan.stage,
+            request_id: request_id.clone(),
+            client_ip: client_ip.clone(),
+            headers: req.headers().clone(),
+            body: Bytes::new(),
+        };
+        let answer = ws_events::call(&ws.client, target, event, plan.max_message_bytes).await;
+        note_latency(&mut recording, &answer);
+        match answer {
+            Ok(answer) if answer.status.is_success() => {
+                protocol = answer.headers.get(header::SEC_WEBSOCKET_PROTOCOL).cloned();
+            }
+            Ok(answer) => return refused(recording, refusal_of(answer)),
+            Err(e) => return refused(recording, failure(e).response()),
+        }
+    }
+    let user_agent = req.headers().get(header::USER_AGENT).cloned();
+    let (connection, inbox) = Connection::new(id_text, stage_key, client_ip, user_agent);
+    let connection = Arc::new(connection);
+    ws.connections.insert(id, connection.clone());
+    shared.telemetry.websocket_connections.inc();
+    let upgrade = hyper::upgrade::on(&mut req);
+    let session = Session {
+        shared: shared.clone(),
+        id,
+        connection,
+        key_headers: plan.key_headers,
+        _token: shared.drain.token(),
+    };
+    tokio::spawn(session.run(upgrade, inbox));
+
+    if let Some(recording) = recording.as_mut() {
+        recording.status = StatusCode::SWITCHING_PROTOCOLS.as_u16();
+    }
+    drop(recording);
+    let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if let Some(protocol) = protocol {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+    }
+    response
+}
+
+/// Only the API key is kept of a keyed connection's handshake, for its messages.
+fn key_headers(headers: &HeaderMap) -> Option<HeaderMap> {
+    let mut kept = HeaderMap::with_capacity(1);
+    kept.insert(X_API_KEY, headers.get(X_API_KEY)?.clone());
+    Some(kept)
+}
+
+fn start_recording(
+    shared: &Arc<Shared>,
+    stage: &CompiledStage,
+    route: Option<&CompiledRoute>,
+    start: Instant,
+) -> Option<Recording> {
+    let meter = route.map_or(stage.unrouted.as_ref(), |r| r.meter.as_ref())?;
+    Some(Recording::start(shared.clone(), meter.clone(), start, None))
+}
+
+/// A refused handshake, with the status recorded.
+fn refused(recording: Option<Recording>, response: Response<ProxyBody>) -> Response<ProxyBody> {
+    if let Some(mut recording) = recording {
+        recording.status = response.status().as_u16();
+    }
+    response
+}
+
+/// `$connect` said no: its status and body go back to the client.
+fn refusal_of(answer: Answer) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(answer.body)));
+    *response.status_mut() = answer.status;
+    if let Some(kind) = answer.headers.get(header::CONTENT_TYPE) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, kind.clone());
+    }
+    response
+}
+
+fn failure(e: CallError) -> Reject {
+    match e {
+        CallError::Timeout => Reject::GatewayTimeout,
+        CallError::Unreachable | CallError::TooLarge => Reject::BadGateway,
+    }
+}
+
+fn note_latency(recording: &mut Option<Recording>, answer: &Result<Answer, CallError>) {
+    if let (
+        Some(recording),
+        Ok(Answer {
+            latency: Some(latency),
+            ..
+        }),
+    ) = (recording.as_mut(), answer)
+    {
+        recording.integration_us = Some(crate::recording::micros(*latency));
+    }
+}
+
+/// Why a session ended, and the close code the client is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The client closed, or its connection dropped.
+    ClientGone,
+    Idle,
+    Lifetime,
+    Shutdown,
+    ClosedByBackend(CloseCode, &'static str),
+    TooBig,
+    ProtocolError,
+    InvalidUtf8,
+    /// Writes to the client stopped going through.
+    SlowReader,
+    /// The stage is no longer deployed as a WebSocket API.
+    StageGone,
+}
+
+impl End {
+    fn close_frame(self) -> Option<(CloseCode, &'static str)> {
+        match self {
+            End::ClientGone | End::SlowReader => None,
+            End::Idle => Some((CloseCode::Away, "idle timeout")),
+            End::Lifetime => Some((CloseCode::Away, "connection lifetime reached")),
+            End::Shutdown => Some((CloseCode::Away, "gateway shutting down")),
+            End::StageGone => Some((CloseCode::Away, "stage no longer deployed")),
+            End::ClosedByBackend(code, reason) => Some((code, reason)),
+            End::TooBig => Some((CloseCode::Size, "message too big")),
+            End::ProtocolError => Some((CloseCode::Protocol, "protocol error")),
+            End::InvalidUtf8 => Some((CloseCode::Invalid, "text message is not UTF-8")),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            End::ClientGone => "client",
+            End::Idle => "idle",
+            End::Lifetime => "lifetime",
+            End::Shutdown => "shutdown",
+            End::StageGone => "stage_gone",
+            End::ClosedByBackend(..) => "backend",
+            End::TooBig => "too_big",
+            End::ProtocolError => "protocol_error",
+            End::InvalidUtf8 => "invalid_utf8",
+            End::SlowReader => "slow_reader",
+        }
+    }
+
+    fn of_error(e: &WsError) -> End {
+        match e {
+            WsError::Capacity(CapacityError::MessageTooLong { .. }) => End::TooBig,
+            WsError::Capacity(_) | WsError::Protocol(_) | WsError::AttackAttempt => {
+                End::ProtocolError
+            }
+            WsError::Utf8(_) => End::InvalidUtf8,
+            _ => End::ClientGone,
+        }
+    }
+}
+
+/// One connection, from the upgrade to `$disconnect`.
+struct Session {
+    shared: Arc<Shared>,
+    id: ConnectionId,
+    connection: Arc<Connection>,
+    key_headers: Option<HeaderMap>,
+    /// Shutdown waits for the session to close and call `$disconnect`.
+    _token: Option<Token>,
+}
+
+type Stream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+impl Session {
+    async fn run(self, upgrade: hyper::upgrade::OnUpgrade, inbox: mpsc::Receiver<Outbound>) {
+        let limits = self.limits();
+        let end = match (upgrade.await, limits) {
+            (Ok(upgraded), Some(limits)) => {
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(READ_BUFFER)
+                    .write_buffer_size(0)
+                    .max_write_buffer_size(limits.max_message_bytes as usize * 2 + 4096)
+                    .max_message_size(Some(limits.max_message_bytes as usize))
+                    .max_frame_size(Some(limits.max_frame_bytes as usize));
+                let mut stream = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                let end = self.serve(&mut stream, inbox, limits).await;
+                if let Some((code, reason)) = end.close_frame() {
+                    let frame = CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    };
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.close(Some(frame))).await;
+                }
+                end
+            }
+            (Ok(_), None) => End::StageGone,
+            (Err(_), _) => End::ClientGone,
+        };
+        self.shared.websockets.connections.remove(&self.id);
+        let telemetry = &self.shared.telemetry;
+        telemetry.websocket_connections.dec();
+        telemetry
+            .websocket_closes
+            .with_label_values(&[end.label()])
+            .inc();
+        self.disconnect().await;
+    }
+
+    fn limits(&self) -> Option<gatehouse_model::WebSocketLimits> {
+        self.with_stage(|_, ws| ws.limits)
+    }
+
+    /// Runs `f` on the connection's stage in the snapshot in use.
+    fn with_stage<T>(&self, f: impl FnOnce(&CompiledStage, &WsStage) -> T) -> Option<T> {
+        let guard = self.shared.config.load();
+        let stage = guard.as_ref()?.stage_named(&self.connection.stage)?;
+        Some(f(stage, stage.websocket.as_deref()?))
+    }
+
+    async fn serve(
+        &self,
+        stream: &mut Stream,
+        mut inbox: mpsc::Receiver<Outbound>,
+        limits: gatehouse_model::WebSocketLimits,
+    ) -> End {
+        let idle = Duration::from_secs(u64::from(limits.idle_timeout_seconds));
+        let end_of_life = tokio::time::Instant::now()
+            + Duration::from_secs(u64::from(limits.max_connection_seconds));
+        let mut idle_until = tokio::time::Instant::now() + idle;
+        let timer = tokio::time::sleep_until(idle_until.min(end_of_life));
+        tokio::pin!(timer);
+        let mut closing = self.shared.websockets.closing.subscribe();
+        let mut calls: JoinSet<Option<Message>> = JoinSet::new();
+        loop {
+            tokio::select! {
+                biased;
+                () = crate::server::stopped(&mut closing) => return End::Shutdown,
+                outbound = inbox.recv() => match outbound {
+                    Some(Outbound::Send(message)) => {
+                        if !send(stream, message).await {
+                            return End::SlowReader;
+                        }
+                    }
+                    Some(Outbound::Close(code, reason)) => return End::ClosedByBackend(code, reason),
+                    None => return End::ClientGone,
+                },
+                Some(done) = calls.join_next(), if !calls.is_empty() => {
+                    if let Ok(Some(reply)) = done {
+                        if !send(stream, reply).await {
+                            return End::SlowReader;
+                        }
+                    }
+                }
+                frame = stream.next(), if calls.len() < MAX_CALLS_IN_FLIGHT => {
+                    let data = match frame {
+                        None | Some(Ok(Message::Close(_))) => return End::ClientGone,
+                        Some(Err(e)) => {
+                            let end = End::of_error(&e);
+                            if end != End::ClientGone {
+                                self.record_bad_frame(end);
+                            }
+                            return end;
+                        }
+                        Some(Ok(Message::Text(text))) => Some(Bytes::from(text)),
+                        Some(Ok(Message::Binary(data))) => Some(data),
+                        // Pings (answered by the protocol layer) and pongs: activity only.
+                        Some(Ok(_)) => None,
+                    };
+                    self.connection.touch();
+                    idle_until = tokio::time::Instant::now() + idle;
+                    timer.as_mut().reset(idle_until.min(end_of_life));
+                    let Some(data) = data else { continue };
+                    match self.on_message(data, &mut calls) {
+                        Ok(Some(reply)) => {
+                            if !send(stream, reply).await {
+                                return End::SlowReader;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(end) => return end,
+                    }
+                }
+                () = &mut timer => {
+                    let now = tokio::time::Instant::now();
+                    if now >= end_of_life {
+                        return End::Lifetime;
+                    }
+                    if now >= idle_until {
+                        return End::Idle;
+                    }
+                    timer.as_mut().reset(idle_until.min(end_of_life));
+                }
+            }
+        }
+    }
+}
+
+impl Session {
+    /// Routes one message. Answers at once when the gateway refuses it; otherwise starts
+    /// the integration call, whose answer is sent when it comes.
+    fn on_message(
+        &self,
+        data: Bytes,
+        calls: &mut JoinSet<Option<Message>>,
+    ) -> Result<Option<Message>, End> {
+        let start = Instant::now();
+        let request_id = self.shared.request_ids.next();
+        let guard = self.shared.config.load();
+        let Some(config) = guard.as_ref() else {
+            return Err(End::StageGone);
+        };
+        let Some((stage, ws)) = config
+            .stage_named(&self.connection.stage)
+            .and_then(|stage| Some((stage, stage.websocket.as_deref()?)))
+        else {
+            return Err(End::StageGone);
+        };
+        let route = ws.route_for(&data);
+        let mut recording = start_recording(&self.shared, stage, route, start);
+        let Some(route) = route else {
+            return Ok(Some(self.refuse(recording, Reject::NotFound, &request_id)));
+        };
+        let call = Call {
+            route: Some(route.index),
+            key_required: self.key_headers.is_some(),
+        };
+        let no_headers = HeaderMap::new();
+        let mut key_seen = None;
+        let admitted = admission::admit_call(
+            config,
+            stage,
+            call,
+            self.key_headers.as_ref().unwrap_or(&no_headers),
+            now_ns(),
+            &self.shared,
+            &mut key_seen,
+        );
+        if let Some(recording) = recording.as_mut() {
+            recording.key_id = key_seen;
+        }
+        let admitted = match admitted {
+            Ok(admitted) => admitted,
+            Err(refusal) => return Ok(Some(self.refuse(recording, refusal.reject(), &request_id))),
+        };
+        let Some(target) = Target::of(route, None) else {
+            return Ok(Some(self.refuse(
+                recording,
+                Reject::BadGateway,
+                &request_id,
+            )));
+        };
+        let event = Event {
+            kind: EventType::Message,
+            route_key: HeaderValue::from_str(&route.route_key)
+                .unwrap_or(HeaderValue::from_static("$default")),
+            connection_id: self.connection.id.clone(),
+            stage: ws.stage.clone(),
+            request_id: request_id.clone(),
+            client_ip: self.connection.source_ip.clone(),
+            headers: HeaderMap::new(),
+            body: data,
+        };
+        let max = ws.limits.max_message_bytes as usize;
+        drop(guard);
+        let shared = self.shared.clone();
+        let connection_id = self.connection.id.clone();
+        calls.spawn(async move {
+            let mut recording = recording;
+            if let Err(refusal) = admission::take_shared_quota(&shared, admitted).await {
+                return Some(refuse_message(
+                    recording,
+                    refusal.reject(),
+                    &connection_id,
+                    &request_id,
+                ));
+            }
+            let answer = ws_events::call(&shared.websockets.client, target, event, max).await;
+            note_latency(&mut recording, &answer);
+            match answer {
+                Ok(answer) => {
+                    if let Some(recording) = recording.as_mut() {
+                        recording.status = answer.status.as_u16();
+                    }
+                    (!answer.body.is_empty()).then(|| ws_connections::message_of(answer.body))
+                }
+                Err(e) => Some(refuse_message(
+                    recording,
+                    failure(e),
+                    &connection_id,
+                    &request_id,
+                )),
+            }
+        });
+        Ok(None)
+    }
+
+    fn refuse(
+        &self,
+        recording: Option<Recording>,
+        reject: Reject,
+        request_id: &HeaderValue,
+    ) -> Message {
+        refuse_message(recording, reject, &self.connection.id, request_id)
+    }
+
+    /// Counts a frame the gateway refused (too big, malformed) against the stage.
+    fn record_bad_frame(&self, end: End) {
+        let status = if end == End::TooBig { 413 } else { 400 };
+        let recording = self
+            .with_stage(|stage, _| start_recording(&self.shared, stage, None, Instant::now()))
+            .flatten();
+        if let Some(mut recording) = recording {
+            recording.status = status;
+        }
+    }
+
+    /// Calls `$disconnect`, when the stage has one.
+    async fn disconnect(&self) {
+        let start = Instant::now();
+        let plan = self
+            .with_stage(|stage, ws| {
+                let route = ws.disconnect.as_ref()?;
+                let recording = start_recording(&self.shared, stage, Some(route), start);
+                let target = Target::of(route, None)?;
+                Some((
+                    recording,
+                    target,
+                    ws.stage.clone(),
+                    ws.limits.max_message_bytes as usize,
+                ))
+            })
+            .flatten();
+        let Some((mut recording, target, stage, max)) = plan else {
+            return;
+        };
+        let event = Event {
+            kind: EventType::Disconnect,
+            route_key: HeaderValue::from_static("$disconnect"),
+            connection_id: self.connection.id.clone(),
+            stage,
+            request_id: self.shared.request_ids.next(),
+            client_ip: self.connection.source_ip.clone(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        };
+        let answer = ws_events::call(&self.shared.websockets.client, target, event, max).await;
+        note_latency(&mut recording, &answer);
+        if let Some(recording) = recording.as_mut() {
+            recording.status = match answer {
+                Ok(answer) => answer.status.as_u16(),
+                Err(e) => failure(e).status().as_u16(),
+            };
+        }
+    }
+}
+
+/// The gateway's own answer to a message, shaped as AWS's, with the status recorded.
+fn refuse_message(
+    recording: Option<Recording>,
+    reject: Reject,
+    connection_id: &HeaderValue,
+    request_id: &HeaderValue,
+) -> Message {
+    if let Some(mut recording) = recording {
+        recording.status = reject.status().as_u16();
+        recording.error = Some(reject.message());
+    }
+    let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+    let message = match reject {
+        Reject::BadGateway | Reject::GatewayTimeout => "Internal server error",
+        other => other.message(),
+    };
+    let body = serde_json::json!({
+        "message": message,
+        "connectionId": text(connection_id),
+        "requestId": text(request_id),
+    });
+    Message::text(body.to_string())
+}
+
+/// Sends one message; `false` when the client did not take it in time.
+async fn send(stream: &mut Stream, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, stream.send(message)).await,
+        Ok(Ok(()))
+    )
+}
