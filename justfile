@@ -82,3 +82,4 @@ bench:
     cargo bench --locked -p gatehouse-tests --bench gateway
     cargo bench --locked -p gatehouse-tests --bench keys
     cargo bench --locked -p gatehouse-tests --bench metrics
+    cargo bench --locked -p gatehouse-tests --bench websocket

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -398,6 +398,7 @@ impl End {
     fn of_error(e: &WsError) -> End {
         match e {
             WsError::Capacity(CapacityError::MessageTooLong { .. }) => End::TooBig,
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::ClientGone,
             WsError::Capacity(_) | WsError::Protocol(_) | WsError::AttackAttempt => {
                 End::ProtocolError
             }
