@@ -17,6 +17,7 @@ async fn new_api(pool: &PgPool, slug: &str) -> apis::Api {
         name: slug.to_owned(),
         slug: ApiSlug::parse(slug).expect("slug"),
         protocol: Protocol::Http,
+        route_selection: None,
         description: String::new(),
     };
     apis::insert(pool, &new).await.expect("insert api")
@@ -35,7 +36,7 @@ fn spec(key: &str) -> RouteSpec {
 fn frozen(route: &routes::Route) -> DeployedRoute {
     DeployedRoute {
         id: route.id,
-        route_key: RouteKey::parse(&route.route_key).expect("key"),
+        route_key: RouteKey::try_from(route.route_key.clone()).expect("key"),
         api_key_required: route.api_key_required,
         integration: route.integration.0.clone(),
     }
@@ -48,6 +49,7 @@ async fn a_taken_slug_is_a_conflict_on_the_slug_field(pool: PgPool) {
         name: "x".into(),
         slug: ApiSlug::parse("pets").expect("slug"),
         protocol: Protocol::Http,
+        route_selection: None,
         description: String::new(),
     };
     let error = ApiError::from(apis::insert(&pool, &again).await.expect_err("duplicate"));
@@ -86,7 +88,7 @@ async fn a_deployment_keeps_the_routes_as_they_were(pool: PgPool) {
     let route = routes::insert(&pool, api.id, &spec("GET /a"))
         .await
         .expect("insert");
-    let deployment = deployments::insert(&pool, api.id, "v1", "tester", &[frozen(&route)])
+    let deployment = deployments::insert(&pool, api.id, "v1", "tester", &[frozen(&route)], None)
         .await
         .expect("deploy");
     routes::update(&pool, api.id, route.id, &spec("GET /b"))
@@ -104,7 +106,7 @@ async fn a_deployment_keeps_the_routes_as_they_were(pool: PgPool) {
 async fn the_schema_refuses_a_stage_on_another_apis_deployment(pool: PgPool) {
     let pets = new_api(&pool, "pets").await;
     let cats = new_api(&pool, "cats").await;
-    let cats_deployment = deployments::insert(&pool, cats.id, "", "tester", &[])
+    let cats_deployment = deployments::insert(&pool, cats.id, "", "tester", &[], None)
         .await
         .expect("deploy");
     let stage = NewStage {
@@ -114,6 +116,7 @@ async fn the_schema_refuses_a_stage_on_another_apis_deployment(pool: PgPool) {
         description: String::new(),
         throttle: gatehouse_model::DEFAULT_STAGE_THROTTLE,
         access_log: false,
+        websocket: Default::default(),
     };
     let error = stages::insert(&pool, pets.id, &stage)
         .await
@@ -129,7 +132,7 @@ async fn the_snapshot_holds_every_deployed_stage_at_the_current_version(pool: Pg
     let route = routes::insert(&pool, api.id, &spec("GET /a"))
         .await
         .expect("insert");
-    let deployment = deployments::insert(&pool, api.id, "", "tester", &[frozen(&route)])
+    let deployment = deployments::insert(&pool, api.id, "", "tester", &[frozen(&route)], None)
         .await
         .expect("deploy");
     let mut tx = pool.begin().await.expect("tx");
@@ -140,6 +143,7 @@ async fn the_snapshot_holds_every_deployed_stage_at_the_current_version(pool: Pg
         description: String::new(),
         throttle: gatehouse_model::DEFAULT_STAGE_THROTTLE,
         access_log: false,
+        websocket: Default::default(),
     };
     stages::insert(&mut *tx, api.id, &stage)
         .await

@@ -5,7 +5,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use gatehouse_model::{ApiSlug, Protocol};
+use gatehouse_model::{ApiSlug, Protocol, RouteSelection};
 use serde::Deserialize;
 
 use crate::auth::Admin;
@@ -31,6 +31,8 @@ struct CreateApi {
     protocol: String,
     #[serde(default)]
     description: String,
+    /// WebSocket APIs: `$request.body.<field>`; `$request.body.action` when left out.
+    route_selection_expression: Option<String>,
 }
 
 fn http_protocol() -> String {
@@ -43,6 +45,13 @@ struct UpdateApi {
     name: Option<String>,
     slug: Option<String>,
     description: Option<String>,
+    route_selection_expression: Option<String>,
+}
+
+fn parse_selection(raw: &str, errors: &mut Vec<FieldError>) -> Option<RouteSelection> {
+    RouteSelection::parse(raw)
+        .map_err(|e| errors.push(FieldError::new("route_selection_expression", e)))
+        .ok()
 }
 
 fn parse_slug(slug: &str, errors: &mut Vec<FieldError>) -> Option<ApiSlug> {
@@ -60,19 +69,21 @@ async fn create(
     check_name(&body.name, &mut errors);
     check_description(&body.description, &mut errors);
     let slug = parse_slug(&body.slug, &mut errors);
-    let protocol = match Protocol::parse(&body.protocol) {
-        Some(Protocol::Http) => Some(Protocol::Http),
-        Some(Protocol::Websocket) => {
+    let protocol = Protocol::parse(&body.protocol);
+    if protocol.is_none() {
+        errors.push(FieldError::new("protocol", "must be HTTP or WEBSOCKET"));
+    }
+    let route_selection = match (protocol, body.route_selection_expression.as_deref()) {
+        (Some(Protocol::Websocket), Some(raw)) => parse_selection(raw, &mut errors),
+        (Some(Protocol::Websocket), None) => Some(RouteSelection::default()),
+        (_, Some(_)) => {
             errors.push(FieldError::new(
-                "protocol",
-                "WEBSOCKET APIs are not available yet; use HTTP",
+                "route_selection_expression",
+                "only WEBSOCKET APIs route by expression",
             ));
             None
         }
-        None => {
-            errors.push(FieldError::new("protocol", "must be HTTP or WEBSOCKET"));
-            None
-        }
+        (_, None) => None,
     };
     let (Some(slug), Some(protocol), true) = (slug, protocol, errors.is_empty()) else {
         return Err(ApiError::Invalid(errors));
@@ -81,6 +92,7 @@ async fn create(
         name: body.name,
         slug,
         protocol,
+        route_selection,
         description: body.description,
     };
     let api = apis::insert(&state.pool, &new).await?;
@@ -132,13 +144,32 @@ async fn update(
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
+    let route_selection = body
+        .route_selection_expression
+        .as_deref()
+        .and_then(|raw| parse_selection(raw, &mut errors));
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
     let slug_changes = slug.is_some();
+    let mut tx = state.pool.begin().await?;
+    if route_selection.is_some() {
+        let api = apis::get_for_update(&mut *tx, id)
+            .await?
+            .ok_or(ApiError::NotFound("API"))?;
+        if api.protocol() != Protocol::Websocket {
+            return Err(ApiError::invalid(
+                "route_selection_expression",
+                "only WEBSOCKET APIs route by expression",
+            ));
+        }
+    }
     let changes = ApiChanges {
         name: body.name,
         slug,
         description: body.description,
+        route_selection,
     };
-    let mut tx = state.pool.begin().await?;
     let api = apis::update(&mut *tx, id, &changes)
         .await?
         .ok_or(ApiError::NotFound("API"))?;

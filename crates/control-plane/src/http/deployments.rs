@@ -6,7 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use gatehouse_model::{DeployedRoute, RouteKey, RouteTable};
+use gatehouse_model::{DeployedRoute, Protocol, RouteKey, RouteTable};
 use serde::Deserialize;
 
 use crate::auth::Admin;
@@ -47,24 +47,34 @@ async fn create(
         ));
     }
     let mut tx = state.pool.begin().await?;
-    apis::get_for_update(&mut *tx, api_id)
+    let api = apis::get_for_update(&mut *tx, api_id)
         .await?
         .ok_or(ApiError::NotFound("API"))?;
     let mut frozen = Vec::new();
     for route in routes::list(&mut *tx, api_id).await? {
         frozen.push(DeployedRoute {
             id: route.id,
-            route_key: RouteKey::parse(&route.route_key)
+            route_key: RouteKey::try_from(route.route_key)
                 .map_err(|e| anyhow::anyhow!("stored route key: {e}"))?,
             api_key_required: route.api_key_required,
             integration: route.integration.0,
         });
     }
-    // Route changes are checked one by one; this guards the set as a whole.
-    RouteTable::compile(frozen.iter().map(|r| (r.route_key.clone(), ())))
-        .map_err(|e| ApiError::conflict("routes", e.to_string()))?;
-    let deployment =
-        deployments::insert(&mut *tx, api_id, &body.description, &admin.name, &frozen).await?;
+    // Route changes are checked one by one; this guards the set as a whole. WebSocket
+    // routes are unique by key, which the table ensures.
+    if api.protocol() == Protocol::Http {
+        RouteTable::compile(frozen.iter().map(|r| (r.route_key.clone(), ())))
+            .map_err(|e| ApiError::conflict("routes", e.to_string()))?;
+    }
+    let deployment = deployments::insert(
+        &mut *tx,
+        api_id,
+        &body.description,
+        &admin.name,
+        &frozen,
+        api.route_selection_expression.as_deref(),
+    )
+    .await?;
     tx.commit().await?;
     let location = format!(
         "/api/v1/apis/{api_id}/deployments/{}",

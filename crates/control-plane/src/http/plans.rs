@@ -121,7 +121,7 @@ async fn resolve_stages(conn: &mut PgConnection, refs: Vec<StageRef>) -> ApiResu
             ));
         }
         for key in r.route_throttles.keys() {
-            RouteKey::parse(key).map_err(|e| {
+            RouteKey::try_from(key.clone()).map_err(|e| {
                 ApiError::invalid(format!("{field}.route_throttles"), format!("`{key}`: {e}"))
             })?;
         }

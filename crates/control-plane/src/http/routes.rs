@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use gatehouse_model::{Integration, RouteKey, RouteTable};
+use gatehouse_model::{Integration, Protocol, RouteKey, RouteTable};
 use serde::Deserialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -51,13 +51,16 @@ struct UpdateRoute {
     integration: Option<Integration>,
 }
 
-fn parse_key(raw: &str) -> ApiResult<RouteKey> {
-    RouteKey::parse(raw).map_err(|e| ApiError::invalid("route_key", e.to_string()))
+fn parse_key(protocol: Protocol, raw: &str) -> ApiResult<RouteKey> {
+    RouteKey::parse_for(protocol, raw).map_err(|e| ApiError::invalid("route_key", e.to_string()))
 }
 
-/// The integration may only use path parameters its route key defines.
-fn check_integration(key: &RouteKey, integration: &Integration) -> ApiResult<()> {
-    if let Integration::HttpProxy(proxy) = integration {
+/// Checks what the route's API protocol allows: path parameters its key defines, an API
+/// key only on `$connect` of a WebSocket API (as AWS), WebSocket pass-through only on
+/// HTTP APIs.
+fn check_spec(protocol: Protocol, spec: &RouteSpec) -> ApiResult<()> {
+    let key = &spec.route_key;
+    if let Integration::HttpProxy(proxy) = &spec.integration {
         let params = key.param_names();
         if let Some(unknown) = proxy.uri.path_params().find(|p| !params.contains(p)) {
             return Err(ApiError::invalid(
@@ -65,6 +68,18 @@ fn check_integration(key: &RouteKey, integration: &Integration) -> ApiResult<()>
                 format!("uses `{{{unknown}}}`, which route key `{key}` does not define"),
             ));
         }
+        if proxy.websocket_upgrade && protocol == Protocol::Websocket {
+            return Err(ApiError::invalid(
+                "integration.websocket_upgrade",
+                "only routes of HTTP APIs pass WebSocket upgrades through; a WebSocket API's routes carry messages",
+            ));
+        }
+    }
+    if protocol == Protocol::Websocket && spec.api_key_required && *key != RouteKey::Connect {
+        return Err(ApiError::invalid(
+            "api_key_required",
+            "a WebSocket API checks the API key once, on `$connect`; its messages count against the key's plan",
+        ));
     }
     Ok(())
 }
@@ -72,6 +87,7 @@ fn check_integration(key: &RouteKey, integration: &Integration) -> ApiResult<()>
 /// Checks that `spec` fits with the API's other routes (all but `replacing`).
 async fn check_route_set(
     conn: &mut PgConnection,
+    protocol: Protocol,
     api_id: Uuid,
     replacing: Option<Uuid>,
     spec: &RouteSpec,
@@ -87,10 +103,20 @@ async fn check_route_set(
     let mut keys = Vec::with_capacity(others.len() + 1);
     for other in others {
         keys.push((
-            RouteKey::parse(&other.route_key)
+            RouteKey::try_from(other.route_key.clone())
                 .map_err(|e| anyhow::anyhow!("stored route key: {e}"))?,
             (),
         ));
+    }
+    if protocol == Protocol::Websocket {
+        // Message routes are picked by exact key: only a repeated key conflicts.
+        if keys.iter().any(|(key, ())| *key == spec.route_key) {
+            return Err(ApiError::conflict(
+                "route_key",
+                format!("route `{}` already exists", spec.route_key),
+            ));
+        }
+        return Ok(());
     }
     keys.push((spec.route_key.clone(), ()));
     RouteTable::compile(keys).map_err(|e| ApiError::conflict("route_key", e.to_string()))?;
@@ -104,17 +130,18 @@ async fn create(
     JsonBody(body): JsonBody<CreateRoute>,
 ) -> ApiResult<Response> {
     let api_id = parse_id(&api_id, "API")?;
+    let mut tx = state.pool.begin().await?;
+    let protocol = apis::get_for_update(&mut *tx, api_id)
+        .await?
+        .ok_or(ApiError::NotFound("API"))?
+        .protocol();
     let spec = RouteSpec {
-        route_key: parse_key(&body.route_key)?,
+        route_key: parse_key(protocol, &body.route_key)?,
         api_key_required: body.api_key_required,
         integration: body.integration,
     };
-    check_integration(&spec.route_key, &spec.integration)?;
-    let mut tx = state.pool.begin().await?;
-    apis::get_for_update(&mut *tx, api_id)
-        .await?
-        .ok_or(ApiError::NotFound("API"))?;
-    check_route_set(&mut tx, api_id, None, &spec).await?;
+    check_spec(protocol, &spec)?;
+    check_route_set(&mut tx, protocol, api_id, None, &spec).await?;
     let route = routes::insert(&mut *tx, api_id, &spec).await?;
     tx.commit().await?;
     let location = format!("/api/v1/apis/{api_id}/routes/{}", route.id);
@@ -161,25 +188,30 @@ async fn update(
 ) -> ApiResult<Json<Route>> {
     let api_id = parse_id(&api_id, "API")?;
     let route_id = parse_id(&route_id, "route")?;
-    let new_key = body.route_key.as_deref().map(parse_key).transpose()?;
     let mut tx = state.pool.begin().await?;
-    apis::get_for_update(&mut *tx, api_id)
+    let protocol = apis::get_for_update(&mut *tx, api_id)
         .await?
-        .ok_or(ApiError::NotFound("API"))?;
+        .ok_or(ApiError::NotFound("API"))?
+        .protocol();
+    let new_key = body
+        .route_key
+        .as_deref()
+        .map(|raw| parse_key(protocol, raw))
+        .transpose()?;
     let current = routes::get(&mut *tx, api_id, route_id)
         .await?
         .ok_or(ApiError::NotFound("route"))?;
     let spec = RouteSpec {
         route_key: match new_key {
             Some(k) => k,
-            None => RouteKey::parse(&current.route_key)
+            None => RouteKey::try_from(current.route_key.clone())
                 .map_err(|e| anyhow::anyhow!("stored route key: {e}"))?,
         },
         api_key_required: body.api_key_required.unwrap_or(current.api_key_required),
         integration: body.integration.unwrap_or(current.integration.0),
     };
-    check_integration(&spec.route_key, &spec.integration)?;
-    check_route_set(&mut tx, api_id, Some(route_id), &spec).await?;
+    check_spec(protocol, &spec)?;
+    check_route_set(&mut tx, protocol, api_id, Some(route_id), &spec).await?;
     let route = routes::update(&mut *tx, api_id, route_id, &spec)
         .await?
         .ok_or(ApiError::NotFound("route"))?;

@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use gatehouse_model::{
-    DeployedRoute, Integration, StageName, StageVariables, Throttle, DEFAULT_STAGE_THROTTLE,
+    DeployedRoute, Integration, StageName, StageVariables, Throttle, WebSocketLimits,
+    DEFAULT_STAGE_THROTTLE,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -47,6 +48,46 @@ struct CreateStage {
     /// One JSON line per request in the proxies' access logs.
     #[serde(default)]
     access_log: bool,
+    /// WebSocket APIs: limits of each connection; AWS's for any left out.
+    websocket: Option<LimitsInput>,
+}
+
+/// WebSocket limits as sent: each one optional, the others kept.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsInput {
+    max_message_bytes: Option<u32>,
+    max_frame_bytes: Option<u32>,
+    idle_timeout_seconds: Option<u32>,
+    max_connection_seconds: Option<u32>,
+}
+
+impl LimitsInput {
+    fn over(self, base: WebSocketLimits) -> WebSocketLimits {
+        WebSocketLimits {
+            max_message_bytes: self.max_message_bytes.unwrap_or(base.max_message_bytes),
+            max_frame_bytes: self.max_frame_bytes.unwrap_or(base.max_frame_bytes),
+            idle_timeout_seconds: self
+                .idle_timeout_seconds
+                .unwrap_or(base.idle_timeout_seconds),
+            max_connection_seconds: self
+                .max_connection_seconds
+                .unwrap_or(base.max_connection_seconds),
+        }
+    }
+}
+
+fn check_limits(limits: &WebSocketLimits) -> ApiResult<()> {
+    let errors: Vec<FieldError> = limits
+        .problems()
+        .into_iter()
+        .map(|(field, reason)| FieldError::new(format!("websocket.{field}"), reason))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(errors))
+    }
 }
 
 #[derive(Deserialize)]
@@ -57,6 +98,7 @@ struct UpdateStage {
     description: Option<String>,
     throttle: Option<Throttle>,
     access_log: Option<bool>,
+    websocket: Option<LimitsInput>,
 }
 
 /// A stage with the path clients call it on.
@@ -65,6 +107,7 @@ pub struct StageView {
     #[serde(flatten)]
     stage: Stage,
     throttle: Throttle,
+    websocket: WebSocketLimits,
     invoke_path: String,
 }
 
@@ -72,6 +115,7 @@ fn view(stage: Stage, slug: &str) -> StageView {
     let invoke_path = format!("/{slug}/{}", stage.name);
     StageView {
         throttle: stage.throttle(),
+        websocket: stage.websocket(),
         stage,
         invoke_path,
     }
@@ -130,6 +174,10 @@ async fn create(
     let (Some(name), Some(variables), true) = (name, variables, errors.is_empty()) else {
         return Err(ApiError::Invalid(errors));
     };
+    let websocket = body.websocket.map_or_else(WebSocketLimits::default, |l| {
+        l.over(WebSocketLimits::default())
+    });
+    check_limits(&websocket)?;
     let mut tx = state.pool.begin().await?;
     let api = apis::get_for_update(&mut *tx, api_id)
         .await?
@@ -142,6 +190,7 @@ async fn create(
         description: body.description,
         throttle: body.throttle.unwrap_or(DEFAULT_STAGE_THROTTLE),
         access_log: body.access_log,
+        websocket,
     };
     let stage = stages::insert(&mut *tx, api_id, &new).await?;
     config_state::bump(&mut tx).await?;
@@ -212,14 +261,20 @@ async fn update(
     let name =
         StageName::parse(&current.name).map_err(|e| anyhow::anyhow!("stored stage name: {e}"))?;
     let current_throttle = current.throttle();
+    let current_websocket = current.websocket();
     let next = NewStage {
         name,
         deployment_id: body.deployment_id.unwrap_or(current.deployment_id),
         variables: variables.flatten().unwrap_or(current.variables.0),
         throttle: body.throttle.unwrap_or(current_throttle),
         access_log: body.access_log.unwrap_or(current.access_log),
+        websocket: match body.websocket {
+            Some(limits) => limits.over(current_websocket),
+            None => current_websocket,
+        },
         description: body.description.unwrap_or(current.description),
     };
+    check_limits(&next.websocket)?;
     check_deployment(&mut tx, api_id, next.deployment_id, &next.variables).await?;
     let stage = stages::update(&mut *tx, api_id, &next)
         .await?

@@ -1,7 +1,7 @@
 //! The `apis` table.
 
 use chrono::{DateTime, Utc};
-use gatehouse_model::{ApiSlug, Protocol};
+use gatehouse_model::{ApiSlug, Protocol, RouteSelection};
 use serde::Serialize;
 use sqlx::PgExecutor;
 use uuid::Uuid;
@@ -12,6 +12,8 @@ pub struct Api {
     pub name: String,
     pub slug: String,
     pub protocol: String,
+    /// WebSocket APIs only: how a message's route is chosen.
+    pub route_selection_expression: Option<String>,
     pub description: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -21,19 +23,29 @@ pub struct NewApi {
     pub name: String,
     pub slug: ApiSlug,
     pub protocol: Protocol,
+    pub route_selection: Option<RouteSelection>,
     pub description: String,
 }
 
-const COLUMNS: &str = "id, name, slug, protocol, description, created_at, updated_at";
+impl Api {
+    pub fn protocol(&self) -> Protocol {
+        Protocol::parse(&self.protocol).unwrap_or(Protocol::Http)
+    }
+}
+
+const COLUMNS: &str =
+    "id, name, slug, protocol, route_selection_expression, description, created_at, updated_at";
 
 pub async fn insert(db: impl PgExecutor<'_>, new: &NewApi) -> sqlx::Result<Api> {
     sqlx::query_as(&format!(
-        "INSERT INTO apis (id, name, slug, protocol, description) VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+        "INSERT INTO apis (id, name, slug, protocol, route_selection_expression, description)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
     ))
     .bind(Uuid::now_v7())
     .bind(&new.name)
     .bind(new.slug.as_str())
     .bind(new.protocol.as_str())
+    .bind(new.route_selection.as_ref().map(RouteSelection::as_str))
     .bind(&new.description)
     .fetch_one(db)
     .await
@@ -67,6 +79,8 @@ pub struct ApiChanges {
     pub name: Option<String>,
     pub slug: Option<ApiSlug>,
     pub description: Option<String>,
+    /// Only for WebSocket APIs (the table refuses it on others).
+    pub route_selection: Option<RouteSelection>,
 }
 
 pub async fn update(
@@ -76,13 +90,16 @@ pub async fn update(
 ) -> sqlx::Result<Option<Api>> {
     sqlx::query_as(&format!(
         "UPDATE apis SET name = COALESCE($2, name), slug = COALESCE($3, slug),
-                description = COALESCE($4, description), updated_at = now()
+                description = COALESCE($4, description),
+                route_selection_expression = COALESCE($5, route_selection_expression),
+                updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(id)
     .bind(changes.name.as_deref())
     .bind(changes.slug.as_ref().map(ApiSlug::as_str))
     .bind(changes.description.as_deref())
+    .bind(changes.route_selection.as_ref().map(RouteSelection::as_str))
     .fetch_optional(db)
     .await
 }

@@ -6,7 +6,7 @@
 
 use gatehouse_model::{
     ApiSlug, ConfigSnapshot, DeployedKey, DeployedPlan, DeployedRoute, DeployedStage, Protocol,
-    StageName, StageVariables,
+    RouteSelection, StageName, StageVariables, WebSocketLimits,
 };
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, PgPool};
@@ -46,6 +46,11 @@ struct StageRow {
     throttle_rate: f64,
     throttle_burst: i32,
     access_log: bool,
+    route_selection_expression: Option<String>,
+    ws_max_message_bytes: i32,
+    ws_max_frame_bytes: i32,
+    ws_idle_timeout_seconds: i32,
+    ws_max_connection_seconds: i32,
     routes: Json<Vec<DeployedRoute>>,
 }
 
@@ -66,7 +71,10 @@ pub async fn load_snapshot(pool: &PgPool) -> anyhow::Result<ConfigSnapshot> {
     let version = current_version(&mut *tx).await?;
     let rows: Vec<StageRow> = sqlx::query_as(
         "SELECT a.id AS api_id, a.slug, a.protocol, s.name, s.deployment_id, s.variables, s.throttle_rate,
-                s.throttle_burst, s.access_log, d.routes
+                s.throttle_burst, s.access_log, d.routes,
+                COALESCE(d.route_selection_expression, a.route_selection_expression) AS route_selection_expression,
+                s.ws_max_message_bytes, s.ws_max_frame_bytes, s.ws_idle_timeout_seconds,
+                s.ws_max_connection_seconds
          FROM stages s JOIN apis a ON a.id = s.api_id JOIN deployments d ON d.id = s.deployment_id
          ORDER BY a.slug, s.name",
     )
@@ -83,6 +91,13 @@ pub async fn load_snapshot(pool: &PgPool) -> anyhow::Result<ConfigSnapshot> {
     tx.commit().await?;
     let mut stages = Vec::with_capacity(rows.len());
     for row in rows {
+        let limit = |v: i32| u32::try_from(v).unwrap_or(0);
+        let route_selection = row
+            .route_selection_expression
+            .as_deref()
+            .map(RouteSelection::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("stored route selection expression: {e}"))?;
         stages.push(DeployedStage {
             api_id: row.api_id,
             api_slug: ApiSlug::parse(&row.slug)?,
@@ -93,8 +108,13 @@ pub async fn load_snapshot(pool: &PgPool) -> anyhow::Result<ConfigSnapshot> {
             variables: row.variables.0,
             throttle: crate::repo::throttle_from_columns(row.throttle_rate, row.throttle_burst),
             access_log: row.access_log,
-            route_selection: None,
-            websocket: Default::default(),
+            route_selection,
+            websocket: WebSocketLimits {
+                max_message_bytes: limit(row.ws_max_message_bytes),
+                max_frame_bytes: limit(row.ws_max_frame_bytes),
+                idle_timeout_seconds: limit(row.ws_idle_timeout_seconds),
+                max_connection_seconds: limit(row.ws_max_connection_seconds),
+            },
             routes: row.routes.0,
         });
     }

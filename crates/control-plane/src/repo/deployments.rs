@@ -15,6 +15,8 @@ pub struct Deployment {
     pub description: String,
     pub author: String,
     pub route_count: i32,
+    /// WebSocket APIs: the route selection expression, frozen with the routes.
+    pub route_selection_expression: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -28,7 +30,7 @@ pub struct DeploymentDetail {
 }
 
 const COLUMNS: &str =
-    "id, api_id, description, author, jsonb_array_length(routes) AS route_count, created_at";
+    "id, api_id, description, author, jsonb_array_length(routes) AS route_count, route_selection_expression, created_at";
 
 pub async fn insert(
     db: impl PgExecutor<'_>,
@@ -36,9 +38,11 @@ pub async fn insert(
     description: &str,
     author: &str,
     routes: &[DeployedRoute],
+    route_selection_expression: Option<&str>,
 ) -> sqlx::Result<DeploymentDetail> {
     sqlx::query_as(&format!(
-        "INSERT INTO deployments (id, api_id, description, author, routes) VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO deployments (id, api_id, description, author, routes, route_selection_expression)
+         VALUES ($1, $2, $3, $4, $5, $6)
          RETURNING {COLUMNS}, routes"
     ))
     .bind(Uuid::now_v7())
@@ -46,6 +50,7 @@ pub async fn insert(
     .bind(description)
     .bind(author)
     .bind(Json(routes))
+    .bind(route_selection_expression)
     .fetch_one(db)
     .await
 }
