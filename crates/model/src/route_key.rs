@@ -218,6 +218,12 @@ impl RouteKey {
                 input.escape_default()
             )));
         }
+        if input.contains(' ') {
+            return Err(err(format!(
+                "`{}` looks like an HTTP route key; a WebSocket API's keys are `$connect`, `$disconnect`, `$default` or a custom key such as `sendmessage`",
+                input.escape_default()
+            )));
+        }
         if input.len() > MAX_MESSAGE_KEY_LEN {
             return Err(err(format!(
                 "a custom route key is at most {MAX_MESSAGE_KEY_LEN} bytes"

@@ -38,7 +38,23 @@ pub fn router() -> Router<AppState> {
 const RECENT_DEPLOYMENTS: usize = 5;
 
 /// The fields of the API form the page shows errors next to.
-const FORM_FIELDS: [&str; 4] = ["name", "slug", "protocol", "description"];
+const FORM_FIELDS: [&str; 5] = [
+    "name",
+    "slug",
+    "protocol",
+    "route_selection_expression",
+    "description",
+];
+
+/// The route selection expression the form sent, for a WebSocket API; `null` leaves the
+/// API's own (or the default) in place.
+fn selection_of(fields: &Fields, protocol: &str) -> serde_json::Value {
+    match fields.trimmed("route_selection_expression") {
+        "" => serde_json::Value::Null,
+        _ if protocol != "WEBSOCKET" => serde_json::Value::Null,
+        raw => raw.into(),
+    }
+}
 
 /// The API `raw_id` names, or the friendly 404 (for a malformed id too).
 pub(super) async fn find_api(
@@ -181,6 +197,7 @@ async fn create(State(state): State<AppState>, posted: AdminPosted) -> PageResul
         "name": fields.trimmed("name"),
         "slug": fields.trimmed("slug"),
         "protocol": protocol,
+        "route_selection_expression": selection_of(&fields, protocol),
         "description": fields.trimmed("description"),
     });
     match dispatch::call(&state, &user, Method::POST, "/apis", Some(body)).await {
@@ -210,7 +227,11 @@ async fn edit_form(
         .with("name", api.name.clone())
         .with("slug", api.slug.clone())
         .with("description", api.description.clone())
-        .with("protocol", api.protocol.clone());
+        .with("protocol", api.protocol.clone())
+        .with(
+            "route_selection_expression",
+            api.route_selection_expression.clone().unwrap_or_default(),
+        );
     Ok(render::page(&form_page(
         &user,
         Some(api),
@@ -230,6 +251,7 @@ async fn save(
         "name": fields.trimmed("name"),
         "slug": fields.trimmed("slug"),
         "description": fields.trimmed("description"),
+        "route_selection_expression": selection_of(&fields, &api.protocol),
     });
     let path = format!("/apis/{}", api.id);
     match dispatch::call(&state, &user, Method::PATCH, &path, Some(body)).await {
@@ -314,7 +336,7 @@ pub(super) async fn api_page(
                 deployment_description: deployment
                     .map(|d| d.description.clone())
                     .unwrap_or_default(),
-                invoke_url: invoke::url(base.as_deref(), &api.slug, &stage.name),
+                invoke_url: invoke::url(base.as_deref(), &api.slug, &stage.name, api.protocol()),
             }
         })
         .collect();

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::Router;
 use gatehouse_model::integration::{DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS};
-use gatehouse_model::{Integration, RouteKey};
+use gatehouse_model::{Integration, Protocol, RouteKey};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -38,11 +38,13 @@ const HTTP_PROXY: &str = "HTTP_PROXY";
 const MOCK: &str = "MOCK";
 
 /// The fields of the route form the page shows errors next to.
-const FORM_FIELDS: [&str; 7] = [
+const FORM_FIELDS: [&str; 9] = [
     "route_key",
+    "api_key_required",
     "integration.type",
     "integration.uri",
     "integration.timeout_ms",
+    "integration.websocket_upgrade",
     "integration.status",
     "integration.headers",
     "integration.body",
@@ -129,10 +131,17 @@ fn fields_of(route: &Route) -> Fields {
         fields = fields.with("api_key_required", "on");
     }
     match &route.integration.0 {
-        Integration::HttpProxy(proxy) => fields
-            .with("integration.type", HTTP_PROXY)
-            .with("integration.uri", proxy.uri.to_string())
-            .with("integration.timeout_ms", proxy.timeout_ms.to_string()),
+        Integration::HttpProxy(proxy) => {
+            let fields = fields
+                .with("integration.type", HTTP_PROXY)
+                .with("integration.uri", proxy.uri.to_string())
+                .with("integration.timeout_ms", proxy.timeout_ms.to_string());
+            if proxy.websocket_upgrade {
+                fields.with("integration.websocket_upgrade", "on")
+            } else {
+                fields
+            }
+        }
         Integration::Mock(mock) => {
             let headers = mock
                 .headers
@@ -152,7 +161,7 @@ fn fields_of(route: &Route) -> Fields {
 /// The admin API's body for the route the form describes, or what is wrong with it. When
 /// a number does not parse nothing is sent, so the route key is checked here too (with the
 /// admin API's own parser) and every mistake shows at once.
-fn route_body(fields: &Fields) -> Result<Value, Vec<FieldError>> {
+fn route_body(fields: &Fields, protocol: Protocol) -> Result<Value, Vec<FieldError>> {
     let route_key = fields.trimmed("route_key");
     match integration_body(fields) {
         Ok(integration) => Ok(json!({
@@ -161,7 +170,7 @@ fn route_body(fields: &Fields) -> Result<Value, Vec<FieldError>> {
             "integration": integration,
         })),
         Err(mut errors) => {
-            if let Err(e) = RouteKey::parse(route_key) {
+            if let Err(e) = RouteKey::parse_for(protocol, route_key) {
                 errors.insert(0, FieldError::new("route_key", e.to_string()));
             }
             Err(errors)
@@ -178,6 +187,7 @@ fn integration_body(fields: &Fields) -> Result<Value, Vec<FieldError>> {
                 "type": HTTP_PROXY,
                 "uri": fields.trimmed("integration.uri"),
                 "timeout_ms": timeout_ms,
+                "websocket_upgrade": fields.checked("integration.websocket_upgrade"),
             }))
         }
         MOCK => {
@@ -334,7 +344,7 @@ async fn create(
     let AdminPosted { user, fields } = posted;
     let api = find_api(&state, &user, &api_id).await?;
     let path = format!("/apis/{}/routes", api.id);
-    let sent = match route_body(&fields) {
+    let sent = match route_body(&fields, api.protocol()) {
         Ok(body) => dispatch::call(&state, &user, Method::POST, &path, Some(body)).await,
         Err(errors) => Err(Refusal::Invalid(Errors::new("", errors))),
     };
@@ -392,7 +402,7 @@ async fn save(
     let api = find_api(&state, &user, &api_id).await?;
     let route = find_route(&state, &user, &api, &route_id).await?;
     let path = format!("/apis/{}/routes/{}", api.id, route.id);
-    let sent = match route_body(&fields) {
+    let sent = match route_body(&fields, api.protocol()) {
         Ok(body) => dispatch::call(&state, &user, Method::PATCH, &path, Some(body)).await,
         Err(errors) => Err(Refusal::Invalid(Errors::new("", errors))),
     };
@@ -447,7 +457,7 @@ mod tests {
             ("integration.timeout_ms", ""),
             ("integration.status", "not used"),
         ]);
-        let body = route_body(&fields).expect("valid");
+        let body = route_body(&fields, Protocol::Http).expect("valid");
         assert_eq!(
             body,
             json!({"route_key": "GET /pets/{id}", "api_key_required": true,
@@ -469,7 +479,7 @@ mod tests {
             ("integration.body", "gone"),
             ("integration.timeout_ms", "junk is ignored"),
         ]);
-        let body = route_body(&fields).expect("valid");
+        let body = route_body(&fields, Protocol::Http).expect("valid");
         assert_eq!(
             body["integration"],
             json!({"type": "MOCK", "status": 404, "body": "gone",
@@ -488,14 +498,14 @@ mod tests {
             ("integration.timeout_ms", "10s"),
         ]);
         assert_eq!(
-            fields_of(route_body(&bad_timeout).expect_err("bad")),
+            fields_of(route_body(&bad_timeout, Protocol::Http).expect_err("bad")),
             ["integration.timeout_ms"]
         );
         let too_short = form(&[
             ("integration.type", "HTTP_PROXY"),
             ("integration.timeout_ms", "10"),
         ]);
-        assert!(route_body(&too_short).is_err());
+        assert!(route_body(&too_short, Protocol::Http).is_err());
         let bad_mock = form(&[
             ("route_key", "GET /a"),
             ("integration.type", "MOCK"),
@@ -503,26 +513,26 @@ mod tests {
             ("integration.headers", "no colon here"),
         ]);
         assert_eq!(
-            fields_of(route_body(&bad_mock).expect_err("bad")),
+            fields_of(route_body(&bad_mock, Protocol::Http).expect_err("bad")),
             ["integration.status", "integration.headers"]
         );
         let twice = form(&[
             ("integration.type", "MOCK"),
             ("integration.headers", "A: 1\na: 2"),
         ]);
-        assert!(route_body(&twice).is_err());
+        assert!(route_body(&twice, Protocol::Http).is_err());
         let both = form(&[
             ("route_key", "get /x"),
             ("integration.type", "HTTP_PROXY"),
             ("integration.timeout_ms", "x"),
         ]);
         assert_eq!(
-            fields_of(route_body(&both).expect_err("bad")),
+            fields_of(route_body(&both, Protocol::Http).expect_err("bad")),
             ["route_key", "integration.timeout_ms"]
         );
         let no_type = form(&[("route_key", "$default"), ("integration.type", "LAMBDA")]);
         assert_eq!(
-            fields_of(route_body(&no_type).expect_err("bad")),
+            fields_of(route_body(&no_type, Protocol::Http).expect_err("bad")),
             ["integration.type"]
         );
     }

@@ -14,7 +14,10 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::Router;
-use gatehouse_model::{DeployedRoute, StageName, StageVariables, Throttle, DEFAULT_STAGE_THROTTLE};
+use gatehouse_model::{
+    DeployedRoute, Protocol, StageName, StageVariables, Throttle, WebSocketLimits,
+    DEFAULT_STAGE_THROTTLE,
+};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -53,6 +56,8 @@ struct StagePage {
     /// The stage's own address: `/apis/{id}/stages/{name}`.
     path: String,
     invoke_url: String,
+    /// WebSocket APIs: the `@connections` endpoint and the connection limits.
+    websocket: Option<WebSocketFacts>,
     /// False while no proxy has polled and none is configured: the URL has a placeholder.
     proxy_known: bool,
     created: String,
@@ -76,6 +81,10 @@ struct StagePage {
 }
 
 impl StagePage {
+    fn limit_fields(&self) -> &'static [(&'static str, &'static str)] {
+        &LIMIT_FIELDS
+    }
+
     /// `aria-invalid` for a field of the settings form.
     fn invalid(&self, field: &str) -> &'static str {
         if self.errors.get(field).is_some() {
@@ -85,6 +94,19 @@ impl StagePage {
         }
     }
 }
+
+struct WebSocketFacts {
+    connections_url: String,
+    limits: WebSocketLimits,
+}
+
+/// The WebSocket limits the settings form edits: (field, label).
+const LIMIT_FIELDS: [(&str, &str); 4] = [
+    ("max_message_bytes", "Largest message, bytes"),
+    ("max_frame_bytes", "Largest frame, bytes"),
+    ("idle_timeout_seconds", "Idle timeout, seconds"),
+    ("max_connection_seconds", "Longest connection, seconds"),
+];
 
 /// One deployment of the API, as the roll back table lists it.
 #[derive(Clone)]
@@ -197,7 +219,7 @@ async fn save(
         errors,
         ..View::plain(Range::default())
     };
-    let body = match settings_body(&fields) {
+    let body = match settings_body(&fields, api.protocol()) {
         Ok(body) => body,
         Err(errors) => {
             let view = again(Errors::new("Check the fields below.", errors));
@@ -320,7 +342,12 @@ async fn render_page(
     let api_id = api.id.to_string();
     let path = format!("/apis/{api_id}/stages/{}", stage.name);
     let base = invoke::base_url(state).await?;
-    let invoke_url = invoke::url(base.as_deref(), &api.slug, &stage.name);
+    let protocol = api.protocol();
+    let invoke_url = invoke::url(base.as_deref(), &api.slug, &stage.name, protocol);
+    let websocket = (protocol == Protocol::Websocket).then(|| WebSocketFacts {
+        connections_url: invoke::connections_url(base.as_deref(), &api.slug, &stage.name),
+        limits: stage.websocket(),
+    });
     let all = deployments::list(&state.pool, api.id).await?;
     let deployed = deployments::get(&state.pool, api.id, stage.deployment_id)
         .await?
@@ -354,6 +381,7 @@ async fn render_page(
         frame: user.frame(Section::Apis),
         path,
         invoke_url,
+        websocket,
         proxy_known: base.is_some(),
         created: when(stage.created_at),
         updated: when(stage.updated_at),
@@ -372,7 +400,9 @@ async fn render_page(
         selected,
         traffic,
         totals: stage_totals,
-        fields: view.fields.unwrap_or_else(|| stage_fields(&stage)),
+        fields: view
+            .fields
+            .unwrap_or_else(|| stage_fields(&stage, protocol)),
         errors: view.errors,
         rollback_error: view.rollback_error,
         notice: view.notice,
@@ -415,7 +445,7 @@ fn route_row(route: &DeployedRoute, totals: Option<Totals>, selected: bool) -> R
 }
 
 /// The settings form filled with the stage's current values.
-fn stage_fields(stage: &Stage) -> Fields {
+fn stage_fields(stage: &Stage, protocol: Protocol) -> Fields {
     let throttle = stage.throttle();
     let variables = stage
         .variables
@@ -424,11 +454,23 @@ fn stage_fields(stage: &Stage) -> Fields {
         .iter()
         .map(|(name, value)| format!("{name}={value}\n"))
         .collect::<String>();
-    let fields = Fields::default()
+    let mut fields = Fields::default()
         .with("description", stage.description.clone())
         .with("variables", variables)
         .with("throttle.rate", throttle.rate.to_string())
         .with("throttle.burst", throttle.burst.to_string());
+    if protocol == Protocol::Websocket {
+        let limits = stage.websocket();
+        let values = [
+            limits.max_message_bytes,
+            limits.max_frame_bytes,
+            limits.idle_timeout_seconds,
+            limits.max_connection_seconds,
+        ];
+        for ((name, _), value) in LIMIT_FIELDS.iter().zip(values) {
+            fields = fields.with(&format!("websocket.{name}"), value.to_string());
+        }
+    }
     if stage.access_log {
         fields.with("access_log", "on")
     } else {
@@ -437,8 +479,20 @@ fn stage_fields(stage: &Stage) -> Fields {
 }
 
 /// The `PATCH` body for the settings form, or what is wrong with it, by field.
-fn settings_body(fields: &Fields) -> Result<Value, Vec<FieldError>> {
+fn settings_body(fields: &Fields, protocol: Protocol) -> Result<Value, Vec<FieldError>> {
     let mut errors = Vec::new();
+    let mut limits = Map::new();
+    if protocol == Protocol::Websocket {
+        for (name, _) in LIMIT_FIELDS {
+            let field = format!("websocket.{name}");
+            match fields.trimmed(&field).parse::<u32>() {
+                Ok(value) => {
+                    limits.insert(name.to_owned(), value.into());
+                }
+                Err(_) => errors.push(FieldError::new(field, "must be a whole number")),
+            }
+        }
+    }
     let variables = parse_variables(fields.get("variables"))
         .map_err(|e| errors.push(FieldError::new("variables", e)))
         .ok();
@@ -458,6 +512,9 @@ fn settings_body(fields: &Fields) -> Result<Value, Vec<FieldError>> {
         json!({ "rate": throttle.rate, "burst": throttle.burst }),
     );
     body.insert("access_log".into(), fields.checked("access_log").into());
+    if !limits.is_empty() {
+        body.insert("websocket".into(), Value::Object(limits));
+    }
     Ok(Value::Object(body))
 }
 
