@@ -563,10 +563,9 @@ async fn echo_upstream() -> SocketAddr {
                     return;
                 };
                 while let Some(Ok(message)) = ws.next().await {
-                    if message.is_text() || message.is_binary() {
-                        if ws.send(message).await.is_err() {
-                            return;
-                        }
+                    let data = message.is_text() || message.is_binary();
+                    if data && ws.send(message).await.is_err() {
+                        return;
                     }
                 }
             });
