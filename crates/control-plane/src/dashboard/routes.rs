@@ -456,13 +456,14 @@ mod tests {
             ("integration.uri", "http://pets/{id}"),
             ("integration.timeout_ms", ""),
             ("integration.status", "not used"),
+            ("integration.websocket_upgrade", "on"),
         ]);
         let body = route_body(&fields, Protocol::Http).expect("valid");
         assert_eq!(
             body,
             json!({"route_key": "GET /pets/{id}", "api_key_required": true,
                    "integration": {"type": "HTTP_PROXY", "uri": "http://pets/{id}",
-                                   "timeout_ms": DEFAULT_TIMEOUT_MS}})
+                                   "timeout_ms": DEFAULT_TIMEOUT_MS, "websocket_upgrade": true}})
         );
     }
 
