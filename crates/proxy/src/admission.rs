@@ -12,9 +12,10 @@ use uuid::Uuid;
 use crate::compiled::{CompiledConfig, CompiledRoute, CompiledStage};
 use crate::errors::{ProxyBody, Reject};
 use crate::handler::Shared;
-use crate::limiter::{Decision, Rate};
+use crate::limiter::{now_ns, Decision, Rate};
 use crate::quota::{KeyUse, QuotaCounter};
 use crate::ratelimit_headers::{PolicyState, RateHeaders};
+use crate::recording::Recording;
 
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
@@ -119,25 +120,6 @@ impl SharedQuota {
     }
 }
 
-/// Checks the API key (when the route requires one), the throttles, and the quota: here
-/// when counted locally, or handed back as [`SharedQuota`] when Redis counts quotas.
-/// `key_seen` is set to the key's id as soon as the key is known, refused or not.
-pub fn admit(
-    config: &CompiledConfig,
-    stage: &CompiledStage,
-    route: &CompiledRoute,
-    headers: &HeaderMap,
-    now: u64,
-    shared: &Shared,
-    key_seen: &mut Option<Uuid>,
-) -> Result<Admitted, Refusal> {
-    let call = Call {
-        route: Some(route.index),
-        key_required: route.api_key_required,
-    };
-    admit_call(config, stage, call, headers, now, shared, key_seen)
-}
-
 /// What is being admitted: a request to a route, a WebSocket connection (whose
 /// `$connect` route may be absent) or one of its messages (keyed when its connection was).
 #[derive(Debug, Clone, Copy)]
@@ -147,8 +129,44 @@ pub struct Call {
     pub key_required: bool,
 }
 
-/// [`admit`], for a call that is not a plain request to a route.
-pub fn admit_call(
+impl Call {
+    /// A request to `route`.
+    pub fn to(route: &CompiledRoute) -> Call {
+        Call {
+            route: Some(route.index),
+            key_required: route.api_key_required,
+        }
+    }
+}
+
+/// Checks the API key (when the call needs one), the throttles, and the quota: here when
+/// counted locally, or handed back as [`SharedQuota`] when Redis counts quotas. The key's
+/// id goes on `recording` as soon as the key is known, refused or not.
+pub fn admit(
+    config: &CompiledConfig,
+    stage: &CompiledStage,
+    call: Call,
+    headers: &HeaderMap,
+    shared: &Shared,
+    recording: &mut Option<Recording>,
+) -> Result<Admitted, Refusal> {
+    let mut key_seen = None;
+    let admitted = check(
+        config,
+        stage,
+        call,
+        headers,
+        now_ns(),
+        shared,
+        &mut key_seen,
+    );
+    if let Some(recording) = recording.as_mut() {
+        recording.key_id = key_seen;
+    }
+    admitted
+}
+
+fn check(
     config: &CompiledConfig,
     stage: &CompiledStage,
     call: Call,

@@ -14,12 +14,12 @@ use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use crate::access_log::AccessLog;
-use crate::admission::{self, Admitted};
+use crate::admission::{self, Admitted, Call};
 use crate::compiled::{split_stage, Action, CompiledConfig};
 use crate::drain::Drain;
 use crate::errors::{ProxyBody, Reject};
 use crate::forward::{rewrite_request_headers, strip_hop_by_hop, UpstreamClient};
-use crate::limiter::{now_ns, EverySecond};
+use crate::limiter::EverySecond;
 use crate::meters::{KeyEvents, MeterRegistry, Unmatched};
 use crate::passthrough;
 use crate::quota::{KeyUse, QuotaLedger};
@@ -159,19 +159,14 @@ async fn dispatch(
                 return refuse(recording, Reject::NotFound);
             };
             let route = found.value;
-            let mut key_seen = None;
             let admission = admission::admit(
                 config,
                 stage,
-                route,
+                Call::to(route),
                 req.headers(),
-                now_ns(),
                 shared,
-                &mut key_seen,
+                recording,
             );
-            if let Some(recording) = recording.as_mut() {
-                recording.key_id = key_seen;
-            }
             let admitted = match admission {
                 Ok(admitted) => admitted,
                 Err(refusal) => {

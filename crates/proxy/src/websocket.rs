@@ -30,7 +30,7 @@ use crate::drain::Token;
 use crate::errors::{ProxyBody, Reject};
 use crate::forward::{event_client, EventClient};
 use crate::handler::Shared;
-use crate::limiter::now_ns;
+use crate::passthrough;
 use crate::recording::Recording;
 use crate::telemetry::Telemetry;
 use crate::ws_connections::{self, Connection, ConnectionId, Connections, Outbound};
@@ -130,18 +130,9 @@ pub async fn serve(
 /// request is not one.
 pub fn handshake_accept<B>(req: &Request<B>) -> Option<HeaderValue> {
     let headers = req.headers();
-    let has_token = |name: header::HeaderName, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
     let valid = req.method() == Method::GET
         && req.version() == http::Version::HTTP_11
-        && has_token(header::CONNECTION, "upgrade")
-        && has_token(header::UPGRADE, "websocket")
+        && passthrough::websocket_upgrade(headers).is_some()
         && headers
             .get(header::SEC_WEBSOCKET_VERSION)
             .is_some_and(|v| v == "13");
@@ -180,14 +171,14 @@ async fn connect(
     }
     let plan = {
         let guard = shared.config.load();
-        let Some((stage, ws_stage)) = guard.as_ref().and_then(|c| {
-            let stage = c.stage_named(&stage_key)?;
-            Some((stage, stage.websocket.as_deref()?))
-        }) else {
-            return Reject::NotFound.response();
-        };
         let Some(config) = guard.as_ref() else {
             return Reject::NotReady.response();
+        };
+        let Some((stage, ws_stage)) = config
+            .stage_named(&stage_key)
+            .and_then(|stage| Some((stage, stage.websocket.as_deref()?)))
+        else {
+            return Reject::NotFound.response();
         };
         let route = ws_stage.connect.as_ref();
         let mut recording = start_recording(shared, stage, route, start);
@@ -195,19 +186,7 @@ async fn connect(
             route: route.map(|r| r.index),
             key_required: route.is_some_and(|r| r.api_key_required),
         };
-        let mut key_seen = None;
-        let admitted = admission::admit_call(
-            config,
-            stage,
-            call,
-            req.headers(),
-            now_ns(),
-            shared,
-            &mut key_seen,
-        );
-        if let Some(recording) = recording.as_mut() {
-            recording.key_id = key_seen;
-        }
+        let admitted = admission::admit(config, stage, call, req.headers(), shared, &mut recording);
         let admitted = match admitted {
             Ok(admitted) => admitted,
             Err(refusal) => return refused(recording, refusal.response()),
@@ -579,19 +558,8 @@ impl Session {
             key_required: self.key_headers.is_some(),
         };
         let no_headers = HeaderMap::new();
-        let mut key_seen = None;
-        let admitted = admission::admit_call(
-            config,
-            stage,
-            call,
-            self.key_headers.as_ref().unwrap_or(&no_headers),
-            now_ns(),
-            &self.shared,
-            &mut key_seen,
-        );
-        if let Some(recording) = recording.as_mut() {
-            recording.key_id = key_seen;
-        }
+        let headers = self.key_headers.as_ref().unwrap_or(&no_headers);
+        let admitted = admission::admit(config, stage, call, headers, &self.shared, &mut recording);
         let admitted = match admitted {
             Ok(admitted) => admitted,
             Err(refusal) => return Ok(Some(self.refuse(recording, refusal.reject(), &request_id))),
