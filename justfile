@@ -45,6 +45,10 @@ test:
             exit 1
         fi
     fi
+    if ! python3 -c "import botocore" >/dev/null 2>&1; then
+        python3 -m pip install --quiet botocore \
+            || { echo "the SigV4 test needs AWS's botocore: pip install botocore" >&2; exit 1; }
+    fi
     mkdir -p target
     cargo test --workspace --locked --lib --bins --tests 2>&1 | tee target/test-output.txt
     awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' target/test-output.txt

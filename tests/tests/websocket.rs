@@ -803,3 +803,35 @@ async fn an_api_key_on_connect_counts_the_connection_and_its_messages(pool: PgPo
     proxy.stop().await;
     cp.stop().await;
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn aws_sdk_clients_reach_connections_with_sigv4(pool: PgPool) {
+    let world = chat_world(&pool).await;
+    let mut ws = open(&world.url("/chat/prod")).await;
+    let id = world.backend.last_connection();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/post_to_connection.py");
+    let run = |token: &'static str| {
+        let endpoint = world.http("/chat/prod");
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("python3")
+                .args([script, &endpoint, &id, token, "signed hello"])
+                .output()
+                .expect("python3 runs (botocore: pip install botocore)")
+        })
+    };
+    let output = run(MANAGEMENT_TOKEN).await.expect("joined");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(next_text(&mut ws).await, "signed hello");
+    let identity: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(identity["sourceIp"], "127.0.0.1");
+    // Signed with another secret: refused.
+    let wrong = run("not-the-token").await.expect("joined");
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("403"));
+    world.stop().await;
+}

@@ -31,6 +31,7 @@ pub mod recording;
 pub mod request_id;
 pub mod server;
 pub mod shared_quota;
+pub mod sigv4;
 pub mod status;
 pub mod telemetry;
 pub mod usage_reporter;

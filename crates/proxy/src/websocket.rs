@@ -88,7 +88,11 @@ pub async fn serve(
     request_id: &HeaderValue,
     start: Instant,
 ) -> Response<ProxyBody> {
-    if let Some(id) = rest.strip_prefix("/@connections/") {
+    // AWS SDKs send `@` percent-encoded.
+    let management = rest
+        .strip_prefix("/@connections/")
+        .or_else(|| rest.strip_prefix("/%40connections/"));
+    if let Some(id) = management {
         let max = {
             let guard = shared.config.load();
             let limits = guard

@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::errors::{ProxyBody, Reject};
+use crate::sigv4;
 
 /// Messages waiting for a client: beyond this, the client is not reading and is closed.
 pub const OUTBOUND_QUEUE: usize = 64;
@@ -142,8 +143,8 @@ impl Connections {
 }
 
 /// Serves `METHOD /<slug>/<stage>/@connections/<id>` for the connections of `stage`.
-/// `token` is the management token the caller must present as `Authorization: Bearer`;
-/// without one configured, the API is closed.
+/// The caller proves it knows the management `token`, as `Authorization: Bearer` or as
+/// the secret of an AWS SigV4 signature; without a token configured, the API is closed.
 pub async fn manage(
     connections: &Connections,
     token: Option<&str>,
@@ -152,7 +153,29 @@ pub async fn manage(
     max_message_bytes: usize,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    if !authorized(token, req.headers()) {
+    let Some(token) = token else {
+        return Reject::Forbidden.response();
+    };
+    let (parts, body) = req.into_parts();
+    // Read before the check: a signature covers the body.
+    let body = match Limited::new(body, max_message_bytes).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Reject::PayloadTooLarge.response()
+        }
+        Err(_) => return Reject::BadRequest.response(),
+    };
+    let signed = || {
+        let request = sigv4::Signed {
+            method: &parts.method,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body: &body,
+        };
+        sigv4::verify(&request, token, Utc::now())
+    };
+    if !bearer(token, &parts.headers) && !signed() {
         return Reject::Forbidden.response();
     }
     let connection = parse_id(id)
@@ -161,23 +184,11 @@ pub async fn manage(
     let Some(connection) = connection else {
         return Reject::Gone.response();
     };
-    match *req.method() {
-        Method::POST => {
-            let body = match Limited::new(req.into_body(), max_message_bytes)
-                .collect()
-                .await
-            {
-                Ok(body) => body.to_bytes(),
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    return Reject::PayloadTooLarge.response()
-                }
-                Err(_) => return Reject::BadRequest.response(),
-            };
-            match connection.push(message_of(body)) {
-                Ok(()) => empty(StatusCode::OK),
-                Err(_) => Reject::Gone.response(),
-            }
-        }
+    match parts.method {
+        Method::POST => match connection.push(message_of(body)) {
+            Ok(()) => empty(StatusCode::OK),
+            Err(_) => Reject::Gone.response(),
+        },
         Method::GET => json(describe(&connection)),
         Method::DELETE => {
             connection.close(CloseCode::Normal, "closed by the backend");
@@ -195,10 +206,7 @@ pub fn message_of(body: Bytes) -> Message {
     }
 }
 
-fn authorized(token: Option<&str>, headers: &HeaderMap) -> bool {
-    let Some(token) = token else {
-        return false;
-    };
+fn bearer(token: &str, headers: &HeaderMap) -> bool {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
@@ -256,19 +264,18 @@ mod tests {
     #[test]
     fn the_token_is_required_and_compared_whole() {
         let mut headers = HeaderMap::new();
-        assert!(!authorized(Some("s3cret"), &headers));
+        assert!(!bearer("s3cret", &headers));
         headers.insert(
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer s3cret"),
         );
-        assert!(authorized(Some("s3cret"), &headers));
-        assert!(!authorized(None, &headers));
-        assert!(!authorized(Some("s3cre"), &headers));
+        assert!(bearer("s3cret", &headers));
+        assert!(!bearer("s3cre", &headers));
         headers.insert(
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer s3cretX"),
         );
-        assert!(!authorized(Some("s3cret"), &headers));
+        assert!(!bearer("s3cret", &headers));
     }
 
     #[test]
