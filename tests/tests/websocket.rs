@@ -374,6 +374,22 @@ async fn messages_are_routed_by_action_and_answers_come_back(pool: PgPool) {
     assert_eq!(prod(r#"status="1xx"} 1"#), 1, "{metrics}");
     assert_eq!(prod(r#"status="5xx"} 1"#), 1, "{metrics}");
     assert!(prod(r#"status="2xx"}"#) >= 4, "{metrics}");
+    // Message sizes count as request bytes, answers as response bytes.
+    let bytes = |family: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(family) && l.contains(r#"stage="prod""#))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    assert!(
+        bytes("gatehouse_proxy_request_bytes_total{") > 0,
+        "{metrics}"
+    );
+    assert!(
+        bytes("gatehouse_proxy_response_bytes_total{") > 0,
+        "{metrics}"
+    );
     ws.close(None).await.expect("close");
     world.stop().await;
 }

@@ -6,6 +6,7 @@
 //! Each connection is one task holding one small read buffer. Routes and limits are read
 //! from the snapshot in use at each event, so a redeploy applies to open connections.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +32,7 @@ use crate::errors::{ProxyBody, Reject};
 use crate::forward::{event_client, EventClient};
 use crate::handler::Shared;
 use crate::passthrough;
-use crate::recording::Recording;
+use crate::recording::{Recording, Tally as _};
 use crate::telemetry::Telemetry;
 use crate::ws_connections::{self, Connection, ConnectionId, Connections, Outbound};
 use crate::ws_events::{self, Answer, CallError, Event, EventType, Target};
@@ -554,6 +555,9 @@ impl Session {
         };
         let route = ws.route_for(&data);
         let mut recording = start_recording(&self.shared, stage, route, start);
+        if let Some(recording) = recording.as_mut() {
+            recording.bytes_in = Some(Arc::new(AtomicU64::new(data.len() as u64)));
+        }
         let Some(route) = route else {
             return Ok(Some(self.refuse(recording, Reject::NotFound, &request_id)));
         };
@@ -606,6 +610,7 @@ impl Session {
                 Ok(answer) => {
                     if let Some(recording) = recording.as_mut() {
                         recording.status = answer.status.as_u16();
+                        recording.add(answer.body.len() as u64);
                     }
                     (!answer.body.is_empty()).then(|| ws_connections::message_of(answer.body))
                 }
