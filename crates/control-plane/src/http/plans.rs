@@ -24,7 +24,7 @@ use crate::http::{check_description, check_name, parse_id, Items};
 use crate::json::JsonBody;
 use crate::repo::keys::{self, ApiKey};
 use crate::repo::plans::{self, PlanSpec, PlanView};
-use crate::repo::{config_state, stages};
+use crate::repo::{apis, config_state, stages};
 use crate::AppState;
 
 /// Most API stages one plan may cover.
@@ -111,17 +111,17 @@ async fn resolve_stages(conn: &mut PgConnection, refs: Vec<StageRef>) -> ApiResu
         if !seen.insert((r.api_id, name.clone())) {
             return Err(ApiError::invalid(field, "this API stage is listed twice"));
         }
-        if stages::get(&mut *conn, r.api_id, name.as_str())
-            .await?
-            .is_none()
-        {
+        let api = apis::get(&mut *conn, r.api_id).await?;
+        let stage = stages::get(&mut *conn, r.api_id, name.as_str()).await?;
+        let (Some(api), Some(_)) = (api, stage) else {
             return Err(ApiError::invalid(
                 field,
                 format!("API {} has no stage `{name}`", r.api_id),
             ));
-        }
+        };
+        // Keys are checked as the API's own routes are, so a throttle can match one.
         for key in r.route_throttles.keys() {
-            RouteKey::try_from(key.clone()).map_err(|e| {
+            RouteKey::parse_for(api.protocol(), key).map_err(|e| {
                 ApiError::invalid(format!("{field}.route_throttles"), format!("`{key}`: {e}"))
             })?;
         }

@@ -63,9 +63,13 @@ fn check_spec(protocol: Protocol, spec: &RouteSpec) -> ApiResult<()> {
     if let Integration::HttpProxy(proxy) = &spec.integration {
         let params = key.param_names();
         if let Some(unknown) = proxy.uri.path_params().find(|p| !params.contains(p)) {
+            let why = match protocol {
+                Protocol::Http => format!("route key `{key}` does not define it"),
+                Protocol::Websocket => "a WebSocket route has no path parameters; use a fixed path or `${stageVariables.name}`".to_owned(),
+            };
             return Err(ApiError::invalid(
                 "integration.uri",
-                format!("uses `{{{unknown}}}`, which route key `{key}` does not define"),
+                format!("uses `{{{unknown}}}`, but {why}"),
             ));
         }
         if proxy.websocket_upgrade && protocol == Protocol::Websocket {
