@@ -156,7 +156,7 @@ async fn route_keys_are_checked_against_the_protocol(pool: PgPool) {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    field_error(&body, "integration.uri");
+    assert!(field_error(&body, "integration.uri").contains("no path parameters"));
     // An HTTP route may pass upgrades through.
     let route = admin
         .create(
@@ -202,6 +202,13 @@ async fn deployments_freeze_the_expression_and_stages_carry_their_limits(pool: P
     );
     assert_eq!(stages[0]["websocket"]["idle_timeout_seconds"], 30);
     let again = admin.deploy(&api, "second").await;
+    for (id, expression) in [
+        (&deployment, "$request.body.kind"),
+        (&again, "$request.body.type"),
+    ] {
+        let (_, read) = admin.get(&format!("/apis/{api}/deployments/{id}")).await;
+        assert_eq!(read["route_selection_expression"], expression);
+    }
     admin.point_stage(&api, "prod", &again).await;
     let stages = snapshot_stages(&cp).await;
     assert_eq!(stages[0]["route_selection"], "$request.body.type");
@@ -329,5 +336,120 @@ async fn the_dashboard_creates_websocket_apis_routes_and_limits(pool: PgPool) {
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     bad.expect_text("must be a whole number")
         .expect_text(r#"value="lots""#);
+    cp.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn plan_route_throttles_name_keys_of_the_stages_protocol(pool: PgPool) {
+    let cp = ControlPlane::start(pool).await;
+    let admin = cp.admin();
+    let ws = id_of(&websocket_api(&admin, "chat", None).await);
+    admin.add_route(&ws, "sendmessage", mock("ok")).await;
+    admin.deploy_stage(&ws, "prod", json!({})).await;
+    let http = admin.create_api("pets").await;
+    admin.add_route(&http, "GET /pets", mock("ok")).await;
+    let http_deployment = admin.deploy_stage(&http, "prod", json!({})).await;
+    let (_, read) = admin
+        .get(&format!("/apis/{http}/deployments/{http_deployment}"))
+        .await;
+    assert_eq!(read["route_selection_expression"], Value::Null);
+
+    let throttle = json!({"rate": 1, "burst": 1});
+    let plan = |api: &str, key: &str| {
+        json!({"name": "p", "stages": [{"api_id": api, "stage": "prod",
+                                         "route_throttles": {key: throttle}}]})
+    };
+    let made = admin.create("/usage-plans", plan(&ws, "sendmessage")).await;
+    assert_eq!(
+        made["stages"][0]["route_throttles"]["sendmessage"]["burst"], 1,
+        "{made}"
+    );
+    for (api, key) in [
+        (&ws, "GET /pets"),
+        (&http, "sendmessage"),
+        (&http, "$connect"),
+    ] {
+        let (status, body) = admin.post("/usage-plans", plan(api, key)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{key}: {body}");
+        field_error(&body, "stages[0].route_throttles");
+    }
+    cp.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn websocket_pages_show_ws_urls_the_connections_api_and_the_frozen_expression(pool: PgPool) {
+    let cp = ControlPlane::start(pool).await;
+    let admin = cp.admin();
+    let dash = Dashboard::sign_in_new(&cp, "ada", Role::Admin).await;
+    let ws = id_of(&websocket_api(&admin, "chat", Some("$request.body.op")).await);
+    admin.add_route(&ws, "$default", mock("ok")).await;
+    let first = admin.deploy_stage(&ws, "prod", json!({})).await;
+    let http = admin.create_api("pets").await;
+    admin.add_route(&http, "GET /pets", mock("ok")).await;
+    admin.deploy_stage(&http, "prod", json!({})).await;
+
+    dash.get(&format!("/apis/{ws}"))
+        .await
+        .expect_text("ws://&#60;proxy&#62;/chat/prod")
+        .expect_text("http://&#60;proxy&#62;/chat/prod/@connections")
+        .expect_text("<code>$request.body.op</code>");
+    dash.get(&format!("/apis/{ws}/stages/prod"))
+        .await
+        .expect_text("ws://&#60;proxy&#62;/chat/prod");
+    let http_page = dash.get(&format!("/apis/{http}")).await;
+    http_page.expect_text("http://&#60;proxy&#62;/pets/prod");
+    assert!(!http_page.html.contains("ws://"), "{}", http_page.html);
+    assert!(
+        !http_page.html.contains("@connections"),
+        "{}",
+        http_page.html
+    );
+    let http_stage = dash.get(&format!("/apis/{http}/stages/prod")).await;
+    assert!(!http_stage.html.contains("@connections"));
+    assert!(!http_stage.html.contains("websocket.max_frame_bytes"));
+
+    let edit = dash.get(&format!("/apis/{ws}/edit")).await;
+    edit.expect_text(r#"name="route_selection_expression" value="$request.body.op""#);
+    let saved = dash
+        .post(
+            &format!("/apis/{ws}/edit"),
+            &[
+                ("name", "chat"),
+                ("slug", "chat"),
+                ("description", ""),
+                ("route_selection_expression", "$request.body.kind"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
+    let refused = dash
+        .post(
+            &format!("/apis/{ws}/edit"),
+            &[
+                ("name", "chat"),
+                ("slug", "chat"),
+                ("description", ""),
+                ("route_selection_expression", "$request.header.kind"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    refused.expect_text(r#"value="$request.header.kind""#);
+    assert!(!dash
+        .get(&format!("/apis/{http}/edit"))
+        .await
+        .html
+        .contains("route_selection_expression"));
+
+    let second = admin.deploy(&ws, "by kind").await;
+    dash.get(&format!("/apis/{ws}/deployments/{first}"))
+        .await
+        .expect_text("<code>$request.body.op</code>");
+    dash.get(&format!("/apis/{ws}/deployments/{second}"))
+        .await
+        .expect_text("<code>$request.body.kind</code>")
+        .expect_text(
+            "routed by <code>$request.body.op</code>, now by <code>$request.body.kind</code>",
+        );
     cp.stop().await;
 }

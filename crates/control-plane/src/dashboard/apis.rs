@@ -10,6 +10,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::Router;
+use gatehouse_model::Protocol;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -289,6 +290,8 @@ struct StageRow {
     deployment_short: String,
     deployment_description: String,
     invoke_url: String,
+    /// WebSocket APIs: where backends reach the stage's connections.
+    connections_url: Option<String>,
 }
 
 /// The API's page; the Deploy form shows `deploy` and `errors` (after a refused deploy).
@@ -325,6 +328,7 @@ pub(super) async fn api_page(
     let stage_list = stages::list(&state.pool, api.id).await?;
     let all_deployments = deployments::list(&state.pool, api.id).await?;
     let base = invoke::base_url(state).await?;
+    let protocol = api.protocol();
     let stage_rows = stage_list
         .iter()
         .map(|stage| {
@@ -336,7 +340,9 @@ pub(super) async fn api_page(
                 deployment_description: deployment
                     .map(|d| d.description.clone())
                     .unwrap_or_default(),
-                invoke_url: invoke::url(base.as_deref(), &api.slug, &stage.name, api.protocol()),
+                invoke_url: invoke::url(base.as_deref(), &api.slug, &stage.name, protocol),
+                connections_url: (protocol == Protocol::Websocket)
+                    .then(|| invoke::connections_url(base.as_deref(), &api.slug, &stage.name)),
             }
         })
         .collect();

@@ -132,6 +132,8 @@ pub(super) struct DeploymentRow {
     pub author: String,
     pub description: String,
     pub route_count: i32,
+    /// WebSocket APIs: the route selection expression frozen with the routes.
+    pub route_selection_expression: Option<String>,
     pub stages: Vec<String>,
 }
 
@@ -144,6 +146,7 @@ impl DeploymentRow {
             author: deployment.author.clone(),
             description: deployment.description.clone(),
             route_count: deployment.route_count,
+            route_selection_expression: deployment.route_selection_expression.clone(),
             stages: stages
                 .iter()
                 .filter(|s| s.deployment_id == deployment.id)
