@@ -192,7 +192,22 @@ pub struct Load {
 
 /// Runs `wrk` with one thread and `connections` for `seconds` on `cpu`.
 pub fn wrk(url: &str, connections: u32, seconds: u64, cpu: Option<usize>) -> Load {
-    let output = pinned(cpu, "wrk")
+    wrk_with(url, &[], connections, seconds, cpu)
+}
+
+/// [`wrk`], sending `headers` (`name: value`) with every request.
+pub fn wrk_with(
+    url: &str,
+    headers: &[String],
+    connections: u32,
+    seconds: u64,
+    cpu: Option<usize>,
+) -> Load {
+    let mut command = pinned(cpu, "wrk");
+    for header in headers {
+        command.arg("-H").arg(header);
+    }
+    let output = command
         .args([
             "-t1",
             &format!("-c{connections}"),
@@ -246,4 +261,97 @@ pub fn range(values: &[f64], decimals: usize) -> String {
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     format!("{min:.decimals$}..{max:.decimals$}")
+}
+
+/// nginx as a reverse proxy or as the fixed upstream, one process with one worker (no
+/// master), pinned to `cpu`, its files under `dir`. `server` is the body of the `server`
+/// block; `upstream`, when given, becomes the `backend` upstream with keep-alive.
+pub fn spawn_nginx(
+    dir: &Path,
+    cpu: Option<usize>,
+    upstream: Option<SocketAddr>,
+    server: &str,
+) -> Process {
+    let addr = free_port();
+    std::fs::create_dir_all(dir).expect("nginx folder");
+    let backend = upstream.map_or(String::new(), |up| {
+        format!("upstream backend {{ server {up}; keepalive 64; keepalive_requests 1000000; }}")
+    });
+    let d = dir.display();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log warn;\nevents {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  keepalive_requests 1000000;\n  keepalive_timeout 60s;\n\
+         client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         {backend}\n  server {{\n    listen {addr} reuseport;\n{server}\n  }}\n}}\n"
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).expect("write nginx.conf");
+    let mut command = pinned(cpu, nginx_binary());
+    command
+        .arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(&conf_path)
+        .stderr(Stdio::null());
+    spawn(command, addr, None)
+}
+
+/// Debian's nginx, or `$NGINX`.
+fn nginx_binary() -> PathBuf {
+    std::env::var_os("NGINX").map_or_else(|| PathBuf::from("/usr/sbin/nginx"), PathBuf::from)
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub async fn wait_listening(addr: SocketAddr, limit: Duration) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("nothing listens on {addr} after {limit:?}");
+}
+
+/// What one open-loop run measured; latencies in microseconds, counted from when each
+/// request was due, not from when it could be sent.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct OpenLoop {
+    pub rate: f64,
+    pub requests: u64,
+    /// Responses other than 2xx, and requests that got no response.
+    pub failed: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+}
+
+/// Runs the `open_loop` generator (`generator`, the path Cargo gives benches) at a fixed
+/// `rate` for `seconds` over `connections`, on `cpu`, sending `headers` (`name: value`).
+pub fn open_loop(
+    generator: &Path,
+    url: &str,
+    headers: &[String],
+    rate: f64,
+    seconds: u64,
+    connections: u32,
+    cpu: Option<usize>,
+) -> anyhow::Result<OpenLoop> {
+    let output = pinned(cpu, generator)
+        .arg(url)
+        .arg(format!("{rate:.0}"))
+        .arg(seconds.to_string())
+        .arg(connections.to_string())
+        .args(headers)
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "open_loop failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(serde_json::from_slice(&output.stdout)?)
 }
