@@ -13,7 +13,7 @@
 //!    and proxy CPU time per request (from `/proc`) over nginx's in the same round.
 //! 2. Latency: `open_loop` (tests/src/bin), open loop at 25%, 50% and 75% of nginx's throughput with latency
 //!    correction; p50, p99 and p99.9 added over a direct call to the upstream at that rate.
-//! 3. Propagation: 100 deploys under load at 50%, from the admin API call to the first
+//! 3. Propagation: 100 deploys under load at 25%, from the admin API call to the first
 //!    response showing the new deployment; the load's p99 and errors meanwhile.
 //! 4. Memory and routing: the idle proxy's resident memory, a proxy's with 10,000 routes
 //!    and 1,000,000 keys, and CPU per request on a 10,000-route API over a 10-route one.
@@ -43,6 +43,9 @@ const CONNECTIONS: u32 = 32;
 const OPEN_LOOP_CONNECTIONS: u32 = 32;
 const KEYS: i64 = 1_000_000;
 const WIDE_ROUTES: i64 = 10_000;
+/// The share of nginx's throughput deploys are made under: below where paced arrivals
+/// saturate a proxy on this kind of machine, so a swap's cost shows in the tail.
+const PROPAGATION_LOAD: f64 = 0.25;
 const NARROW_ROUTES: i64 = 10;
 
 /// How long and how often each part runs.
@@ -67,7 +70,7 @@ impl Plan {
                 load_seconds: 2,
                 latency_rounds: 1,
                 latency_seconds: 3,
-                load_shares: &[0.5],
+                load_shares: &[PROPAGATION_LOAD],
                 deploys: 20,
                 deploy_every: Duration::from_millis(150),
                 routing_rounds: 2,
@@ -331,10 +334,10 @@ async fn run(database: &ScratchDatabase, plan: Plan) -> anyhow::Result<()> {
     }
 
     // 3. Propagation under load.
-    let rate = (nginx_max * 0.5).round();
+    let rate = (nginx_max * PROPAGATION_LOAD).round();
     let steady_p99_us = latency
         .iter()
-        .find(|l| l.target == "G0" && l.load_share == 0.5)
+        .find(|l| l.target == "G0" && l.load_share == PROPAGATION_LOAD)
         .map(|l| median(&l.rounds.iter().map(|r| r.p99_us).collect::<Vec<_>>()));
     let load_seconds =
         (plan.deploys as u64 * plan.deploy_every.as_millis() as u64).div_ceil(1000) + 2;
