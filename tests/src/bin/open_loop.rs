@@ -6,7 +6,7 @@
 //!
 //! `open_loop <url> <rate per second> <seconds> <connections> [header: value]...` prints
 //! one JSON object: `rate`, `requests`, `failed` (non-2xx, or no answer), `p50_us`,
-//! `p99_us`, `p999_us`.
+//! `p99_us`, `p999_us` (0 when no request was answered).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -69,9 +69,7 @@ fn run() -> anyhow::Result<()> {
     latencies.sort_unstable();
     let at = |p: f64| {
         let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies
-            .get(index)
-            .map_or(f64::NAN, |ns| *ns as f64 / 1000.0)
+        latencies.get(index).map_or(0.0, |ns| *ns as f64 / 1000.0)
     };
     let report = serde_json::json!({
         "rate": rate,
