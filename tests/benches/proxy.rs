@@ -27,10 +27,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gatehouse_tests::bench::{
-    cpu_seconds, median, spawn_control_plane, spawn_nginx, spawn_proxy, wait_listening,
-    wait_until_ok, wrk_with, Process,
+    cpu_seconds, median, open_loop, range, spawn_control_plane, spawn_nginx, spawn_proxy,
+    wait_listening, wait_until_ok, wrk_with, OpenLoop, Process,
 };
-use gatehouse_tests::bench::{open_loop, OpenLoop};
 use gatehouse_tests::{bench_database, client, http_proxy, id_of, mock, Admin, ScratchDatabase};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -610,11 +609,10 @@ fn percentile(values: &[f64], p: f64) -> f64 {
 
 /// `median (min..max)` of `values`, with `decimals`.
 fn spread(values: &[f64], decimals: usize) -> String {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     format!(
-        "{:.decimals$} ({min:.decimals$}..{max:.decimals$})",
-        median(values)
+        "{:.decimals$} ({})",
+        median(values),
+        range(values, decimals)
     )
 }
 
