@@ -102,8 +102,7 @@ async fn run(database: &gatehouse_tests::ScratchDatabase) -> anyhow::Result<()> 
         &["--no-metrics"],
     );
     for proxy in [&measured, &bare] {
-        let status = proxy.status.expect("status port");
-        wait_until_ok(&format!("http://{status}/readyz"), Duration::from_secs(30)).await;
+        proxy.wait_ready(Duration::from_secs(30)).await;
     }
     let variants = [
         ("--no-metrics", &bare, "quiet"),

@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gatehouse_tests::bench::{
-    cpu_seconds, median, open_loop, range, spawn_control_plane, spawn_nginx, spawn_proxy,
-    wait_listening, wait_until_ok, wrk_with, OpenLoop, Process,
+    cpu_seconds, median, nginx_binary, open_loop, range, spawn_control_plane, spawn_nginx,
+    spawn_proxy, wait_listening, wait_until_ok, wrk_with, OpenLoop, Process,
 };
 use gatehouse_tests::{bench_database, client, http_proxy, id_of, mock, Admin, ScratchDatabase};
 use serde::Serialize;
@@ -46,6 +46,8 @@ const WIDE_ROUTES: i64 = 10_000;
 /// saturate a proxy on this kind of machine, so a swap's cost shows in the tail.
 const PROPAGATION_LOAD: f64 = 0.25;
 const NARROW_ROUTES: i64 = 10;
+/// The stage both routing APIs are deployed to.
+const ROUTING_STAGE: &str = "prod";
 
 /// How long and how often each part runs.
 struct Plan {
@@ -135,7 +137,7 @@ struct Propagation {
 #[derive(Serialize)]
 struct Memory {
     idle_mib: f64,
-    loaded_mib: Option<f64>,
+    loaded_mib: f64,
     loaded_routes: i64,
     loaded_keys: i64,
 }
@@ -220,8 +222,7 @@ async fn run(database: &ScratchDatabase, plan: Plan) -> anyhow::Result<()> {
         &["--access-log", &log.to_string_lossy()],
     );
     for proxy in [&bare, &measured] {
-        let status = proxy.status.expect("status port");
-        wait_until_ok(&format!("http://{status}/readyz"), Duration::from_secs(30)).await;
+        proxy.wait_ready(Duration::from_secs(30)).await;
     }
     // Idle: config loaded, nothing served yet.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -372,17 +373,16 @@ async fn run(database: &ScratchDatabase, plan: Plan) -> anyhow::Result<()> {
 
     // 4. Memory with 10,000 routes and 1,000,000 keys, and what 10,000 routes cost.
     let keys = if plan.quick { 0 } else { KEYS };
-    let routing_stage = load_many(&admin, database, &setup, keys).await?;
+    load_many(&admin, database, &setup, keys).await?;
     let big = spawn_proxy(
         &cp_url,
         &work.path().join("big"),
         PROXY_CPU,
         &["--no-metrics"],
     );
-    let status = big.status.expect("status port");
-    wait_until_ok(&format!("http://{status}/readyz"), Duration::from_secs(120)).await;
-    let wide = format!("http://{}/wide/{routing_stage}/r5000/items/7", big.addr);
-    let narrow = format!("http://{}/narrow/{routing_stage}/r5/items/7", big.addr);
+    big.wait_ready(Duration::from_secs(120)).await;
+    let wide = format!("http://{}/wide/{ROUTING_STAGE}/r5000/items/7", big.addr);
+    let narrow = format!("http://{}/narrow/{ROUTING_STAGE}/r5/items/7", big.addr);
     let mut routing = Routing {
         wide_routes: WIDE_ROUTES,
         narrow_routes: NARROW_ROUTES,
@@ -408,7 +408,7 @@ async fn run(database: &ScratchDatabase, plan: Plan) -> anyhow::Result<()> {
     }
     let memory = Memory {
         idle_mib,
-        loaded_mib: Some(big.rss_mib()),
+        loaded_mib: big.rss_mib(),
         loaded_routes: WIDE_ROUTES + NARROW_ROUTES,
         loaded_keys: keys,
     };
@@ -537,14 +537,14 @@ async fn propagate(
 }
 
 /// Adds an API of 10,000 routes and one of 10 (`GET /r<i>/items/{id}`), deployed to a
-/// stage, and `keys` keys in a plan, straight into the tables; returns the stage's name.
+/// [`ROUTING_STAGE`], and `keys` keys in a plan, straight into the tables.
 async fn load_many(
     admin: &Admin,
     database: &ScratchDatabase,
     setup: &Setup,
     keys: i64,
-) -> anyhow::Result<&'static str> {
-    let stage = "prod";
+) -> anyhow::Result<()> {
+    let stage = ROUTING_STAGE;
     let integration = http_proxy(&setup.upstream);
     let mut stages = Vec::new();
     for (slug, routes) in [("wide", WIDE_ROUTES), ("narrow", NARROW_ROUTES)] {
@@ -596,7 +596,7 @@ async fn load_many(
         gatehouse_control_plane::repo::config_state::bump(&mut tx).await?;
         tx.commit().await?;
     }
-    Ok(stage)
+    Ok(())
 }
 
 /// The value at fraction `p` of `values` once sorted.
@@ -619,7 +619,7 @@ fn spread(values: &[f64], decimals: usize) -> String {
 fn print_table(r: &Results) {
     println!(
         "\nGatehouse against nginx {} on {}",
-        nginx_version(),
+        r.machine["nginx"].as_str().unwrap_or("?"),
         r.machine["cpu"].as_str().unwrap_or("?")
     );
     println!(
@@ -667,10 +667,7 @@ fn print_table(r: &Results) {
     let m = &r.memory;
     println!(
         "Proxy memory: idle {:.1} MiB; with {} routes and {} keys {:.1} MiB",
-        m.idle_mib,
-        m.loaded_routes,
-        m.loaded_keys,
-        m.loaded_mib.unwrap_or(0.0),
+        m.idle_mib, m.loaded_routes, m.loaded_keys, m.loaded_mib,
     );
     let g = &r.routing;
     println!(
@@ -683,7 +680,7 @@ fn print_table(r: &Results) {
 }
 
 fn nginx_version() -> String {
-    std::process::Command::new("/usr/sbin/nginx")
+    std::process::Command::new(nginx_binary())
         .arg("-v")
         .output()
         .map(|o| {

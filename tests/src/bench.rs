@@ -27,6 +27,12 @@ impl Process {
         cpu_seconds(self.pid())
     }
 
+    /// Waits until this proxy's status port says it serves a config.
+    pub async fn wait_ready(&self, limit: Duration) {
+        let status = self.status.expect("only proxies have a status port");
+        wait_until_ok(&format!("http://{status}/readyz"), limit).await;
+    }
+
     /// Resident memory, in MiB.
     pub fn rss_mib(&self) -> f64 {
         let status =
@@ -301,7 +307,7 @@ pub fn spawn_nginx(
 }
 
 /// Debian's nginx, or `$NGINX`.
-fn nginx_binary() -> PathBuf {
+pub fn nginx_binary() -> PathBuf {
     std::env::var_os("NGINX").map_or_else(|| PathBuf::from("/usr/sbin/nginx"), PathBuf::from)
 }
 
