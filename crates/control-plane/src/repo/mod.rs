@@ -12,6 +12,7 @@ pub mod plans;
 pub mod routes;
 pub mod sessions;
 pub mod stages;
+pub mod tokens;
 pub mod traffic;
 pub mod usage;
 pub mod users;
