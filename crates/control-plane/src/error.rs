@@ -163,6 +163,12 @@ fn constraint_error(constraint: &str) -> Option<ApiError> {
     })
 }
 
+/// SQLSTATEs of a server that is going away or not ready: connection exceptions (class
+/// 08), shutdowns and start-up (57P01 to 57P03).
+fn is_outage(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> ApiError {
         match &e {
@@ -170,11 +176,15 @@ impl From<sqlx::Error> for ApiError {
                 if let Some(mapped) = db.constraint().and_then(constraint_error) {
                     return mapped;
                 }
+                if db.code().is_some_and(|code| is_outage(&code)) {
+                    return ApiError::Unavailable(e);
+                }
                 ApiError::Internal(e.into())
             }
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                ApiError::Unavailable(e)
-            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => ApiError::Unavailable(e),
             _ => ApiError::Internal(e.into()),
         }
     }
