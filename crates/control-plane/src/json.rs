@@ -1,9 +1,11 @@
 //! `JsonBody<T>`: the admin API's JSON extractor. Unlike axum's own it answers in our error
 //! shape and names the field at fault (`integration.timeout_ms`), with 400 for bodies
-//! that are not JSON at all and 422 for JSON of the wrong shape.
+//! that are not JSON at all and 422 for JSON of the wrong shape. `Option<JsonBody<T>>` is
+//! `None` for a request with neither a body nor a Content-Type, for calls whose body is
+//! optional.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, OptionalFromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
 
@@ -28,14 +30,38 @@ where
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadRequest("could not read the request body".into())
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(unreadable)?;
         parse(&bytes).map(JsonBody)
+    }
+}
+
+impl<S, T> OptionalFromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        if req.headers().contains_key(CONTENT_TYPE) {
+            return <JsonBody<T> as FromRequest<S>>::from_request(req, state)
+                .await
+                .map(Some);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(unreadable)?;
+        if bytes.is_empty() {
+            Ok(None)
+        } else {
+            Err(ApiError::UnsupportedMediaType)
+        }
+    }
+}
+
+fn unreadable(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::BadRequest("could not read the request body".into())
     }
 }
 
