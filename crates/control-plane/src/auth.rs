@@ -1,16 +1,37 @@
-//! Who may call what: admin tokens on `/api/v1`, node tokens on `/dp/v1`. Tokens are
-//! compared by their SHA-256 digests in constant time, so neither their content nor their
-//! length leaks through timing.
+//! Who may call what. Every call of the admin API (`/api/v1`) and of the sync API
+//! (`/dp/v1`) is authenticated, by a bearer token that is either
+//!
+//! - a bootstrap token of the configuration (`GATEHOUSE_ADMIN_TOKEN` on `/api/v1`,
+//!   `GATEHOUSE_NODE_TOKEN` on `/dp/v1`), compared by SHA-256 digest in constant time, so
+//!   neither its content nor its length leaks through timing; or
+//! - a token issued through `/api/v1/tokens` ([`crate::repo::tokens`]), found by its
+//!   SHA-256 digest with one indexed query per request (nothing is cached, so revocation and
+//!   expiry hold from the next request on, on every replica).
+//!
+//! Roles: an admin token may make every admin call; a viewer token only reads (`GET`,
+//! `HEAD`: anything else is 403 "viewers cannot change anything"); a node token may only
+//! sync. A token used on the wrong API is 401, as if it did not exist. A database outage
+//! while looking a token up is 503, never 401.
+//!
+//! The admin API's [`guard_admin_api`] layer and the sync API's [`Node`] layer let no
+//! request through unauthenticated; the [`Admin`] and [`Reader`] extractors of handlers
+//! then state what each handler needs. Whoever a request was found to be is kept in its
+//! extensions, so a token is looked up once per request.
 
 use std::fmt;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rand::distributions::{Alphanumeric, DistString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
+use crate::repo::tokens::{self, TokenRole};
 use crate::repo::users::Role;
 use crate::AppState;
 
@@ -47,6 +68,40 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Issued tokens: this prefix, then 43 random letters and digits (256 bits).
+const ISSUED_PREFIX: &str = "ght_";
+const ISSUED_RANDOM_LEN: usize = 43;
+/// Random characters shown in listings after the prefix (36 of the 256 bits).
+const SHOWN_LEN: usize = 6;
+
+/// A token just issued: its value (to show once), its digest and prefix (to store).
+pub struct IssuedToken {
+    pub value: String,
+    pub digest: [u8; 32],
+    pub prefix: String,
+}
+
+impl IssuedToken {
+    /// A new token from the operating system's random source.
+    pub fn generate() -> IssuedToken {
+        let random = Alphanumeric.sample_string(&mut rand::rngs::OsRng, ISSUED_RANDOM_LEN);
+        let value = format!("{ISSUED_PREFIX}{random}");
+        IssuedToken {
+            digest: Sha256::digest(value.as_bytes()).into(),
+            prefix: value[..ISSUED_PREFIX.len() + SHOWN_LEN].to_owned(),
+            value,
+        }
+    }
+}
+
+/// Whether `presented` has the shape of an issued token: only those are looked up, so
+/// garbage and wrong bootstrap tokens cost no query.
+fn looks_issued(presented: &str) -> bool {
+    presented.strip_prefix(ISSUED_PREFIX).is_some_and(|random| {
+        random.len() == ISSUED_RANDOM_LEN && random.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -55,18 +110,108 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .then_some(token.trim())
 }
 
-/// Succeeds when the request carries `expected` as its bearer token.
-fn authorize(parts: &Parts, expected: Option<&Secret>) -> Result<(), ApiError> {
-    match (bearer(parts), expected) {
-        (Some(presented), Some(token)) if token.matches(presented) => Ok(()),
-        _ => Err(ApiError::Unauthorized),
+/// The two APIs that take tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plane {
+    /// `/api/v1`: admin and viewer tokens.
+    Admin,
+    /// `/dp/v1`: node tokens.
+    Node,
+}
+
+impl Plane {
+    /// The roles of the issued tokens this API takes.
+    fn roles(self) -> &'static [TokenRole] {
+        match self {
+            Plane::Admin => &[TokenRole::Admin, TokenRole::Viewer],
+            Plane::Node => &[TokenRole::Node],
+        }
     }
 }
 
-/// An authenticated admin. Its `name` is recorded as the author of deployments and in
-/// the audit log.
+/// Whoever a request was found to be, kept in its extensions.
+#[derive(Debug, Clone)]
+struct Caller {
+    /// As the audit log and deployments name them.
+    name: String,
+    role: TokenRole,
+}
+
+/// Who is calling `plane`, from the request's extensions when this was settled already.
+async fn caller(parts: &mut Parts, state: &AppState, plane: Plane) -> Result<Caller, ApiError> {
+    if let Some(caller) = parts.extensions.get::<Caller>() {
+        return Ok(caller.clone());
+    }
+    let caller = identify(parts, state, plane).await?;
+    parts.extensions.insert(caller.clone());
+    Ok(caller)
+}
+
+async fn identify(parts: &Parts, state: &AppState, plane: Plane) -> Result<Caller, ApiError> {
+    if plane == Plane::Admin {
+        if let Some(actor) = parts.extensions.get::<DashboardActor>() {
+            let role = match actor.role {
+                Role::Admin => TokenRole::Admin,
+                Role::Viewer => TokenRole::Viewer,
+            };
+            return Ok(Caller {
+                name: actor.name.clone(),
+                role,
+            });
+        }
+    }
+    let presented = bearer(parts).ok_or(ApiError::Unauthorized)?;
+    let (bootstrap, bootstrap_actor, bootstrap_role) = match plane {
+        Plane::Admin => (
+            state.config.admin_token.as_ref(),
+            ADMIN_TOKEN_ACTOR,
+            TokenRole::Admin,
+        ),
+        Plane::Node => (
+            state.config.node_token.as_ref(),
+            NODE_TOKEN_ACTOR,
+            TokenRole::Node,
+        ),
+    };
+    if bootstrap.is_some_and(|token| token.matches(presented)) {
+        return Ok(Caller {
+            name: bootstrap_actor.to_owned(),
+            role: bootstrap_role,
+        });
+    }
+    if !looks_issued(presented) {
+        return Err(ApiError::Unauthorized);
+    }
+    let digest = Sha256::digest(presented.as_bytes());
+    // A database outage is an `ApiError::Unavailable` here (503): the token may be good.
+    let token = tokens::find_active(&state.pool, &digest, plane.roles())
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    if token.needs_touch {
+        // Off the request path: noting the use never delays or fails a call.
+        let pool = state.pool.clone();
+        tokio::spawn(async move {
+            if let Err(e) = tokens::touch(&pool, token.id).await {
+                tracing::warn!(error = %e, token_id = %token.id, "noting a token's use failed");
+            }
+        });
+    }
+    Ok(Caller {
+        name: format!("{TOKEN_ACTOR_PREFIX}{}", token.name),
+        role: token.role,
+    })
+}
+
+/// An authenticated admin: may change anything. Its `name` is recorded as the author of
+/// deployments and in the audit log.
 #[derive(Debug, Clone)]
 pub struct Admin {
+    pub name: String,
+}
+
+/// An authenticated reader of the admin API: an admin or a viewer.
+#[derive(Debug, Clone)]
+pub struct Reader {
     pub name: String,
 }
 
@@ -86,23 +231,59 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if let Some(actor) = parts.extensions.get::<DashboardActor>() {
-            return match actor.role {
-                Role::Admin => Ok(Admin {
-                    name: actor.name.clone(),
-                }),
-                Role::Viewer => Err(ApiError::Forbidden("viewers cannot change anything")),
-            };
+        let caller = caller(parts, state, Plane::Admin).await?;
+        match caller.role {
+            TokenRole::Admin => Ok(Admin { name: caller.name }),
+            TokenRole::Viewer => Err(ApiError::Forbidden("viewers cannot change anything")),
+            TokenRole::Node => Err(ApiError::Unauthorized),
         }
-        authorize(parts, state.config.admin_token.as_ref())?;
-        Ok(Admin {
-            name: ADMIN_TOKEN_ACTOR.to_owned(),
-        })
+    }
+}
+
+impl FromRequestParts<AppState> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = caller(parts, state, Plane::Admin).await?;
+        match caller.role {
+            TokenRole::Admin | TokenRole::Viewer => Ok(Reader { name: caller.name }),
+            TokenRole::Node => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// The admin API's gate, around every route and its fallback: `GET` and `HEAD` need a
+/// [`Reader`], every other method an [`Admin`], whatever the handler asks for.
+pub async fn guard_admin_api(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let allowed = if matches!(parts.method, Method::GET | Method::HEAD) {
+        Reader::from_request_parts(&mut parts, &state)
+            .await
+            .map(drop)
+    } else {
+        Admin::from_request_parts(&mut parts, &state)
+            .await
+            .map(drop)
+    };
+    match allowed {
+        Ok(()) => next.run(Request::from_parts(parts, body)).await,
+        Err(refusal) => refusal.into_response(),
     }
 }
 
 /// How the audit log and deployments name whoever used the configured admin token.
 pub const ADMIN_TOKEN_ACTOR: &str = "admin-token";
+/// How the configured node token's holder is named.
+const NODE_TOKEN_ACTOR: &str = "node-token";
+/// Issued tokens are named `token:<name>` (user names cannot hold a colon).
+pub const TOKEN_ACTOR_PREFIX: &str = "token:";
 
 /// An authenticated proxy.
 #[derive(Debug, Clone, Copy)]
@@ -115,8 +296,10 @@ impl FromRequestParts<AppState> for Node {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        authorize(parts, state.config.node_token.as_ref())?;
-        Ok(Node)
+        match caller(parts, state, Plane::Node).await?.role {
+            TokenRole::Node => Ok(Node),
+            TokenRole::Admin | TokenRole::Viewer => Err(ApiError::Unauthorized),
+        }
     }
 }
 
@@ -131,5 +314,26 @@ mod tests {
         assert!(!s.matches("abcd"));
         assert!(!s.matches(""));
         assert_eq!(format!("{s:?}"), "Secret(****)");
+    }
+
+    #[test]
+    fn issued_tokens_are_long_random_and_known_by_their_shape() {
+        let a = IssuedToken::generate();
+        let b = IssuedToken::generate();
+        assert_ne!(a.value, b.value);
+        assert_eq!(a.value.len(), ISSUED_PREFIX.len() + ISSUED_RANDOM_LEN);
+        assert!(a.value.starts_with(&a.prefix) && a.prefix.len() == 10);
+        assert_eq!(
+            a.digest,
+            <[u8; 32]>::from(Sha256::digest(a.value.as_bytes()))
+        );
+        assert!(looks_issued(&a.value));
+        assert!(!looks_issued(&a.value[1..]));
+        assert!(!looks_issued(&format!("{}x", a.value)));
+        assert!(!looks_issued("ght_"));
+        assert!(!looks_issued(&format!(
+            "ght_{}",
+            "-".repeat(ISSUED_RANDOM_LEN)
+        )));
     }
 }

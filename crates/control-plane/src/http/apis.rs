@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use gatehouse_model::{ApiSlug, Protocol, RouteSelection};
 use serde::Deserialize;
 
-use crate::auth::Admin;
+use crate::auth::{Admin, Reader};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::{check_description, check_name, parse_id, Items};
 use crate::json::JsonBody;
@@ -105,14 +105,14 @@ async fn create(
         .into_response())
 }
 
-async fn list(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Items<Api>>> {
+async fn list(_: Reader, State(state): State<AppState>) -> ApiResult<Json<Items<Api>>> {
     Ok(Json(Items {
         items: apis::list(&state.pool).await?,
     }))
 }
 
 async fn read(
-    _: Admin,
+    _: Reader,
     State(state): State<AppState>,
     Path(api_id): Path<String>,
 ) -> ApiResult<Json<Api>> {

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use gatehouse_model::{DeployedRoute, Protocol, RouteKey, RouteTable};
 use serde::Deserialize;
 
-use crate::auth::Admin;
+use crate::auth::{Admin, Reader};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{parse_id, Items, MAX_DESCRIPTION_LEN};
 use crate::json::JsonBody;
@@ -89,7 +89,7 @@ async fn create(
 }
 
 async fn list(
-    _: Admin,
+    _: Reader,
     State(state): State<AppState>,
     Path(api_id): Path<String>,
 ) -> ApiResult<Json<Items<Deployment>>> {
@@ -103,7 +103,7 @@ async fn list(
 }
 
 async fn read(
-    _: Admin,
+    _: Reader,
     State(state): State<AppState>,
     Path((api_id, deployment_id)): Path<(String, String)>,
 ) -> ApiResult<Json<DeploymentDetail>> {

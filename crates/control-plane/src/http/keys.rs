@@ -11,7 +11,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::Admin;
+use crate::auth::{Admin, Reader};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::{check_name, parse_id, Items};
 use crate::json::JsonBody;
@@ -124,14 +124,14 @@ async fn create(
         .into_response())
 }
 
-async fn list(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Items<ApiKey>>> {
+async fn list(_: Reader, State(state): State<AppState>) -> ApiResult<Json<Items<ApiKey>>> {
     Ok(Json(Items {
         items: keys::list(&state.pool).await?,
     }))
 }
 
 async fn read(
-    _: Admin,
+    _: Reader,
     State(state): State<AppState>,
     Path(key_id): Path<String>,
 ) -> ApiResult<Json<KeyDetail>> {

@@ -19,7 +19,7 @@ use gatehouse_model::StageName;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::Admin;
+use crate::auth::Reader;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::repo::traffic::{self, Series};
 use crate::AppState;
@@ -257,7 +257,7 @@ pub struct MetricsView {
 }
 
 async fn query(
-    _: Admin,
+    _: Reader,
     State(state): State<AppState>,
     raw: Result<Query<RawQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<MetricsView>> {

@@ -12,6 +12,7 @@ pub mod plans;
 pub mod routes;
 pub mod stages;
 pub mod sync;
+pub mod tokens;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -19,6 +20,7 @@ use axum::{middleware, Router};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
+use crate::auth;
 use crate::error::{ApiError, FieldError};
 use crate::telemetry;
 use crate::AppState;
@@ -26,7 +28,12 @@ use crate::AppState;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", admin_router(&state))
-        .nest("/dp/v1", sync::router().merge(metrics_reports::router()))
+        .nest(
+            "/dp/v1",
+            sync::router().merge(metrics_reports::router()).layer(
+                middleware::from_extractor_with_state::<auth::Node, _>(state.clone()),
+            ),
+        )
         .merge(health::router())
         .merge(crate::dashboard::router())
         .route("/metrics", get(telemetry::metrics))
@@ -39,8 +46,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The admin API (`/api/v1`, without the prefix), audited. The dashboard sends its forms
-/// here too.
+/// The admin API (`/api/v1`, without the prefix), audited, and closed to anyone without a
+/// token (unknown paths too). The dashboard sends its forms here too.
 pub fn admin_router(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(apis::router())
@@ -51,8 +58,13 @@ pub fn admin_router(state: &AppState) -> Router<AppState> {
         .merge(keys::router())
         .merge(plans::router())
         .merge(metrics::router())
+        .merge(tokens::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .fallback(|| async { ApiError::NotFound("resource") })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard_admin_api,
+        ))
 }
 
 /// Parses an id from the URL; anything that is not a UUID names nothing that exists.

@@ -6,7 +6,7 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::auth::Admin;
+use crate::auth::Reader;
 use crate::error::ApiResult;
 use crate::http::Items;
 use crate::repo::nodes::{self, Node};
@@ -27,7 +27,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/nodes", get(list))
 }
 
-async fn list(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Items<NodeView>>> {
+async fn list(_: Reader, State(state): State<AppState>) -> ApiResult<Json<Items<NodeView>>> {
     let now = Utc::now();
     let items = nodes::list(&state.pool)
         .await?

@@ -18,7 +18,7 @@ use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::auth::Admin;
+use crate::auth::{Admin, Reader};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{check_description, check_name, parse_id, Items};
 use crate::json::JsonBody;
@@ -189,7 +189,7 @@ async fn create(
         .into_response())
 }
 
-async fn list(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Items<PlanView>>> {
+async fn list(_: Reader, State(state): State<AppState>) -> ApiResult<Json<Items<PlanView>>> {
     let mut conn = state.pool.acquire().await?;
     Ok(Json(Items {
         items: plans::list(&mut conn).await?,
@@ -197,7 +197,7 @@ async fn list(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Items<P
 }
 
 async fn read(
-    _: Admin,
+    _: Reader,
     State(state): State<AppState>,
     Path(plan_id): Path<String>,
 ) -> ApiResult<Json<PlanDetail>> {
@@ -271,7 +271,7 @@ async fn remove(
 }
 
 async fn list_keys(
-    _: Admin,
+    _: Reader,
     State(state): State<AppState>,
     Path(plan_id): Path<String>,
 ) -> ApiResult<Json<Items<ApiKey>>> {

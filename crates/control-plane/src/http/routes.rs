@@ -14,7 +14,7 @@ use serde::Deserialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::auth::Admin;
+use crate::auth::{Admin, Reader};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{parse_id, Items};
 use crate::json::JsonBody;
@@ -158,7 +158,7 @@ async fn create(
 }
 
 async fn list(
-    _: Admin,
+    _: Reader,
     State(state): State<AppState>,
     Path(api_id): Path<String>,
 ) -> ApiResult<Json<Items<Route>>> {
@@ -172,7 +172,7 @@ async fn list(
 }
 
 async fn read(
-    _: Admin,
+    _: Reader,
     State(state): State<AppState>,
     Path((api_id, route_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Route>> {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::auth::Admin;
+use crate::auth::{Admin, Reader};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::{check_description, parse_id, Items};
 use crate::json::JsonBody;
@@ -205,7 +205,7 @@ async fn create(
 }
 
 async fn list(
-    _: Admin,
+    _: Reader,
     State(state): State<AppState>,
     Path(api_id): Path<String>,
 ) -> ApiResult<Json<Items<StageView>>> {
@@ -222,7 +222,7 @@ async fn list(
 }
 
 async fn read(
-    _: Admin,
+    _: Reader,
     State(state): State<AppState>,
     Path((api_id, name)): Path<(String, String)>,
 ) -> ApiResult<Json<StageView>> {

@@ -1,0 +1,210 @@
+//! `/api/v1/tokens`: admin, viewer and node tokens. A token's value is in the one response
+//! that issues it (creation or rotation) and nowhere else: the database keeps its SHA-256
+//! and a short prefix. Revocation works from the next request on; rotation issues a
+//! successor and lets the old token work until the end of an overlap.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Admin, IssuedToken, Reader};
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::http::{check_name, parse_id, Items};
+use crate::json::JsonBody;
+use crate::repo::tokens::{self, NewToken, Token, TokenRole, TokenStatus};
+use crate::AppState;
+
+/// Longest lifetime a token can be given: ten years.
+const MAX_LIFETIME_SECS: i64 = 10 * 365 * 24 * 3600;
+/// How long a rotated token keeps working unless told otherwise: an hour.
+const DEFAULT_OVERLAP_SECS: i64 = 3600;
+/// Longest overlap of a rotation: seven days.
+const MAX_OVERLAP_SECS: i64 = 7 * 24 * 3600;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tokens", get(list).post(create))
+        .route("/tokens/{token_id}", get(read).delete(revoke))
+        .route("/tokens/{token_id}/rotate", post(rotate))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    name: String,
+    role: String,
+    /// Lifetime; the token never expires without it.
+    expires_in_seconds: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateToken {
+    /// How long the old token keeps working.
+    overlap_seconds: Option<i64>,
+    /// Lifetime of the new token; it never expires without it.
+    expires_in_seconds: Option<i64>,
+}
+
+/// The one response that carries a token's value.
+#[derive(Serialize)]
+struct IssuedView {
+    #[serde(flatten)]
+    token: Token,
+    value: String,
+    /// The token this one replaces, with the end of its overlap, after a rotation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous: Option<Token>,
+}
+
+fn check_lifetime(seconds: Option<i64>, errors: &mut Vec<FieldError>) {
+    if seconds.is_some_and(|s| !(1..=MAX_LIFETIME_SECS).contains(&s)) {
+        errors.push(FieldError::new(
+            "expires_in_seconds",
+            format!("must be 1 to {MAX_LIFETIME_SECS} seconds (ten years)"),
+        ));
+    }
+}
+
+fn issued(status: StatusCode, view: IssuedView) -> Response {
+    let location = format!("/api/v1/tokens/{}", view.token.id);
+    (status, [(header::LOCATION, location)], Json(view)).into_response()
+}
+
+async fn create(
+    admin: Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateToken>,
+) -> ApiResult<Response> {
+    let mut errors = Vec::new();
+    check_name(&body.name, &mut errors);
+    let role = TokenRole::parse(&body.role);
+    if role.is_none() {
+        errors.push(FieldError::new("role", "must be admin, viewer or node"));
+    }
+    check_lifetime(body.expires_in_seconds, &mut errors);
+    let (Some(role), true) = (role, errors.is_empty()) else {
+        return Err(ApiError::Invalid(errors));
+    };
+    let issued_token = IssuedToken::generate();
+    let mut tx = state.pool.begin().await?;
+    let token = tokens::insert(
+        &mut *tx,
+        &NewToken {
+            name: &body.name,
+            role,
+            digest: &issued_token.digest,
+            prefix: &issued_token.prefix,
+            created_by: &admin.name,
+            expires_in_seconds: body.expires_in_seconds,
+            rotated_from: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(issued(
+        StatusCode::CREATED,
+        IssuedView {
+            token,
+            value: issued_token.value,
+            previous: None,
+        },
+    ))
+}
+
+async fn list(_: Reader, State(state): State<AppState>) -> ApiResult<Json<Items<Token>>> {
+    Ok(Json(Items {
+        items: tokens::list(&state.pool).await?,
+    }))
+}
+
+async fn read(
+    _: Reader,
+    State(state): State<AppState>,
+    Path(token_id): Path<String>,
+) -> ApiResult<Json<Token>> {
+    let id = parse_id(&token_id, "token")?;
+    tokens::get(&state.pool, id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("token"))
+}
+
+/// Revokes at once; revoking a revoked token changes nothing.
+async fn revoke(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(token_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = parse_id(&token_id, "token")?;
+    let mut tx = state.pool.begin().await?;
+    if !tokens::revoke(&mut *tx, id).await? {
+        return Err(ApiError::NotFound("token"));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Issues a successor with the same name and role; the old token stops at the end of the
+/// overlap (or sooner, if it was to expire sooner).
+async fn rotate(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(token_id): Path<String>,
+    body: Option<JsonBody<RotateToken>>,
+) -> ApiResult<Response> {
+    let id = parse_id(&token_id, "token")?;
+    let body = body.map(|JsonBody(body)| body).unwrap_or_default();
+    let overlap = body.overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECS);
+    let mut errors = Vec::new();
+    if !(0..=MAX_OVERLAP_SECS).contains(&overlap) {
+        errors.push(FieldError::new(
+            "overlap_seconds",
+            format!("must be 0 to {MAX_OVERLAP_SECS} seconds (seven days)"),
+        ));
+    }
+    check_lifetime(body.expires_in_seconds, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let mut tx = state.pool.begin().await?;
+    let old = tokens::get_for_update(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("token"))?;
+    if old.status != TokenStatus::Active {
+        return Err(ApiError::conflict(
+            "id",
+            format!(
+                "the token is {}: create a new one instead",
+                old.status.as_str()
+            ),
+        ));
+    }
+    let issued_token = IssuedToken::generate();
+    let token = tokens::insert(
+        &mut *tx,
+        &NewToken {
+            name: &old.name,
+            role: old.role,
+            digest: &issued_token.digest,
+            prefix: &issued_token.prefix,
+            created_by: &admin.name,
+            expires_in_seconds: body.expires_in_seconds,
+            rotated_from: Some(old.id),
+        },
+    )
+    .await?;
+    let previous = tokens::expire_within(&mut *tx, old.id, overlap).await?;
+    tx.commit().await?;
+    Ok(issued(
+        StatusCode::CREATED,
+        IssuedView {
+            token,
+            value: issued_token.value,
+            previous,
+        },
+    ))
+}
