@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::names::StageVariables;
 
@@ -18,7 +19,7 @@ pub const MAX_MOCK_BODY_LEN: usize = 1024 * 1024;
 pub const MAX_MOCK_HEADERS: usize = 64;
 
 /// What a route calls.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Integration {
     HttpProxy(HttpProxyIntegration),
@@ -26,10 +27,12 @@ pub enum Integration {
 }
 
 /// Forward the request to `uri`, with path parameters and stage variables substituted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "RawHttpProxy")]
 pub struct HttpProxyIntegration {
     pub uri: UriTemplate,
+    /// How long to wait for the upstream's response headers.
+    #[schema(required = false, default = 29_000, minimum = 50, maximum = 300_000)]
     pub timeout_ms: u32,
     /// HTTP APIs: a WebSocket upgrade on this route is passed through to the upstream,
     /// both directions streaming. Off unless asked for.
@@ -68,11 +71,17 @@ impl TryFrom<RawHttpProxy> for HttpProxyIntegration {
 }
 
 /// Answer with a fixed status, headers and body, without calling anything.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "RawMock")]
 pub struct MockIntegration {
+    #[schema(required = false, default = 200, minimum = 200, maximum = 599)]
     pub status: u16,
+    /// At most 64 valid header names and values; not `content-length`,
+    /// `transfer-encoding` or `connection`, which the gateway sets.
+    #[schema(required = false)]
     pub headers: BTreeMap<String, String>,
+    /// At most 1 MiB (in UTF-8).
+    #[schema(required = false)]
     pub body: String,
 }
 

@@ -8,6 +8,7 @@ pub mod integration;
 pub mod matcher;
 pub mod metrics;
 pub mod names;
+mod openapi;
 pub mod route_key;
 pub mod snapshot;
 pub mod usage;

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::integration::Integration;
@@ -18,7 +19,7 @@ use crate::usage::{DeployedKey, DeployedPlan, Throttle};
 use crate::websocket::{RouteSelection, WebSocketLimits};
 
 /// The protocol of an API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Protocol {
     Http,
@@ -46,7 +47,7 @@ impl Protocol {
 pub const SCHEMA: u32 = 1;
 
 /// A route as frozen in a deployment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeployedRoute {
     pub id: Uuid,
     pub route_key: RouteKey,

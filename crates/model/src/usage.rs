@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Days, Months, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::names::StageName;
@@ -38,10 +39,13 @@ pub fn hash_key(value: &[u8]) -> [u8; 32] {
 }
 
 /// A token bucket: `rate` requests per second on average, up to `burst` at once.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "RawThrottle")]
 pub struct Throttle {
+    /// Requests per second; `burst / rate` is at most 1e9 seconds.
+    #[schema(exclusive_minimum = 0, maximum = 1_000_000_000)]
     pub rate: f64,
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub burst: u32,
 }
 
@@ -73,7 +77,7 @@ impl TryFrom<RawThrottle> for Throttle {
 }
 
 /// The period a quota counts over. Periods start at midnight UTC; weeks on Monday.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum QuotaPeriod {
     Day,
@@ -121,9 +125,10 @@ impl QuotaPeriod {
 }
 
 /// At most `limit` requests per `period`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "RawQuota")]
 pub struct Quota {
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub limit: u64,
     pub period: QuotaPeriod,
 }
@@ -150,7 +155,7 @@ impl TryFrom<RawQuota> for Quota {
 }
 
 /// An API stage a plan covers, with throttles for particular routes of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PlanStage {
     pub api_id: Uuid,
     pub stage: StageName,
@@ -272,7 +277,7 @@ pub struct UsageEntry {
 }
 
 /// The control plane's count of a key's use of a plan in a period, across every proxy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UsageTotal {
     pub key_id: Uuid,
     pub plan_id: Uuid,

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// How deep a selection expression may reach into a message.
 const MAX_DEPTH: usize = 8;
@@ -108,7 +109,7 @@ impl From<RouteSelection> for String {
 }
 
 /// The limits of a stage's WebSocket connections. The defaults are AWS's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebSocketLimits {
     /// Largest message, in bytes, once its frames are put together; larger closes the
