@@ -2,7 +2,7 @@
 //! shape and names the field at fault (`integration.timeout_ms`), with 400 for bodies
 //! that are not JSON at all and 422 for JSON of the wrong shape. `Option<JsonBody<T>>` is
 //! `None` for a request with neither a body nor a Content-Type, for calls whose body is
-//! optional.
+//! optional. Structs are read from JSON objects only, never from arrays ([`objects`]).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, OptionalFromRequest, Request};
@@ -10,6 +10,8 @@ use axum::http::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, FieldError};
+
+mod objects;
 
 pub struct JsonBody<T>(pub T);
 
@@ -68,7 +70,7 @@ fn unreadable(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
 /// Deserializes `bytes`, naming the field that failed.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+    let value = match serde_path_to_error::deserialize::<_, T>(objects::Objects(&mut de)) {
         Ok(v) => v,
         Err(e) => {
             let inner = e.inner();
@@ -136,6 +138,18 @@ mod tests {
             Err(ApiError::Invalid(errors)) => assert!(errors[0].message.contains("extra")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn structs_are_read_from_objects_only_at_any_depth() {
+        let e = parse::<Outer>(br#"[{"count":1}]"#).expect_err("array body");
+        assert_eq!(field_of(e), "body");
+        let e = parse::<Outer>(br#"{"inner":[1]}"#).expect_err("array field");
+        assert_eq!(field_of(e), "inner");
+        let e = parse::<Vec<Outer>>(br#"[{"inner":[1]}]"#).expect_err("array in a list");
+        assert_eq!(field_of(e), "[0].inner");
+        let fine = parse::<Vec<Outer>>(br#"[{"inner":{"count":1}}]"#).expect("a list of objects");
+        assert_eq!(fine.len(), 1);
     }
 
     #[test]
