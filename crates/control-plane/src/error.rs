@@ -11,10 +11,13 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// One bad field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 pub struct FieldError {
+    /// Where in the request: `name`, `integration.timeout_ms`, `stages[0].stage`, or a
+    /// query parameter.
     pub field: String,
     pub message: String,
 }
@@ -65,10 +68,14 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
     message: &'a str,
+    /// Each bad field, when the error is about the request's content.
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    #[schema(required = false)]
     errors: &'a [FieldError],
 }
 
@@ -121,7 +128,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = (
             status,
-            Json(Body {
+            Json(ErrorBody {
                 message: &message,
                 errors: &errors,
             }),

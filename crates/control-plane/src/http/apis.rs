@@ -7,9 +7,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use gatehouse_model::{ApiSlug, Protocol, RouteSelection};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::auth::{Admin, Reader};
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use crate::http::openapi::{Description, Name};
 use crate::http::{check_description, check_name, parse_id, Items};
 use crate::json::JsonBody;
 use crate::repo::apis::{self, Api, ApiChanges, NewApi};
@@ -22,14 +24,18 @@ pub fn router() -> Router<AppState> {
         .route("/apis/{api_id}", get(read).patch(update).delete(remove))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateApi {
+pub(crate) struct CreateApi {
+    #[schema(value_type = Name)]
     name: String,
+    #[schema(value_type = ApiSlug)]
     slug: String,
     #[serde(default = "http_protocol")]
+    #[schema(value_type = Protocol, default = "HTTP")]
     protocol: String,
     #[serde(default)]
+    #[schema(value_type = Description)]
     description: String,
     /// WebSocket APIs: `$request.body.<field>`; `$request.body.action` when left out.
     route_selection_expression: Option<String>,
@@ -39,12 +45,17 @@ fn http_protocol() -> String {
     "HTTP".to_owned()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateApi {
+pub(crate) struct UpdateApi {
+    #[schema(value_type = Option<Name>)]
     name: Option<String>,
+    /// A new slug changes every invoke URL of the API.
+    #[schema(value_type = Option<ApiSlug>)]
     slug: Option<String>,
+    #[schema(value_type = Option<Description>)]
     description: Option<String>,
+    /// WebSocket APIs only.
     route_selection_expression: Option<String>,
 }
 
@@ -60,7 +71,20 @@ fn parse_slug(slug: &str, errors: &mut Vec<FieldError>) -> Option<ApiSlug> {
         .ok()
 }
 
-async fn create(
+/// Creates an API.
+#[utoipa::path(
+    post,
+    path = "/apis",
+    operation_id = "create_api",
+    tag = "apis",
+    request_body = CreateApi,
+    responses(
+        (status = 201, description = "The API", body = Api,
+            headers(("location" = String, description = "Where the API is"))),
+        (status = 409, description = "An API with this slug exists", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create(
     _: Admin,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateApi>,
@@ -105,13 +129,33 @@ async fn create(
         .into_response())
 }
 
-async fn list(_: Reader, State(state): State<AppState>) -> ApiResult<Json<Items<Api>>> {
+/// Lists the APIs.
+#[utoipa::path(
+    get,
+    path = "/apis",
+    operation_id = "list_apis",
+    tag = "apis",
+    responses((status = 200, description = "Every API", body = Items<Api>))
+)]
+pub(crate) async fn list(_: Reader, State(state): State<AppState>) -> ApiResult<Json<Items<Api>>> {
     Ok(Json(Items {
         items: apis::list(&state.pool).await?,
     }))
 }
 
-async fn read(
+/// Reads an API.
+#[utoipa::path(
+    get,
+    path = "/apis/{api_id}",
+    operation_id = "read_api",
+    tag = "apis",
+    params(("api_id" = Uuid, Path, description = "The API's id")),
+    responses(
+        (status = 200, description = "The API", body = Api),
+        (status = 404, description = "No such API", body = ErrorBody),
+    )
+)]
+pub(crate) async fn read(
     _: Reader,
     State(state): State<AppState>,
     Path(api_id): Path<String>,
@@ -123,7 +167,21 @@ async fn read(
         .ok_or(ApiError::NotFound("API"))
 }
 
-async fn update(
+/// Changes an API's name, slug, description or route selection expression.
+#[utoipa::path(
+    patch,
+    path = "/apis/{api_id}",
+    operation_id = "update_api",
+    tag = "apis",
+    params(("api_id" = Uuid, Path, description = "The API's id")),
+    request_body = UpdateApi,
+    responses(
+        (status = 200, description = "The changed API", body = Api),
+        (status = 404, description = "No such API", body = ErrorBody),
+        (status = 409, description = "An API with this slug exists", body = ErrorBody),
+    )
+)]
+pub(crate) async fn update(
     _: Admin,
     State(state): State<AppState>,
     Path(api_id): Path<String>,
@@ -181,7 +239,19 @@ async fn update(
     Ok(Json(api))
 }
 
-async fn remove(
+/// Deletes an API with its routes, deployments and stages.
+#[utoipa::path(
+    delete,
+    path = "/apis/{api_id}",
+    operation_id = "delete_api",
+    tag = "apis",
+    params(("api_id" = Uuid, Path, description = "The API's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such API", body = ErrorBody),
+    )
+)]
+pub(crate) async fn remove(
     _: Admin,
     State(state): State<AppState>,
     Path(api_id): Path<String>,

@@ -8,9 +8,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use gatehouse_model::{DeployedRoute, Protocol, RouteKey, RouteTable};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::auth::{Admin, Reader};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::openapi::Description;
 use crate::http::{parse_id, Items, MAX_DESCRIPTION_LEN};
 use crate::json::JsonBody;
 use crate::repo::deployments::{self, Deployment, DeploymentDetail};
@@ -26,14 +28,37 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateDeployment {
+pub(crate) struct CreateDeployment {
     #[serde(default)]
+    #[schema(value_type = Description)]
     description: String,
 }
 
-async fn create(
+/// Freezes the API's current routes into a new deployment.
+#[utoipa::path(
+    post,
+    path = "/apis/{api_id}/deployments",
+    operation_id = "create_deployment",
+    tag = "deployments",
+    params(("api_id" = Uuid, Path, description = "The API's id")),
+    request_body = CreateDeployment,
+    responses(
+        (status = 201, description = "The deployment with its routes", body = DeploymentDetail,
+            headers(("location" = String, description = "Where the deployment is")),
+            links(
+                ("ReadDeployment" = (operation_id = "read_deployment", parameters(("api_id" = "$response.body#/api_id"), ("deployment_id" = "$response.body#/id")))),
+                ("DeleteDeployment" = (operation_id = "delete_deployment", parameters(("api_id" = "$response.body#/api_id"), ("deployment_id" = "$response.body#/id")))),
+                ("CreateStage" = (operation_id = "create_stage",
+                    parameters(("api_id" = "$response.body#/api_id")),
+                    request_body = json!({"deployment_id": "$response.body#/id"}))),
+            )),
+        (status = 404, description = "No such API", body = ErrorBody),
+        (status = 409, description = "The API's routes clash with each other", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create(
     admin: Admin,
     State(state): State<AppState>,
     Path(api_id): Path<String>,
@@ -88,7 +113,19 @@ async fn create(
         .into_response())
 }
 
-async fn list(
+/// Lists an API's deployments, without their routes.
+#[utoipa::path(
+    get,
+    path = "/apis/{api_id}/deployments",
+    operation_id = "list_deployments",
+    tag = "deployments",
+    params(("api_id" = Uuid, Path, description = "The API's id")),
+    responses(
+        (status = 200, description = "The API's deployments", body = Items<Deployment>),
+        (status = 404, description = "No such API", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(
     _: Reader,
     State(state): State<AppState>,
     Path(api_id): Path<String>,
@@ -102,7 +139,19 @@ async fn list(
     }))
 }
 
-async fn read(
+/// Reads a deployment with the routes it froze.
+#[utoipa::path(
+    get,
+    path = "/apis/{api_id}/deployments/{deployment_id}",
+    operation_id = "read_deployment",
+    tag = "deployments",
+    params(("api_id" = Uuid, Path, description = "The API's id"), ("deployment_id" = Uuid, Path, description = "The deployment's id")),
+    responses(
+        (status = 200, description = "The deployment with its routes", body = DeploymentDetail),
+        (status = 404, description = "No such deployment in this API", body = ErrorBody),
+    )
+)]
+pub(crate) async fn read(
     _: Reader,
     State(state): State<AppState>,
     Path((api_id, deployment_id)): Path<(String, String)>,
@@ -115,7 +164,20 @@ async fn read(
         .ok_or(ApiError::NotFound("deployment"))
 }
 
-async fn remove(
+/// Deletes a deployment no stage points at.
+#[utoipa::path(
+    delete,
+    path = "/apis/{api_id}/deployments/{deployment_id}",
+    operation_id = "delete_deployment",
+    tag = "deployments",
+    params(("api_id" = Uuid, Path, description = "The API's id"), ("deployment_id" = Uuid, Path, description = "The deployment's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such API, or no such deployment in it", body = ErrorBody),
+        (status = 409, description = "A stage points at the deployment", body = ErrorBody),
+    )
+)]
+pub(crate) async fn remove(
     _: Admin,
     State(state): State<AppState>,
     Path((api_id, deployment_id)): Path<(String, String)>,

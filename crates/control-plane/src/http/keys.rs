@@ -9,10 +9,12 @@ use axum::{Json, Router};
 use gatehouse_model::usage::{hash_key, is_valid_key, UsageTotal, MAX_KEY_LEN, MIN_KEY_LEN};
 use rand::distributions::{Alphanumeric, DistString};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{Admin, Reader};
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use crate::http::openapi::Name;
 use crate::http::{check_name, parse_id, Items};
 use crate::json::JsonBody;
 use crate::repo::keys::{self, ApiKey};
@@ -29,11 +31,13 @@ pub fn router() -> Router<AppState> {
         .route("/keys/{key_id}", get(read).patch(update).delete(remove))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateKey {
+pub(crate) struct CreateKey {
+    #[schema(value_type = Name)]
     name: String,
     /// An existing key to import; generated when absent.
+    #[schema(min_length = 20, max_length = 128, pattern = "^[A-Za-z0-9._~-]+$")]
     value: Option<String>,
     #[serde(default = "enabled_by_default")]
     enabled: bool,
@@ -43,23 +47,25 @@ fn enabled_by_default() -> bool {
     true
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateKey {
+pub(crate) struct UpdateKey {
+    #[schema(value_type = Option<Name>)]
     name: Option<String>,
+    /// A disabled key is refused by every proxy.
     enabled: Option<bool>,
 }
 
 /// The one response that carries the key's value.
-#[derive(Serialize)]
-struct CreatedKey {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CreatedKey {
     #[serde(flatten)]
     key: ApiKey,
     value: String,
 }
 
-#[derive(Serialize)]
-struct KeyDetail {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct KeyDetail {
     #[serde(flatten)]
     key: ApiKey,
     plan_ids: Vec<Uuid>,
@@ -79,7 +85,21 @@ fn display_prefix(value: &str) -> String {
     value[..skip + shown].to_owned()
 }
 
-async fn create(
+/// Creates a key, or imports an existing one. The response is the only one that holds
+/// the key's value.
+#[utoipa::path(
+    post,
+    path = "/keys",
+    operation_id = "create_key",
+    tag = "keys",
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "The key with its value", body = CreatedKey,
+            headers(("location" = String, description = "Where the key is"))),
+        (status = 409, description = "This key exists already", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create(
     _: Admin,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateKey>,
@@ -124,13 +144,36 @@ async fn create(
         .into_response())
 }
 
-async fn list(_: Reader, State(state): State<AppState>) -> ApiResult<Json<Items<ApiKey>>> {
+/// Lists the keys (without their values).
+#[utoipa::path(
+    get,
+    path = "/keys",
+    operation_id = "list_keys",
+    tag = "keys",
+    responses((status = 200, description = "Every key", body = Items<ApiKey>))
+)]
+pub(crate) async fn list(
+    _: Reader,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Items<ApiKey>>> {
     Ok(Json(Items {
         items: keys::list(&state.pool).await?,
     }))
 }
 
-async fn read(
+/// Reads a key with its plans and its quota use.
+#[utoipa::path(
+    get,
+    path = "/keys/{key_id}",
+    operation_id = "read_key",
+    tag = "keys",
+    params(("key_id" = Uuid, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "The key", body = KeyDetail),
+        (status = 404, description = "No such key", body = ErrorBody),
+    )
+)]
+pub(crate) async fn read(
     _: Reader,
     State(state): State<AppState>,
     Path(key_id): Path<String>,
@@ -148,7 +191,20 @@ async fn read(
     }))
 }
 
-async fn update(
+/// Renames, enables or disables a key.
+#[utoipa::path(
+    patch,
+    path = "/keys/{key_id}",
+    operation_id = "update_key",
+    tag = "keys",
+    params(("key_id" = Uuid, Path, description = "The key's id")),
+    request_body = UpdateKey,
+    responses(
+        (status = 200, description = "The changed key", body = ApiKey),
+        (status = 404, description = "No such key", body = ErrorBody),
+    )
+)]
+pub(crate) async fn update(
     _: Admin,
     State(state): State<AppState>,
     Path(key_id): Path<String>,
@@ -171,7 +227,19 @@ async fn update(
     Ok(Json(key))
 }
 
-async fn remove(
+/// Deletes a key: proxies refuse it from their next configuration on.
+#[utoipa::path(
+    delete,
+    path = "/keys/{key_id}",
+    operation_id = "delete_key",
+    tag = "keys",
+    params(("key_id" = Uuid, Path, description = "The key's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such key", body = ErrorBody),
+    )
+)]
+pub(crate) async fn remove(
     _: Admin,
     State(state): State<AppState>,
     Path(key_id): Path<String>,

@@ -17,10 +17,11 @@ use chrono::{DateTime, Duration, Utc};
 use gatehouse_model::metrics::{Latency, Traffic};
 use gatehouse_model::StageName;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Reader;
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
 use crate::repo::traffic::{self, Series};
 use crate::AppState;
 
@@ -33,14 +34,30 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The parameters as sent; each is parsed on its own so an error can name it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RawQuery {
+    /// One API's traffic (all traffic without it).
+    #[param(value_type = Option<Uuid>)]
     pub api_id: Option<String>,
+    /// One stage of the API (needs `api_id`).
+    #[param(value_type = Option<StageName>)]
     pub stage: Option<String>,
+    /// One route of the API (needs `api_id`).
+    #[param(value_type = Option<Uuid>)]
     pub route_id: Option<String>,
+    /// One API key's traffic (not with `api_id`, `stage` or `route_id`).
+    #[param(value_type = Option<Uuid>)]
     pub key_id: Option<String>,
+    /// Start of the range; an hour before `to` by default.
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub from: Option<String>,
+    /// End of the range; now by default.
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub to: Option<String>,
+    /// Seconds (`300`) or with a unit (`5m`, `1h`, `1d`): whole minutes from a minute to a
+    /// day, at most 10080 steps in the range; a minute by default.
+    #[param(value_type = Option<String>, pattern = "^[0-9]+[smhd]?$")]
     pub step: Option<String>,
 }
 
@@ -188,7 +205,7 @@ impl MetricsQuery {
 }
 
 /// Latency figures in milliseconds.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LatencyFigures {
     pub p50: f64,
     pub p90: f64,
@@ -199,7 +216,7 @@ pub struct LatencyFigures {
 }
 
 /// AWS's metric set for one step (or the whole range).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Figures {
     pub count: u64,
     pub errors_4xx: u64,
@@ -240,14 +257,17 @@ impl From<&Traffic> for Figures {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// One step: its start and its figures.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Point {
     pub time: DateTime<Utc>,
     #[serde(flatten)]
     pub figures: Figures,
 }
 
-#[derive(Debug, Serialize)]
+/// The range actually read (aligned to steps, and to hours where data is kept per hour),
+/// its totals and every step of it.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MetricsView {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
@@ -256,7 +276,20 @@ pub struct MetricsView {
     pub points: Vec<Point>,
 }
 
-async fn query(
+/// Traffic over a time range, per step.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "query_metrics",
+    tag = "metrics",
+    params(RawQuery),
+    responses(
+        (status = 200, description = "The figures", body = MetricsView),
+        (status = 400, description = "A parameter is refused; `errors` names each",
+            body = ErrorBody),
+    )
+)]
+pub(crate) async fn query(
     _: Reader,
     State(state): State<AppState>,
     raw: Result<Query<RawQuery>, axum::extract::rejection::QueryRejection>,

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod metrics;
 pub mod metrics_reports;
 pub mod nodes;
+pub mod openapi;
 pub mod plans;
 pub mod routes;
 pub mod stages;
@@ -27,6 +28,7 @@ use crate::AppState;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .nest("/api/v1", admin_router(&state))
         .nest(
             "/dp/v1",
@@ -101,7 +103,7 @@ pub fn check_description(description: &str, errors: &mut Vec<FieldError>) {
 }
 
 /// A list response: `{"items": [...]}`, leaving room for paging fields.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Items<T> {
     pub items: Vec<T>,
 }

@@ -5,6 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::Reader;
 use crate::error::ApiResult;
@@ -16,18 +17,38 @@ use crate::AppState;
 /// long-poll timeout, 30 s by default).
 const STALE_AFTER_SECS: i64 = 75;
 
-#[derive(Serialize)]
-struct NodeView {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NodeView {
     #[serde(flatten)]
     node: Node,
-    status: &'static str,
+    status: NodeStatus,
+}
+
+/// Whether a node polled lately.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum NodeStatus {
+    Healthy,
+    /// Not seen for more than 75 seconds.
+    Stale,
 }
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/nodes", get(list))
 }
 
-async fn list(_: Reader, State(state): State<AppState>) -> ApiResult<Json<Items<NodeView>>> {
+/// Lists the proxies that polled this control plane.
+#[utoipa::path(
+    get,
+    path = "/nodes",
+    operation_id = "list_nodes",
+    tag = "nodes",
+    responses((status = 200, description = "Every node", body = Items<NodeView>))
+)]
+pub(crate) async fn list(
+    _: Reader,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Items<NodeView>>> {
     let now = Utc::now();
     let items = nodes::list(&state.pool)
         .await?
@@ -35,7 +56,11 @@ async fn list(_: Reader, State(state): State<AppState>) -> ApiResult<Json<Items<
         .map(|node| {
             let stale = (now - node.last_seen).num_seconds() > STALE_AFTER_SECS;
             NodeView {
-                status: if stale { "stale" } else { "healthy" },
+                status: if stale {
+                    NodeStatus::Stale
+                } else {
+                    NodeStatus::Healthy
+                },
                 node,
             }
         })

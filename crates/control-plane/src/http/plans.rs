@@ -14,12 +14,13 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use gatehouse_model::{PlanStage, Quota, RouteKey, StageName, Throttle};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::json;
 use sqlx::PgConnection;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{Admin, Reader};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::openapi::{Description, Name};
 use crate::http::{check_description, check_name, parse_id, Items};
 use crate::json::JsonBody;
 use crate::repo::keys::{self, ApiKey};
@@ -41,24 +42,33 @@ pub fn router() -> Router<AppState> {
         .route("/usage-plans/{plan_id}/keys/{key_id}", delete(detach))
 }
 
-#[derive(Deserialize)]
+/// An API stage the plan covers.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StageRef {
+pub(crate) struct StageRef {
     api_id: Uuid,
+    #[schema(value_type = StageName)]
     stage: String,
+    /// Route key of the API -> throttle, overriding the plan's for that route.
     #[serde(default)]
     route_throttles: BTreeMap<String, Throttle>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreatePlan {
+pub(crate) struct CreatePlan {
+    #[schema(value_type = Name)]
     name: String,
     #[serde(default)]
+    #[schema(value_type = Description)]
     description: String,
+    /// Per key; none when absent.
     throttle: Option<Throttle>,
+    /// Per key; none when absent.
     quota: Option<Quota>,
+    /// Each API stage once.
     #[serde(default)]
+    #[schema(max_items = 100)]
     stages: Vec<StageRef>,
 }
 
@@ -69,29 +79,43 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Ok(Some(Option::deserialize(d)?))
 }
 
-#[derive(Deserialize)]
+/// Absent fields are kept; `null` removes the throttle or the quota.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdatePlan {
+pub(crate) struct UpdatePlan {
+    #[schema(value_type = Option<Name>)]
     name: Option<String>,
+    #[schema(value_type = Option<Description>)]
     description: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Throttle>)]
     throttle: Option<Option<Throttle>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Quota>)]
     quota: Option<Option<Quota>>,
+    /// Replaces the stages the plan covers.
+    #[schema(max_items = 100)]
     stages: Option<Vec<StageRef>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AttachKey {
+pub(crate) struct AttachKey {
     key_id: Uuid,
 }
 
-#[derive(Serialize)]
-struct PlanDetail {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PlanDetail {
     #[serde(flatten)]
     plan: PlanView,
     key_count: usize,
+}
+
+/// A key's membership of a plan.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct KeyAttachment {
+    plan_id: Uuid,
+    key_id: Uuid,
 }
 
 /// Checks each stage exists, appears once, and that route throttles name valid route keys.
@@ -157,7 +181,27 @@ async fn check_no_overlap(
     Ok(())
 }
 
-async fn create(
+/// Creates a usage plan.
+#[utoipa::path(
+    post,
+    path = "/usage-plans",
+    operation_id = "create_usage_plan",
+    tag = "usage-plans",
+    request_body = CreatePlan,
+    responses(
+        (status = 201, description = "The plan", body = PlanDetail,
+            headers(("location" = String, description = "Where the plan is")),
+            links(
+                ("ReadUsagePlan" = (operation_id = "read_usage_plan", parameters(("plan_id" = "$response.body#/id")))),
+                ("UpdateUsagePlan" = (operation_id = "update_usage_plan", parameters(("plan_id" = "$response.body#/id")))),
+                ("DeleteUsagePlan" = (operation_id = "delete_usage_plan", parameters(("plan_id" = "$response.body#/id")))),
+                ("AttachKey" = (operation_id = "attach_usage_plan_key", parameters(("plan_id" = "$response.body#/id")))),
+                ("ListKeys" = (operation_id = "list_usage_plan_keys", parameters(("plan_id" = "$response.body#/id")))),
+            )),
+        (status = 409, description = "A plan with this name exists", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create(
     _: Admin,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreatePlan>,
@@ -189,14 +233,37 @@ async fn create(
         .into_response())
 }
 
-async fn list(_: Reader, State(state): State<AppState>) -> ApiResult<Json<Items<PlanView>>> {
+/// Lists the usage plans.
+#[utoipa::path(
+    get,
+    path = "/usage-plans",
+    operation_id = "list_usage_plans",
+    tag = "usage-plans",
+    responses((status = 200, description = "Every plan", body = Items<PlanView>))
+)]
+pub(crate) async fn list(
+    _: Reader,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Items<PlanView>>> {
     let mut conn = state.pool.acquire().await?;
     Ok(Json(Items {
         items: plans::list(&mut conn).await?,
     }))
 }
 
-async fn read(
+/// Reads a usage plan.
+#[utoipa::path(
+    get,
+    path = "/usage-plans/{plan_id}",
+    operation_id = "read_usage_plan",
+    tag = "usage-plans",
+    params(("plan_id" = Uuid, Path, description = "The usage plan's id")),
+    responses(
+        (status = 200, description = "The plan", body = PlanDetail),
+        (status = 404, description = "No such plan", body = ErrorBody),
+    )
+)]
+pub(crate) async fn read(
     _: Reader,
     State(state): State<AppState>,
     Path(plan_id): Path<String>,
@@ -210,7 +277,22 @@ async fn read(
     Ok(Json(PlanDetail { plan, key_count }))
 }
 
-async fn update(
+/// Changes a usage plan.
+#[utoipa::path(
+    patch,
+    path = "/usage-plans/{plan_id}",
+    operation_id = "update_usage_plan",
+    tag = "usage-plans",
+    params(("plan_id" = Uuid, Path, description = "The usage plan's id")),
+    request_body = UpdatePlan,
+    responses(
+        (status = 200, description = "The changed plan", body = PlanDetail),
+        (status = 404, description = "No such plan", body = ErrorBody),
+        (status = 409, description = "A plan with this name exists, or a key of the plan \
+            would be in two plans covering one API stage", body = ErrorBody),
+    )
+)]
+pub(crate) async fn update(
     _: Admin,
     State(state): State<AppState>,
     Path(plan_id): Path<String>,
@@ -248,7 +330,20 @@ async fn update(
     Ok(Json(PlanDetail { plan, key_count }))
 }
 
-async fn remove(
+/// Deletes a usage plan without keys.
+#[utoipa::path(
+    delete,
+    path = "/usage-plans/{plan_id}",
+    operation_id = "delete_usage_plan",
+    tag = "usage-plans",
+    params(("plan_id" = Uuid, Path, description = "The usage plan's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such plan", body = ErrorBody),
+        (status = 409, description = "Keys use the plan", body = ErrorBody),
+    )
+)]
+pub(crate) async fn remove(
     _: Admin,
     State(state): State<AppState>,
     Path(plan_id): Path<String>,
@@ -270,7 +365,19 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_keys(
+/// Lists the keys of a usage plan.
+#[utoipa::path(
+    get,
+    path = "/usage-plans/{plan_id}/keys",
+    operation_id = "list_usage_plan_keys",
+    tag = "usage-plans",
+    params(("plan_id" = Uuid, Path, description = "The usage plan's id")),
+    responses(
+        (status = 200, description = "The plan's keys", body = Items<ApiKey>),
+        (status = 404, description = "No such plan", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_keys(
     _: Reader,
     State(state): State<AppState>,
     Path(plan_id): Path<String>,
@@ -285,7 +392,26 @@ async fn list_keys(
     }))
 }
 
-async fn attach(
+/// Attaches a key to a usage plan.
+#[utoipa::path(
+    post,
+    path = "/usage-plans/{plan_id}/keys",
+    operation_id = "attach_usage_plan_key",
+    tag = "usage-plans",
+    params(("plan_id" = Uuid, Path, description = "The usage plan's id")),
+    request_body = AttachKey,
+    responses(
+        (status = 201, description = "Attached", body = KeyAttachment,
+            headers(("location" = String, description = "The plan's keys")),
+            links(
+                ("DetachKey" = (operation_id = "detach_usage_plan_key", parameters(("plan_id" = "$response.body#/plan_id"), ("key_id" = "$response.body#/key_id")))),
+            )),
+        (status = 404, description = "No such plan", body = ErrorBody),
+        (status = 409, description = "The key is in the plan already, or in another plan \
+            covering one of its API stages", body = ErrorBody),
+    )
+)]
+pub(crate) async fn attach(
     _: Admin,
     State(state): State<AppState>,
     Path(plan_id): Path<String>,
@@ -307,12 +433,27 @@ async fn attach(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(json!({"plan_id": id, "key_id": body.key_id})),
+        Json(KeyAttachment {
+            plan_id: id,
+            key_id: body.key_id,
+        }),
     )
         .into_response())
 }
 
-async fn detach(
+/// Detaches a key from a usage plan.
+#[utoipa::path(
+    delete,
+    path = "/usage-plans/{plan_id}/keys/{key_id}",
+    operation_id = "detach_usage_plan_key",
+    tag = "usage-plans",
+    params(("plan_id" = Uuid, Path, description = "The usage plan's id"), ("key_id" = Uuid, Path, description = "The key's id")),
+    responses(
+        (status = 204, description = "Detached"),
+        (status = 404, description = "The key is not in this plan", body = ErrorBody),
+    )
+)]
+pub(crate) async fn detach(
     _: Admin,
     State(state): State<AppState>,
     Path((plan_id, key_id)): Path<(String, String)>,

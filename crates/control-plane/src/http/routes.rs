@@ -12,10 +12,11 @@ use axum::{Json, Router};
 use gatehouse_model::{Integration, Protocol, RouteKey, RouteTable};
 use serde::Deserialize;
 use sqlx::PgConnection;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{Admin, Reader};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{parse_id, Items};
 use crate::json::JsonBody;
 use crate::repo::apis;
@@ -34,18 +35,21 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateRoute {
+pub(crate) struct CreateRoute {
+    #[schema(value_type = RouteKey)]
     route_key: String,
+    /// Whether clients must send an API key (on WebSocket APIs: `$connect` only).
     #[serde(default)]
     api_key_required: bool,
     integration: Integration,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateRoute {
+pub(crate) struct UpdateRoute {
+    #[schema(value_type = Option<RouteKey>)]
     route_key: Option<String>,
     api_key_required: Option<bool>,
     integration: Option<Integration>,
@@ -127,7 +131,23 @@ async fn check_route_set(
     Ok(())
 }
 
-async fn create(
+/// Adds a route to an API.
+#[utoipa::path(
+    post,
+    path = "/apis/{api_id}/routes",
+    operation_id = "create_route",
+    tag = "routes",
+    params(("api_id" = Uuid, Path, description = "The API's id")),
+    request_body = CreateRoute,
+    responses(
+        (status = 201, description = "The route", body = Route,
+            headers(("location" = String, description = "Where the route is"))),
+        (status = 404, description = "No such API", body = ErrorBody),
+        (status = 409, description = "The route key clashes with another route of the API",
+            body = ErrorBody),
+    )
+)]
+pub(crate) async fn create(
     _: Admin,
     State(state): State<AppState>,
     Path(api_id): Path<String>,
@@ -157,7 +177,19 @@ async fn create(
         .into_response())
 }
 
-async fn list(
+/// Lists an API's routes.
+#[utoipa::path(
+    get,
+    path = "/apis/{api_id}/routes",
+    operation_id = "list_routes",
+    tag = "routes",
+    params(("api_id" = Uuid, Path, description = "The API's id")),
+    responses(
+        (status = 200, description = "The API's routes", body = Items<Route>),
+        (status = 404, description = "No such API", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(
     _: Reader,
     State(state): State<AppState>,
     Path(api_id): Path<String>,
@@ -171,7 +203,19 @@ async fn list(
     }))
 }
 
-async fn read(
+/// Reads a route.
+#[utoipa::path(
+    get,
+    path = "/apis/{api_id}/routes/{route_id}",
+    operation_id = "read_route",
+    tag = "routes",
+    params(("api_id" = Uuid, Path, description = "The API's id"), ("route_id" = Uuid, Path, description = "The route's id")),
+    responses(
+        (status = 200, description = "The route", body = Route),
+        (status = 404, description = "No such route in this API", body = ErrorBody),
+    )
+)]
+pub(crate) async fn read(
     _: Reader,
     State(state): State<AppState>,
     Path((api_id, route_id)): Path<(String, String)>,
@@ -184,7 +228,22 @@ async fn read(
         .ok_or(ApiError::NotFound("route"))
 }
 
-async fn update(
+/// Changes a route: any of its fields.
+#[utoipa::path(
+    patch,
+    path = "/apis/{api_id}/routes/{route_id}",
+    operation_id = "update_route",
+    tag = "routes",
+    params(("api_id" = Uuid, Path, description = "The API's id"), ("route_id" = Uuid, Path, description = "The route's id")),
+    request_body = UpdateRoute,
+    responses(
+        (status = 200, description = "The changed route", body = Route),
+        (status = 404, description = "No such API, or no such route in it", body = ErrorBody),
+        (status = 409, description = "The route key clashes with another route of the API",
+            body = ErrorBody),
+    )
+)]
+pub(crate) async fn update(
     _: Admin,
     State(state): State<AppState>,
     Path((api_id, route_id)): Path<(String, String)>,
@@ -223,7 +282,19 @@ async fn update(
     Ok(Json(route))
 }
 
-async fn remove(
+/// Deletes a route. Deployments keep their copy.
+#[utoipa::path(
+    delete,
+    path = "/apis/{api_id}/routes/{route_id}",
+    operation_id = "delete_route",
+    tag = "routes",
+    params(("api_id" = Uuid, Path, description = "The API's id"), ("route_id" = Uuid, Path, description = "The route's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such route in this API", body = ErrorBody),
+    )
+)]
+pub(crate) async fn remove(
     _: Admin,
     State(state): State<AppState>,
     Path((api_id, route_id)): Path<(String, String)>,

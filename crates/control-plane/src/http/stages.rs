@@ -15,10 +15,12 @@ use gatehouse_model::{
 };
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{Admin, Reader};
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use crate::http::openapi::Description;
 use crate::http::{check_description, parse_id, Items};
 use crate::json::JsonBody;
 use crate::repo::stages::{self, NewStage, Stage};
@@ -34,14 +36,18 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateStage {
+pub(crate) struct CreateStage {
+    #[schema(value_type = StageName)]
     name: String,
+    /// A deployment of this API.
     deployment_id: Uuid,
     #[serde(default)]
+    #[schema(value_type = StageVariables)]
     variables: BTreeMap<String, String>,
     #[serde(default)]
+    #[schema(value_type = Description)]
     description: String,
     /// Throttle for all the stage's traffic; AWS's default when absent.
     throttle: Option<Throttle>,
@@ -53,12 +59,17 @@ struct CreateStage {
 }
 
 /// WebSocket limits as sent: each one optional, the others kept.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LimitsInput {
+pub(crate) struct LimitsInput {
+    #[schema(minimum = 1024, maximum = 16_777_216)]
     max_message_bytes: Option<u32>,
+    /// At most `max_message_bytes`.
+    #[schema(minimum = 1024, maximum = 16_777_216)]
     max_frame_bytes: Option<u32>,
+    #[schema(minimum = 1, maximum = 86_400)]
     idle_timeout_seconds: Option<u32>,
+    #[schema(minimum = 1, maximum = 86_400)]
     max_connection_seconds: Option<u32>,
 }
 
@@ -90,11 +101,14 @@ fn check_limits(limits: &WebSocketLimits) -> ApiResult<()> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateStage {
+pub(crate) struct UpdateStage {
+    /// Deploys (or rolls back to) this deployment of the API.
     deployment_id: Option<Uuid>,
+    #[schema(value_type = Option<StageVariables>)]
     variables: Option<BTreeMap<String, String>>,
+    #[schema(value_type = Option<Description>)]
     description: Option<String>,
     throttle: Option<Throttle>,
     access_log: Option<bool>,
@@ -102,12 +116,13 @@ struct UpdateStage {
 }
 
 /// A stage with the path clients call it on.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct StageView {
     #[serde(flatten)]
     stage: Stage,
     throttle: Throttle,
     websocket: WebSocketLimits,
+    /// `/<api slug>/<stage>`, after the proxy's address.
     invoke_path: String,
 }
 
@@ -158,7 +173,31 @@ fn check_bindings(routes: &[DeployedRoute], variables: &StageVariables) -> ApiRe
     Ok(())
 }
 
-async fn create(
+/// Creates a stage on a deployment of the API.
+#[utoipa::path(
+    post,
+    path = "/apis/{api_id}/stages",
+    operation_id = "create_stage",
+    tag = "stages",
+    params(("api_id" = Uuid, Path, description = "The API's id")),
+    request_body = CreateStage,
+    responses(
+        (status = 201, description = "The stage", body = StageView,
+            headers(("location" = String, description = "Where the stage is")),
+            links(
+                ("ReadStage" = (operation_id = "read_stage", parameters(("api_id" = "$response.body#/api_id"), ("stage" = "$response.body#/name")))),
+                ("UpdateStage" = (operation_id = "update_stage", parameters(("api_id" = "$response.body#/api_id"), ("stage" = "$response.body#/name")))),
+                ("DeleteStage" = (operation_id = "delete_stage", parameters(("api_id" = "$response.body#/api_id"), ("stage" = "$response.body#/name")))),
+                ("CreateUsagePlan" = (operation_id = "create_usage_plan",
+                    request_body = json!({"stages": [
+                        {"api_id": "$response.body#/api_id", "stage": "$response.body#/name"}
+                    ]}))),
+            )),
+        (status = 404, description = "No such API", body = ErrorBody),
+        (status = 409, description = "The API has a stage with this name", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create(
     _: Admin,
     State(state): State<AppState>,
     Path(api_id): Path<String>,
@@ -204,7 +243,19 @@ async fn create(
         .into_response())
 }
 
-async fn list(
+/// Lists an API's stages.
+#[utoipa::path(
+    get,
+    path = "/apis/{api_id}/stages",
+    operation_id = "list_stages",
+    tag = "stages",
+    params(("api_id" = Uuid, Path, description = "The API's id")),
+    responses(
+        (status = 200, description = "The API's stages", body = Items<StageView>),
+        (status = 404, description = "No such API", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(
     _: Reader,
     State(state): State<AppState>,
     Path(api_id): Path<String>,
@@ -221,7 +272,19 @@ async fn list(
     Ok(Json(Items { items }))
 }
 
-async fn read(
+/// Reads a stage.
+#[utoipa::path(
+    get,
+    path = "/apis/{api_id}/stages/{stage}",
+    operation_id = "read_stage",
+    tag = "stages",
+    params(("api_id" = Uuid, Path, description = "The API's id"), ("stage" = StageName, Path, description = "The stage's name")),
+    responses(
+        (status = 200, description = "The stage", body = StageView),
+        (status = 404, description = "No such API, or no such stage in it", body = ErrorBody),
+    )
+)]
+pub(crate) async fn read(
     _: Reader,
     State(state): State<AppState>,
     Path((api_id, name)): Path<(String, String)>,
@@ -236,7 +299,21 @@ async fn read(
     Ok(Json(view(stage, &api.slug)))
 }
 
-async fn update(
+/// Changes a stage: deploys, rolls back, or changes its settings.
+#[utoipa::path(
+    patch,
+    path = "/apis/{api_id}/stages/{stage}",
+    operation_id = "update_stage",
+    tag = "stages",
+    params(("api_id" = Uuid, Path, description = "The API's id"), ("stage" = StageName, Path, description = "The stage's name")),
+    request_body = UpdateStage,
+    responses(
+        (status = 200, description = "The changed stage", body = StageView),
+        (status = 404, description = "No such API, or no such stage in it", body = ErrorBody),
+        (status = 409, description = "The deployment left the API meanwhile", body = ErrorBody),
+    )
+)]
+pub(crate) async fn update(
     _: Admin,
     State(state): State<AppState>,
     Path((api_id, name)): Path<(String, String)>,
@@ -284,7 +361,19 @@ async fn update(
     Ok(Json(view(stage, &api.slug)))
 }
 
-async fn remove(
+/// Deletes a stage: its invoke URL stops answering.
+#[utoipa::path(
+    delete,
+    path = "/apis/{api_id}/stages/{stage}",
+    operation_id = "delete_stage",
+    tag = "stages",
+    params(("api_id" = Uuid, Path, description = "The API's id"), ("stage" = StageName, Path, description = "The stage's name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such stage in this API", body = ErrorBody),
+    )
+)]
+pub(crate) async fn remove(
     _: Admin,
     State(state): State<AppState>,
     Path((api_id, name)): Path<(String, String)>,

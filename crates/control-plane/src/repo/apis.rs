@@ -4,13 +4,16 @@ use chrono::{DateTime, Utc};
 use gatehouse_model::{ApiSlug, Protocol, RouteSelection};
 use serde::Serialize;
 use sqlx::PgExecutor;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Api {
     pub id: Uuid,
     pub name: String,
+    #[schema(value_type = ApiSlug)]
     pub slug: String,
+    #[schema(value_type = Protocol)]
     pub protocol: String,
     /// WebSocket APIs only: how a message's route is chosen.
     pub route_selection_expression: Option<String>,

@@ -5,10 +5,11 @@ use gatehouse_model::DeployedRoute;
 use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::PgExecutor;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// A deployment as listed: without its routes.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Deployment {
     pub id: Uuid,
     pub api_id: Uuid,
@@ -21,11 +22,12 @@ pub struct Deployment {
 }
 
 /// A deployment with the routes it froze.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct DeploymentDetail {
     #[serde(flatten)]
     #[sqlx(flatten)]
     pub deployment: Deployment,
+    #[schema(value_type = Vec<DeployedRoute>)]
     pub routes: Json<Vec<DeployedRoute>>,
 }
 

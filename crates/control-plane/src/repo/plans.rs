@@ -5,6 +5,7 @@ use gatehouse_model::{PlanStage, Quota, QuotaPeriod, StageName, Throttle};
 use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// A plan as stored; see [`PlanView`] for what the API shows.
@@ -22,7 +23,7 @@ pub struct PlanRow {
 }
 
 /// A plan with the stages it covers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PlanView {
     pub id: Uuid,
     pub name: String,

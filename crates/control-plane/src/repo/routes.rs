@@ -5,14 +5,17 @@ use gatehouse_model::{Integration, RouteKey};
 use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::PgExecutor;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Route {
     pub id: Uuid,
     pub api_id: Uuid,
+    #[schema(value_type = RouteKey)]
     pub route_key: String,
     pub api_key_required: bool,
+    #[schema(value_type = Integration)]
     pub integration: Json<Integration>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -5,13 +5,16 @@ use gatehouse_model::{StageName, StageVariables, Throttle, WebSocketLimits};
 use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::PgExecutor;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Stage {
     pub api_id: Uuid,
+    #[schema(value_type = StageName)]
     pub name: String,
     pub deployment_id: Uuid,
+    #[schema(value_type = StageVariables)]
     pub variables: Json<StageVariables>,
     pub description: String,
     #[serde(skip)]
