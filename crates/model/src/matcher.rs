@@ -168,6 +168,11 @@ impl<T> RouteTable<T> {
         let slot = slot_of_request_method(method);
         for router in [&self.exact[slot], &self.greedy[slot]] {
             if let Ok(found) = router.at(path) {
+                // A `{param}` is one segment, never an empty one: matchit 0.8.4 takes
+                // `/a//b` for `/a/{x}/b`, with `x` empty.
+                if found.params.iter().any(|(_, value)| value.is_empty()) {
+                    continue;
+                }
                 return Some(RouteMatch {
                     value: &self.routes[*found.value],
                     params: Some(found.params),
@@ -268,6 +273,16 @@ mod tests {
         let values: Vec<&str> = m.param_values().collect();
         assert_eq!(m.param(1), "rex");
         assert_eq!(values, vec!["ann", "rex"]);
+    }
+
+    #[test]
+    fn an_empty_segment_is_no_parameter() {
+        let t = table(&["GET /users/{user}/pets/{pet}", "$default"]);
+        assert_eq!(hit(&t, "GET", "/users//pets/rex"), Some("$default"));
+        let t = table(&["GET /pets/{id}/toys", "GET /pets/{proxy+}"]);
+        assert_eq!(hit(&t, "GET", "/pets//toys"), Some("GET /pets/{proxy+}"));
+        let m = t.at(&http::Method::GET, "/pets//toys").expect("matches");
+        assert_eq!(m.param(0), "/toys");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
+use gatehouse_model::integration::BoundUri;
 use http::{header, HeaderValue, Request, Response, Version};
 use http_body::Body as _;
 use http_body_util::{Either, Full, LengthLimitError, Limited};
@@ -189,6 +190,9 @@ async fn dispatch(
                         .then(|| passthrough::websocket_upgrade(req.headers()))
                         .flatten();
                     match uri.render(|i| found.param(i), req.uri().query()) {
+                        Ok(upstream) if makes_dot_segment(uri, &upstream) => {
+                            return refuse(recording, Reject::BadRequest);
+                        }
                         Ok(uri) => Next::Forward(uri, *timeout, upgrade),
                         Err(e) => {
                             tracing::warn!(route = %route.route_key, error = %e, "integration URI invalid for this request");
@@ -271,25 +275,39 @@ struct Exchange {
 
 /// True when a path segment is `.` or `..`, written plainly or percent-encoded.
 pub fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|segment| {
-        let mut dots = 0;
-        let mut rest = segment.as_bytes();
-        while !rest.is_empty() {
-            if rest[0] == b'.' {
-                rest = &rest[1..];
-            } else if rest.len() >= 3
-                && rest[0] == b'%'
-                && rest[1] == b'2'
-                && rest[2].eq_ignore_ascii_case(&b'e')
-            {
-                rest = &rest[3..];
-            } else {
-                return false;
-            }
-            dots += 1;
+    path.split('/').any(is_dot_segment)
+}
+
+/// True when `upstream`, rendered from `uri` for a request, has more `.` or `..` segments
+/// than the template itself: the request's values made one with the text beside them
+/// (`..{proxy}` and `/x`, `%2{a}` and `e`), though none holds one alone.
+pub fn makes_dot_segment(uri: &BoundUri, upstream: &http::Uri) -> bool {
+    let count = |path: &str| path.split('/').filter(|s| is_dot_segment(s)).count();
+    let made = count(upstream.path());
+    made > 0
+        && uri
+            .render(|_| "x", None)
+            .map_or(true, |sample| made > count(sample.path()))
+}
+
+fn is_dot_segment(segment: &str) -> bool {
+    let mut dots = 0;
+    let mut rest = segment.as_bytes();
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3
+            && rest[0] == b'%'
+            && rest[1] == b'2'
+            && rest[2].eq_ignore_ascii_case(&b'e')
+        {
+            rest = &rest[3..];
+        } else {
+            return false;
         }
-        dots == 1 || dots == 2
-    })
+        dots += 1;
+    }
+    dots == 1 || dots == 2
 }
 
 /// Logs an upstream failure, at most once a second.
@@ -400,7 +418,9 @@ fn caused_by_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::has_dot_segment;
+    use gatehouse_model::{StageVariables, UriTemplate};
+
+    use super::{has_dot_segment, makes_dot_segment};
 
     #[test]
     fn dot_segments_are_found_plain_or_encoded() {
@@ -425,5 +445,23 @@ mod tests {
         ] {
             assert!(!has_dot_segment(path), "{path}");
         }
+    }
+
+    #[test]
+    fn values_cannot_make_a_dot_segment_with_the_template_text() {
+        let rendered = |template: &str, params: &[&str], value: &str| {
+            let bound = UriTemplate::parse(template)
+                .expect("template")
+                .bind(&StageVariables::default(), params)
+                .expect("binds");
+            let upstream = bound.render(|_| value, None).expect("renders");
+            makes_dot_segment(&bound, &upstream)
+        };
+        assert!(rendered("http://up/a/..{proxy}", &["proxy"], "/x"));
+        assert!(rendered("http://up/a/%2{id}", &["id"], "e"));
+        assert!(!rendered("http://up/a/..{proxy}", &["proxy"], "x"));
+        assert!(!rendered("http://up/a/{proxy}", &["proxy"], "b/c"));
+        // The template's own dot segments are the operator's choice.
+        assert!(!rendered("http://up/a/../b/{id}", &["id"], "c"));
     }
 }
