@@ -2,7 +2,8 @@
 //! shape and names the field at fault (`integration.timeout_ms`), with 400 for bodies
 //! that are not JSON at all and 422 for JSON of the wrong shape. `Option<JsonBody<T>>` is
 //! `None` for a request with neither a body nor a Content-Type, for calls whose body is
-//! optional. Structs are read from JSON objects only, never from arrays ([`objects`]).
+//! optional. Structs are read from JSON objects only, never from arrays, and strings never
+//! hold a NUL character ([`strict`]).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, OptionalFromRequest, Request};
@@ -11,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, FieldError};
 
-mod objects;
+mod strict;
 
 pub struct JsonBody<T>(pub T);
 
@@ -70,7 +71,7 @@ fn unreadable(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
 /// Deserializes `bytes`, naming the field that failed.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = match serde_path_to_error::deserialize::<_, T>(objects::Objects(&mut de)) {
+    let value = match serde_path_to_error::deserialize::<_, T>(strict::Strict(&mut de)) {
         Ok(v) => v,
         Err(e) => {
             let inner = e.inner();
@@ -80,7 +81,9 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 )));
             }
             let path = e.path().to_string();
-            let field = if path == "." { "body".to_owned() } else { path };
+            // A bad key of a map is at `map.?`: name the map.
+            let path = path.strip_suffix(".?").unwrap_or(&path);
+            let field = if path == "." { "body" } else { path }.to_owned();
             return Err(ApiError::Invalid(vec![FieldError::new(
                 field,
                 strip_position(&inner.to_string()),
@@ -150,6 +153,24 @@ mod tests {
         assert_eq!(field_of(e), "[0].inner");
         let fine = parse::<Vec<Outer>>(br#"[{"inner":{"count":1}}]"#).expect("a list of objects");
         assert_eq!(fine.len(), 1);
+    }
+
+    #[test]
+    fn strings_and_keys_with_a_nul_character_are_refused_by_name() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Texts {
+            name: String,
+            tags: std::collections::BTreeMap<String, String>,
+        }
+        let e = parse::<Texts>(br#"{"name":"a\u0000b","tags":{}}"#).expect_err("NUL");
+        assert_eq!(field_of(e), "name");
+        let e = parse::<Texts>(br#"{"name":"a","tags":{"k\u0000":"v"}}"#).expect_err("key");
+        assert_eq!(field_of(e), "tags");
+        let e = parse::<Texts>(br#"{"name":"a","tags":{"k":"\u0000"}}"#).expect_err("value");
+        assert_eq!(field_of(e), "tags.k");
+        let fine = parse::<Texts>(br#"{"name":"\\u0000","tags":{}}"#).expect("a backslash");
+        assert_eq!(fine.name, "\\u0000");
     }
 
     #[test]

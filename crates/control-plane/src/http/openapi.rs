@@ -267,9 +267,9 @@ impl PartialSchema for Name {
             .pattern(Some(
                 r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
             ))
-            .description(Some(
-                "Printable characters, not only blanks (at most 128 characters)",
-            ))
+            .description(Some(format!(
+                "1 to {MAX_NAME_LEN} printable characters, not only blanks"
+            )))
             .into()
     }
 }

@@ -136,6 +136,12 @@ fn view(stage: Stage, slug: &str) -> StageView {
     }
 }
 
+/// Parses a stage name from the URL; anything that is not a valid name names no stage
+/// (and never reaches the database: PostgreSQL refuses a NUL in text with an error).
+fn parse_stage(raw: &str) -> ApiResult<StageName> {
+    StageName::parse(raw).map_err(|_| ApiError::NotFound("stage"))
+}
+
 fn parse_variables(
     raw: BTreeMap<String, String>,
     errors: &mut Vec<FieldError>,
@@ -290,10 +296,11 @@ pub(crate) async fn read(
     Path((api_id, name)): Path<(String, String)>,
 ) -> ApiResult<Json<StageView>> {
     let api_id = parse_id(&api_id, "API")?;
+    let name = parse_stage(&name)?;
     let api = apis::get(&state.pool, api_id)
         .await?
         .ok_or(ApiError::NotFound("API"))?;
-    let stage = stages::get(&state.pool, api_id, &name)
+    let stage = stages::get(&state.pool, api_id, name.as_str())
         .await?
         .ok_or(ApiError::NotFound("stage"))?;
     Ok(Json(view(stage, &api.slug)))
@@ -320,6 +327,7 @@ pub(crate) async fn update(
     JsonBody(body): JsonBody<UpdateStage>,
 ) -> ApiResult<Json<StageView>> {
     let api_id = parse_id(&api_id, "API")?;
+    let name = parse_stage(&name)?;
     let mut errors = Vec::new();
     let variables = body.variables.map(|v| parse_variables(v, &mut errors));
     if let Some(description) = &body.description {
@@ -332,11 +340,9 @@ pub(crate) async fn update(
     let api = apis::get_for_update(&mut *tx, api_id)
         .await?
         .ok_or(ApiError::NotFound("API"))?;
-    let current = stages::get(&mut *tx, api_id, &name)
+    let current = stages::get(&mut *tx, api_id, name.as_str())
         .await?
         .ok_or(ApiError::NotFound("stage"))?;
-    let name =
-        StageName::parse(&current.name).map_err(|e| anyhow::anyhow!("stored stage name: {e}"))?;
     let current_throttle = current.throttle();
     let current_websocket = current.websocket();
     let next = NewStage {
@@ -379,8 +385,9 @@ pub(crate) async fn remove(
     Path((api_id, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let api_id = parse_id(&api_id, "API")?;
+    let name = parse_stage(&name)?;
     let mut tx = state.pool.begin().await?;
-    if !stages::delete(&mut *tx, api_id, &name).await? {
+    if !stages::delete(&mut *tx, api_id, name.as_str()).await? {
         return Err(ApiError::NotFound("stage"));
     }
     config_state::bump(&mut tx).await?;

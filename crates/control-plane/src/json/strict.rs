@@ -1,28 +1,43 @@
-//! `Objects<D>`: a deserializer that reads structs from JSON objects only.
+//! `Strict<D>`: a deserializer that holds request bodies to what the admin API documents,
+//! at any depth (every nested deserializer is wrapped the same way):
 //!
-//! serde's derived structs also accept a sequence of their fields in order, and serde_json
-//! offers them one: `[null, true]` would be read as `{"name": null, "enabled": true}`. The
-//! admin API documents objects, so a JSON array where an object belongs is refused as the
-//! wrong type, at any depth. Everything else is passed through to the wrapped deserializer
-//! unchanged; every nested deserializer is wrapped the same way.
+//! - structs are read from JSON objects only. serde's derived structs also accept a
+//!   sequence of their fields in order, and serde_json offers them one: `[null, true]`
+//!   would be read as `{"name": null, "enabled": true}`;
+//! - strings (and object keys) hold no NUL character (U+0000): PostgreSQL can store none
+//!   in `text` or `jsonb`, so one would fail the insert with a 500 instead of being
+//!   refused, by name, as a bad field.
+//!
+//! Everything else is passed through to the wrapped deserializer unchanged.
 
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
 
-pub struct Objects<D>(pub D);
+pub struct Strict<D>(pub D);
+
+/// `text`, unless it holds a NUL character.
+fn without_nul<E: de::Error>(text: &str) -> Result<&str, E> {
+    if text.contains('\0') {
+        Err(E::custom(
+            "holds a NUL character (U+0000), which cannot be stored",
+        ))
+    } else {
+        Ok(text)
+    }
+}
 
 macro_rules! forward_deserialize {
     ($($method:ident),* $(,)?) => {
         $(
             fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-                self.0.$method(Objects(visitor))
+                self.0.$method(Strict(visitor))
             }
         )*
     };
 }
 
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for Objects<D> {
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Strict<D> {
     type Error = D::Error;
 
     forward_deserialize!(
@@ -58,7 +73,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Objects<D> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_unit_struct(name, Objects(visitor))
+        self.0.deserialize_unit_struct(name, Strict(visitor))
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
@@ -66,7 +81,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Objects<D> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_newtype_struct(name, Objects(visitor))
+        self.0.deserialize_newtype_struct(name, Strict(visitor))
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(
@@ -74,7 +89,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Objects<D> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_tuple(len, Objects(visitor))
+        self.0.deserialize_tuple(len, Strict(visitor))
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
@@ -83,7 +98,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Objects<D> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_tuple_struct(name, len, Objects(visitor))
+        self.0.deserialize_tuple_struct(name, len, Strict(visitor))
     }
 
     /// The point of the wrapper: a struct is read as a map, which refuses a sequence.
@@ -93,7 +108,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Objects<D> {
         _fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_map(Objects(visitor))
+        self.0.deserialize_map(Strict(visitor))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -102,7 +117,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Objects<D> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_enum(name, variants, Objects(visitor))
+        self.0.deserialize_enum(name, variants, Strict(visitor))
     }
 
     fn is_human_readable(&self) -> bool {
@@ -120,7 +135,7 @@ macro_rules! forward_visit {
     };
 }
 
-impl<'de, V: Visitor<'de>> Visitor<'de> for Objects<V> {
+impl<'de, V: Visitor<'de>> Visitor<'de> for Strict<V> {
     type Value = V::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -141,14 +156,29 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Objects<V> {
         visit_u128(u128),
         visit_f32(f32),
         visit_f64(f64),
-        visit_char(char),
-        visit_str(&str),
-        visit_borrowed_str(&'de str),
-        visit_string(String),
         visit_bytes(&[u8]),
         visit_borrowed_bytes(&'de [u8]),
         visit_byte_buf(Vec<u8>),
     );
+
+    fn visit_char<E: de::Error>(self, v: char) -> Result<Self::Value, E> {
+        without_nul::<E>(v.encode_utf8(&mut [0; 4]))?;
+        self.0.visit_char(v)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.0.visit_str(without_nul(v)?)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        without_nul::<E>(v)?;
+        self.0.visit_borrowed_str(v)
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        without_nul::<E>(&v)?;
+        self.0.visit_string(v)
+    }
 
     fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
         self.0.visit_none()
@@ -159,42 +189,42 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Objects<V> {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        self.0.visit_some(Objects(d))
+        self.0.visit_some(Strict(d))
     }
 
     fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        self.0.visit_newtype_struct(Objects(d))
+        self.0.visit_newtype_struct(Strict(d))
     }
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        self.0.visit_seq(Objects(seq))
+        self.0.visit_seq(Strict(seq))
     }
 
     fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        self.0.visit_map(Objects(map))
+        self.0.visit_map(Strict(map))
     }
 
     fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
-        self.0.visit_enum(Objects(data))
+        self.0.visit_enum(Strict(data))
     }
 }
 
-impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Objects<S> {
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Strict<S> {
     type Value = S::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        self.0.deserialize(Objects(d))
+        self.0.deserialize(Strict(d))
     }
 }
 
-impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Objects<A> {
+impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Strict<A> {
     type Error = A::Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, Self::Error> {
-        self.0.next_element_seed(Objects(seed))
+        self.0.next_element_seed(Strict(seed))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -202,21 +232,21 @@ impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Objects<A> {
     }
 }
 
-impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Objects<A> {
+impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Strict<A> {
     type Error = A::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Self::Error> {
-        self.0.next_key_seed(Objects(seed))
+        self.0.next_key_seed(Strict(seed))
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(
         &mut self,
         seed: V,
     ) -> Result<V::Value, Self::Error> {
-        self.0.next_value_seed(Objects(seed))
+        self.0.next_value_seed(Strict(seed))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -224,20 +254,20 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Objects<A> {
     }
 }
 
-impl<'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Objects<A> {
+impl<'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Strict<A> {
     type Error = A::Error;
-    type Variant = Objects<A::Variant>;
+    type Variant = Strict<A::Variant>;
 
     fn variant_seed<V: DeserializeSeed<'de>>(
         self,
         seed: V,
     ) -> Result<(V::Value, Self::Variant), Self::Error> {
-        let (value, variant) = self.0.variant_seed(Objects(seed))?;
-        Ok((value, Objects(variant)))
+        let (value, variant) = self.0.variant_seed(Strict(seed))?;
+        Ok((value, Strict(variant)))
     }
 }
 
-impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Objects<A> {
+impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Strict<A> {
     type Error = A::Error;
 
     fn unit_variant(self) -> Result<(), Self::Error> {
@@ -248,7 +278,7 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Objects<A> {
         self,
         seed: T,
     ) -> Result<T::Value, Self::Error> {
-        self.0.newtype_variant_seed(Objects(seed))
+        self.0.newtype_variant_seed(Strict(seed))
     }
 
     fn tuple_variant<V: Visitor<'de>>(
@@ -256,7 +286,7 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Objects<A> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        self.0.tuple_variant(len, Objects(visitor))
+        self.0.tuple_variant(len, Strict(visitor))
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -264,6 +294,6 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Objects<A> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        self.0.struct_variant(fields, Objects(visitor))
+        self.0.struct_variant(fields, Strict(visitor))
     }
 }
