@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod browser;
 pub mod dashboard;
+pub mod fuzzing;
 
 use std::future::Future;
 use std::net::SocketAddr;
