@@ -99,3 +99,107 @@ bench *ARGS:
     cargo bench --locked -p gatehouse-tests --bench keys
     cargo bench --locked -p gatehouse-tests --bench metrics
     cargo bench --locked -p gatehouse-tests --bench websocket
+
+# Inputs found go to fuzz/corpus/<target> (ignored); the committed seeds in fuzz/seeds/<target>
+# are read, never written. A crash fails the run and leaves its input in fuzz/artifacts/:
+# fix it, then commit the input under fuzz/regressions/<target>/ so `just test` replays it.
+# Fuzzing with cargo-fuzz (nightly): each target for $FUZZ_SECONDS s (default 60), or TARGET.
+fuzz TARGET="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v rustup >/dev/null || ! rustup toolchain list | grep -q '^nightly'; then
+        echo "fuzzing needs a nightly Rust toolchain (for the sanitizer and coverage flags): install it with 'rustup toolchain install nightly' (rustup: https://rustup.rs)" >&2
+        exit 1
+    fi
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    seconds="${FUZZ_SECONDS:-60}"
+    # Target and largest input, in bytes.
+    targets=(route_key:4096 substitution:4096 selection_expression:16384 snapshot:65536 http1:16384)
+    ran=0
+    failed=()
+    for entry in "${targets[@]}"; do
+        target="${entry%%:*}"
+        max_len="${entry#*:}"
+        if [ -n "{{TARGET}}" ] && [ "{{TARGET}}" != "$target" ]; then continue; fi
+        ran=1
+        mkdir -p "fuzz/corpus/$target"
+        echo "fuzzing $target for ${seconds}s"
+        cargo +nightly fuzz run --debug-assertions "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
+            -max_total_time="$seconds" -max_len="$max_len" -timeout=30 -print_final_stats=1 \
+            || failed+=("$target")
+    done
+    if [ "$ran" = 0 ]; then
+        echo "no fuzz target {{TARGET}}; the targets: ${targets[*]%%:*}" >&2
+        exit 1
+    fi
+    if [ "${#failed[@]}" -gt 0 ]; then
+        echo "crashes in: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
+        exit 1
+    fi
+
+# The control plane runs on a free port against a scratch database (on the server of
+# $DATABASE_URL, else the private PostgreSQL of `just test`), dropped afterwards; a report
+# goes to target/fuzz-api/. Every check except positive_data_acceptance: cross-field and
+# cross-resource rules (a route key's parameters in its integration URI, a deployment of
+# the same API) are 422s that a JSON schema cannot state. $FUZZ_API_EXAMPLES cases per
+# operation and phase (default 50), $FUZZ_API_SEED to replay a run.
+# Property-based tests of the admin API with schemathesis, from its OpenAPI document.
+fuzz-api:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! python3 -c "import schemathesis" >/dev/null 2>&1; then
+        python3 -m pip install --quiet schemathesis \
+            || { echo "fuzz-api needs schemathesis: python3 -m pip install schemathesis" >&2; exit 1; }
+    fi
+    if ! command -v psql >/dev/null; then
+        echo "fuzz-api creates its scratch database with psql: install the PostgreSQL client (Debian: apt-get install postgresql-client)" >&2
+        exit 1
+    fi
+    cargo build --locked -q -p gatehouse
+    server_url="${DATABASE_URL:-}"
+    if [ -z "$server_url" ]; then
+        server_url="$(target/debug/gatehouse postgres --data-dir target/test-data)"
+    fi
+    # The same URL with another database: the path after the host, before any query.
+    with_database() {
+        local base="${server_url%%\?*}" query=""
+        if [ "$base" != "$server_url" ]; then query="?${server_url#*\?}"; fi
+        local rest="${base#*://}"
+        printf '%s://%s/%s%s' "${base%%://*}" "${rest%%/*}" "$1" "$query"
+    }
+    database="fuzz_api_$(date +%s)_$$"
+    psql "$server_url" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE $database"
+    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    token="fuzz-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+    mkdir -p target/fuzz-api
+    DATABASE_URL="$(with_database "$database")" GATEHOUSE_ADMIN_TOKEN="$token" \
+        GATEHOUSE_NODE_TOKEN="node-$token" RUST_LOG="${RUST_LOG:-warn}" \
+        target/debug/gatehouse control-plane --control-plane-listen "127.0.0.1:$port" \
+        >target/fuzz-api/control-plane.log 2>&1 &
+    control_plane=$!
+    stop() {
+        kill "$control_plane" 2>/dev/null && wait "$control_plane" 2>/dev/null || true
+        psql "$server_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" || true
+    }
+    trap stop EXIT
+    url="http://127.0.0.1:$port"
+    for _ in $(seq 100); do
+        if python3 -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$url/readyz" 2>/dev/null; then break; fi
+        if ! kill -0 "$control_plane" 2>/dev/null; then
+            echo "the control plane stopped; its log:" >&2
+            cat target/fuzz-api/control-plane.log >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    seed=()
+    if [ -n "${FUZZ_API_SEED:-}" ]; then seed=(--seed "$FUZZ_API_SEED"); fi
+    # From target/fuzz-api: schemathesis keeps a cache in the folder it runs in.
+    cd target/fuzz-api
+    python3 -m schemathesis.cli run "$url/api/v1/openapi.json" \
+        --header "Authorization: Bearer $token" \
+        --checks all --exclude-checks positive_data_acceptance \
+        --max-examples "${FUZZ_API_EXAMPLES:-50}" "${seed[@]}" \
+        --request-timeout 10 --generation-database none \
+        --report junit --report-dir . \
+        --no-color
