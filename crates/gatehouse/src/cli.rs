@@ -175,6 +175,26 @@ pub struct ProxyArgs {
     /// Most WebSocket connections one proxy holds at once; more are refused with 503.
     #[arg(long, env = "GATEHOUSE_MAX_WEBSOCKET_CONNECTIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_websocket_connections: u64,
+    /// Most client connections one proxy holds at once (HTTP and WebSocket); more get 503
+    /// and are closed.
+    #[arg(long, env = "GATEHOUSE_MAX_CONNECTIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_connections: u64,
+    /// Largest request line and headers together, in bytes; more gets 431.
+    #[arg(long, env = "GATEHOUSE_MAX_HEADER_BYTES", default_value_t = 10 * 1024, value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024))]
+    pub max_header_bytes: u64,
+    /// Most header fields in a request; more gets 431.
+    #[arg(long, env = "GATEHOUSE_MAX_HEADERS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub max_headers: u64,
+    /// Longest request target (path and query), in bytes; longer gets 414.
+    #[arg(long, env = "GATEHOUSE_MAX_URI_BYTES", default_value_t = 8 * 1024, value_parser = clap::value_parser!(u64).range(1..=65_534))]
+    pub max_uri_bytes: u64,
+    /// Seconds a client has to send a request's headers (also how long an idle keep-alive
+    /// connection stays open); then it is closed.
+    #[arg(long, env = "GATEHOUSE_HEADER_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_secs: u64,
+    /// Seconds a client may pause while sending a request body; then it gets 408.
+    #[arg(long, env = "GATEHOUSE_BODY_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]

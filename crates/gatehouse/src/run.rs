@@ -10,6 +10,7 @@ use gatehouse_control_plane::dashboard::accounts::{self, CreateError};
 use gatehouse_control_plane::repo::users::{self, Role};
 use gatehouse_control_plane::ControlPlaneConfig;
 use gatehouse_proxy::access_log::AccessLogTarget;
+use gatehouse_proxy::config::ClientLimits;
 use gatehouse_proxy::{ProxyConfig, RunningProxy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -101,6 +102,15 @@ fn proxy_config(
     config.management_token = args.management_token.clone();
     config.max_websocket_connections =
         usize::try_from(args.max_websocket_connections).unwrap_or(usize::MAX);
+    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    config.limits = ClientLimits {
+        max_header_bytes: size(args.max_header_bytes),
+        max_headers: size(args.max_headers),
+        max_uri_bytes: size(args.max_uri_bytes),
+        header_timeout: Duration::from_secs(args.header_timeout_secs),
+        body_timeout: Duration::from_secs(args.body_timeout_secs),
+        max_connections: size(args.max_connections),
+    };
     config
 }
 

@@ -44,6 +44,74 @@ pub struct ProxyConfig {
     pub management_token: Option<String>,
     /// Most WebSocket connections this proxy holds at once; more are refused with 503.
     pub max_websocket_connections: usize,
+    /// What one client may send and hold.
+    pub limits: ClientLimits,
+}
+
+/// What one client may send and hold: bounds against oversized requests, slow senders
+/// and connection floods. Each has its own clear answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Largest request line and headers together, in bytes; more gets 431 and a close.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; more gets 431 and a close.
+    pub max_headers: usize,
+    /// Longest request target (path and query), in bytes; longer gets 414.
+    pub max_uri_bytes: usize,
+    /// Longest wait for a request's headers, counted from the end of the previous request
+    /// on the connection (or from its opening); then the connection is closed.
+    pub header_timeout: Duration,
+    /// Longest wait for the next part of a request body; then 408.
+    pub body_timeout: Duration,
+    /// Most client connections held at once; more get 503 and are closed.
+    pub max_connections: usize,
+}
+
+impl ClientLimits {
+    /// The smallest header limit accepted: a request line and a few headers.
+    pub const MIN_HEADER_BYTES: usize = 1024;
+    /// The longest request target the HTTP/1 parser reads at all.
+    pub const MAX_URI_BYTES: usize = 65_534;
+
+    /// Refuses limits that would make every request fail, or that the server cannot apply.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.max_header_bytes >= Self::MIN_HEADER_BYTES,
+            "the header limit must be at least {} bytes",
+            Self::MIN_HEADER_BYTES
+        );
+        anyhow::ensure!(
+            self.max_headers >= 1,
+            "the header count limit must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=Self::MAX_URI_BYTES).contains(&self.max_uri_bytes),
+            "the URI limit must be from 1 to {} bytes",
+            Self::MAX_URI_BYTES
+        );
+        anyhow::ensure!(
+            !self.header_timeout.is_zero() && !self.body_timeout.is_zero(),
+            "read timeouts must be longer than zero"
+        );
+        anyhow::ensure!(
+            self.max_connections >= 1,
+            "the connection limit must be at least 1"
+        );
+        Ok(())
+    }
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            max_header_bytes: 10 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 100_000,
+        }
+    }
 }
 
 impl ProxyConfig {
@@ -67,6 +135,7 @@ impl ProxyConfig {
             access_log: AccessLogTarget::Stdout,
             management_token: None,
             max_websocket_connections: 100_000,
+            limits: ClientLimits::default(),
         }
     }
 }
@@ -89,6 +158,7 @@ impl fmt::Debug for ProxyConfig {
                 &self.management_token.as_ref().map(|_| "****"),
             )
             .field("max_websocket_connections", &self.max_websocket_connections)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }

@@ -24,6 +24,10 @@ pub enum Reject {
     LimitExceeded,
     /// The request body is over the limit.
     PayloadTooLarge,
+    /// The request target is longer than the limit.
+    UriTooLong,
+    /// The client stopped sending its request body.
+    RequestTimeout,
     /// The upstream could not be reached or broke the exchange.
     BadGateway,
     /// The upstream did not answer within the route's timeout.
@@ -66,6 +70,8 @@ impl Reject {
             Reject::TooManyRequests => reject!(TOO_MANY_REQUESTS, "Too Many Requests"),
             Reject::LimitExceeded => reject!(TOO_MANY_REQUESTS, "Limit Exceeded"),
             Reject::PayloadTooLarge => reject!(PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+            Reject::UriTooLong => reject!(URI_TOO_LONG, "Request-URI Too Long"),
+            Reject::RequestTimeout => reject!(REQUEST_TIMEOUT, "Request Timeout"),
             Reject::BadGateway => reject!(BAD_GATEWAY, "Bad Gateway"),
             Reject::GatewayTimeout => reject!(GATEWAY_TIMEOUT, "Endpoint request timed out"),
             Reject::NotReady => reject!(SERVICE_UNAVAILABLE, "Service Unavailable"),
@@ -75,9 +81,13 @@ impl Reject {
         }
     }
 
+    /// The JSON body of the answer.
+    pub fn body(self) -> &'static [u8] {
+        self.parts().2
+    }
+
     pub fn response(self) -> Response<ProxyBody> {
-        let mut response =
-            Response::new(Either::Right(Full::new(Bytes::from_static(self.parts().2))));
+        let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(self.body()))));
         *response.status_mut() = self.status();
         response.headers_mut().insert(
             header::CONTENT_TYPE,

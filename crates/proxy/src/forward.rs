@@ -15,6 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::body_timeout::IdleTimeout;
 use crate::counted_connector::CountedConnector;
 use crate::recording::Counted;
 use crate::telemetry::Telemetry;
@@ -22,7 +23,7 @@ use crate::telemetry::Telemetry;
 /// The client every upstream request goes through.
 pub type UpstreamClient = Client<
     CountedConnector<HttpsConnector<HttpConnector>>,
-    Counted<Limited<Incoming>, Arc<AtomicU64>>,
+    Counted<IdleTimeout<Limited<Incoming>>, Arc<AtomicU64>>,
 >;
 
 /// A TLS-capable connector: system root certificates, HTTP/1.1, TCP_NODELAY.

@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 
 use crate::access_log::AccessLog;
 use crate::admission::{self, Admitted, Call};
+use crate::body_timeout::{BodyReadTimeout, IdleTimeout};
 use crate::compiled::{split_stage, Action, CompiledConfig};
 use crate::drain::Drain;
 use crate::errors::{ProxyBody, Reject};
@@ -36,6 +37,10 @@ pub struct Shared {
     pub client: UpstreamClient,
     pub request_ids: RequestIds,
     pub max_body_bytes: u64,
+    /// Longest request target served (path and query).
+    pub max_uri_bytes: usize,
+    /// Longest wait for the next part of a request body.
+    pub body_timeout: Duration,
     /// Quota counters, shared by every snapshot compiled.
     pub quotas: QuotaLedger,
     /// Keys used since the last usage report.
@@ -119,6 +124,13 @@ async fn dispatch(
     recording: &mut Option<Recording>,
     websocket: &mut bool,
 ) -> Response<ProxyBody> {
+    let target_len = req
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if target_len > shared.max_uri_bytes {
+        return Reject::UriTooLong.response();
+    }
     if has_dot_segment(req.uri().path()) {
         // `..` would let a greedy parameter climb out of its upstream prefix.
         return Reject::BadRequest.response();
@@ -365,8 +377,13 @@ async fn forward(
         }
         _ => None,
     };
-    let upstream_request =
-        Request::from_parts(parts, Counted::new(Limited::new(body, limit), counted));
+    let upstream_request = Request::from_parts(
+        parts,
+        Counted::new(
+            IdleTimeout::new(Limited::new(body, limit), shared.body_timeout),
+            counted,
+        ),
+    );
 
     let sent = Instant::now();
     let result = tokio::time::timeout(timeout, shared.client.request(upstream_request)).await;
@@ -378,8 +395,11 @@ async fn forward(
     match result {
         Err(_) => refuse(recording, Reject::GatewayTimeout),
         Ok(Err(e)) => {
-            if caused_by_length_limit(&e) {
+            if caused_by::<LengthLimitError>(&e) {
                 return refuse(recording, Reject::PayloadTooLarge);
+            }
+            if caused_by::<BodyReadTimeout>(&e) {
+                return refuse(recording, Reject::RequestTimeout);
             }
             warn_upstream_failure(&e);
             refuse(recording, Reject::BadGateway)
@@ -405,10 +425,11 @@ async fn forward(
     }
 }
 
-fn caused_by_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+/// True when `e` or an error beneath it is an `E`.
+fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(e);
     while let Some(err) = current {
-        if err.is::<LengthLimitError>() {
+        if err.is::<E>() {
             return true;
         }
         current = err.source();

@@ -9,9 +9,11 @@
 
 pub mod access_log;
 pub mod admission;
+pub mod body_timeout;
 pub mod cache;
 pub mod compiled;
 pub mod config;
+pub mod connection_limit;
 pub mod control_plane_client;
 pub mod counted_connector;
 pub mod drain;

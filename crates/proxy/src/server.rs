@@ -17,7 +17,8 @@ use tokio::task::JoinHandle;
 
 use crate::access_log::AccessLog;
 use crate::compiled::CompiledConfig;
-use crate::config::ProxyConfig;
+use crate::config::{ClientLimits, ProxyConfig};
+use crate::connection_limit::ConnectionLimit;
 use crate::control_plane_client::ControlPlaneClient;
 use crate::drain::Drain;
 use crate::handler::{handle, Shared};
@@ -31,9 +32,6 @@ use crate::telemetry::Telemetry;
 use crate::usage_reporter::UsageReporter;
 use crate::websocket::WebSockets;
 use crate::{cache, forward, status};
-
-/// Longest wait for a client to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A started proxy. Dropping it does not stop it; call [`RunningProxy::stop`].
 pub struct RunningProxy {
@@ -73,6 +71,7 @@ impl RunningProxy {
 
 /// Binds the listeners and starts serving.
 pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
+    config.limits.check()?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen for traffic on {}", config.listen))?;
@@ -88,6 +87,8 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
         client: forward::upstream_client(config.connect_timeout, &telemetry),
         request_ids: RequestIds::default(),
         max_body_bytes: config.max_body_bytes,
+        max_uri_bytes: config.limits.max_uri_bytes,
+        body_timeout: config.limits.body_timeout,
         quotas: QuotaLedger::default(),
         key_use: KeyUse::default(),
         shared_counters: Arc::new(SharedCounters::default()),
@@ -150,6 +151,7 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
             listener,
             shared.clone(),
             stop_rx.clone(),
+            config.limits.clone(),
             config.shutdown_grace,
         )),
         tokio::spawn(serve_status(
@@ -204,15 +206,32 @@ async fn load_cache(config: &ProxyConfig, shared: &Shared) -> Option<(i64, Strin
     }
 }
 
+/// The HTTP/1 settings of client connections: hyper itself answers 431 to a request
+/// whose head is over the limits, and closes a connection whose head is late.
+fn client_http(limits: &ClientLimits) -> hyper::server::conn::http1::Builder {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(limits.max_header_bytes);
+    // Any count but hyper's own default moves the parser's header slots to the heap.
+    if limits.max_headers != HYPER_MAX_HEADERS {
+        http.max_headers(limits.max_headers);
+    }
+    http
+}
+
+/// The header count hyper's parser holds on the stack.
+const HYPER_MAX_HEADERS: usize = 100;
+
 async fn serve_traffic(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
+    limits: ClientLimits,
     grace: Duration,
 ) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let http = client_http(&limits);
+    let connections = ConnectionLimit::new(limits.max_connections);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -224,6 +243,9 @@ async fn serve_traffic(
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
+                };
+                let Some((stream, admitted)) = connections.admit(stream, &shared.telemetry) else {
+                    continue;
                 };
                 let _ = stream.set_nodelay(true);
                 let token = shared.drain.token();
@@ -250,6 +272,7 @@ async fn serve_traffic(
                         tracing::debug!(error = %e, %peer, "client connection ended with an error");
                     }
                     drop(token);
+                    drop(admitted);
                 });
             }
             () = stopped(&mut stop) => break,

@@ -36,6 +36,8 @@ pub struct Telemetry {
     pub websocket_connections: IntGauge,
     pub websocket_closes: IntCounterVec,
     pub websocket_refused: IntCounter,
+    pub client_connections: IntGauge,
+    pub connections_refused: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -121,6 +123,16 @@ impl Default for Telemetry {
                 r,
                 "gatehouse_proxy_websocket_refused_total",
                 "WebSocket handshakes refused because the proxy held its most connections.",
+            ),
+            client_connections: gauge(
+                r,
+                "gatehouse_proxy_client_connections",
+                "Client connections open (HTTP and WebSocket).",
+            ),
+            connections_refused: counter(
+                r,
+                "gatehouse_proxy_client_connections_refused_total",
+                "Client connections refused because the proxy held its most connections.",
             ),
             registry,
         }
