@@ -6,36 +6,21 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 default:
     @just --list
 
-# Start everything: PostgreSQL (private under .gatehouse/, or $DATABASE_URL), the control
-# plane on :8001, one proxy on :8000 (status :8100) and a demo upstream on :8080.
+# PostgreSQL (private under .gatehouse/, or $DATABASE_URL), the control plane on :8001,
+# one proxy on :8000 (status :8100) and a demo upstream on :8080.
+# Start everything.
 run *ARGS:
     cargo run --release --locked -p gatehouse -- up {{ARGS}}
 
-# Run every test. Without $DATABASE_URL, a private PostgreSQL is started under target/;
-# without $REDIS_URL, a private Redis on 127.0.0.1:6391. Browser tests (screenshots in
+# Without $DATABASE_URL, a private PostgreSQL is started under target/; without
+# $REDIS_URL, a private Redis on 127.0.0.1:6391. Browser tests (screenshots in
 # target/tmp/dashboard-screenshots) need Chromium and chromedriver, installed here when
 # root with apt-get.
+# Run every test.
 test:
     #!/usr/bin/env bash
     set -euo pipefail
-    if [ -z "${DATABASE_URL:-}" ]; then
-        cargo build --locked -q -p gatehouse
-        DATABASE_URL="$(target/debug/gatehouse postgres --data-dir target/test-data)"
-        export DATABASE_URL
-    fi
-    if [ -z "${REDIS_URL:-}" ]; then
-        if ! command -v redis-server >/dev/null; then
-            echo "Redis is needed for the shared-quota tests: install redis-server or set REDIS_URL" >&2
-            exit 1
-        fi
-        mkdir -p target/test-data
-        if ! (exec 3<>/dev/tcp/127.0.0.1/6391) 2>/dev/null; then
-            redis-server --bind 127.0.0.1 --port 6391 --daemonize yes --save '' --appendonly no \
-                --dir "$PWD/target/test-data" --logfile "$PWD/target/test-data/redis.log"
-            for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6391) 2>/dev/null && break; sleep 0.1; done
-        fi
-        export REDIS_URL=redis://127.0.0.1:6391
-    fi
+    source tests/scripts/services.sh
     if [ ! -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] || [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             apt-get install -y -q chromium chromium-driver >/dev/null \
@@ -50,8 +35,23 @@ test:
             || { echo "the SigV4 test needs AWS's botocore: pip install botocore" >&2; exit 1; }
     fi
     mkdir -p target
+    # The fault tests run the binary itself as separate processes.
+    cargo build --locked -q -p gatehouse
     cargo test --workspace --locked --lib --bins --tests 2>&1 | tee target/test-output.txt
     awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' target/test-output.txt
+
+# Control plane killed under traffic through two proxies, proxy restarts on a disk cache
+# (whole and damaged), PostgreSQL stopped and started, upstreams failing mid-body, SIGTERM
+# under load, a redeploy every 100 ms for $CHAOS_REDEPLOY_SECS s (default 60; `just test`
+# runs the same tests with 5 s), and the client limits.
+# The fault suite at full length.
+chaos:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source tests/scripts/services.sh
+    cargo build --locked -q -p gatehouse
+    CHAOS_REDEPLOY_SECS="${CHAOS_REDEPLOY_SECS:-60}" cargo test --locked -p gatehouse-tests \
+        --test chaos --test hostile_input -- --nocapture
 
 # Stop the private PostgreSQL and Redis that `just test` started.
 test-db-stop:

@@ -33,6 +33,27 @@ impl Process {
         wait_until_ok(&format!("http://{status}/readyz"), limit).await;
     }
 
+    /// Sends SIGTERM, as a service manager stopping it would.
+    pub fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM to {} failed", self.pid());
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None` if it runs on.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
     /// Resident memory, in MiB.
     pub fn rss_mib(&self) -> f64 {
         let status =
@@ -155,7 +176,11 @@ pub fn spawn_proxy(cp_url: &str, data: &Path, cpu: Option<usize>, extra: &[&str]
 
 /// `gatehouse control-plane` on `database_url`, pinned to `cpu`, with the tests' tokens.
 pub fn spawn_control_plane(database_url: &str, cpu: Option<usize>) -> Process {
-    let addr = free_port();
+    spawn_control_plane_on(database_url, cpu, free_port())
+}
+
+/// Like [`spawn_control_plane`], listening on `addr` (to come back where proxies expect it).
+pub fn spawn_control_plane_on(database_url: &str, cpu: Option<usize>, addr: SocketAddr) -> Process {
     let mut command = pinned(cpu, gatehouse_binary());
     command
         .args(["control-plane", "--control-plane-listen", &addr.to_string()])

@@ -193,6 +193,7 @@ async fn load_cache(config: &ProxyConfig, shared: &Shared) -> Option<(i64, Strin
                     Some((version, hash))
                 }
                 Err(e) => {
+                    shared.telemetry.snapshots_refused.inc();
                     tracing::error!(error = %e, file = %cache::path(dir).display(), "cached snapshot does not compile; not serving it");
                     None
                 }
@@ -200,6 +201,7 @@ async fn load_cache(config: &ProxyConfig, shared: &Shared) -> Option<(i64, Strin
         }
         Ok(None) => None,
         Err(e) => {
+            shared.telemetry.snapshots_refused.inc();
             tracing::error!(error = %e, file = %cache::path(dir).display(), "cached snapshot is damaged; not serving it");
             None
         }

@@ -81,7 +81,7 @@ impl Default for Telemetry {
             snapshots_refused: counter(
                 r,
                 "gatehouse_proxy_config_refused_total",
-                "Snapshots received that failed to decode or compile.",
+                "Snapshots received, or read from the disk cache, that failed to decode or compile.",
             ),
             upstream_connections: gauge(
                 r,

@@ -1,0 +1,430 @@
+//! Faults under traffic, on real processes: the `gatehouse` binary as control plane and
+//! proxies, killed, restarted and stopped while requests flow, with counts of every
+//! request sent. `just chaos` runs these at full length (`CHAOS_REDEPLOY_SECS=60`);
+//! `just test` runs them shorter.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use gatehouse_tests::bench::{
+    spawn_control_plane, spawn_control_plane_on, spawn_proxy, wait_until_ok, Process,
+};
+use gatehouse_tests::{
+    bench_database, client, config_version, http_proxy, mock, Admin, ScratchDatabase, Upstream,
+};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Long enough for a proxy to start, compile and serve, with a debug build.
+const START: Duration = Duration::from_secs(20);
+
+/// A control plane process on a scratch database, with an admin client for it.
+struct World {
+    database: ScratchDatabase,
+    /// `None` while it is down.
+    control_plane: Option<Process>,
+    control_plane_addr: SocketAddr,
+    admin: Admin,
+    data: tempfile::TempDir,
+}
+
+impl World {
+    async fn start() -> World {
+        let database = bench_database("chaos").await.expect("scratch database");
+        let control_plane = spawn_control_plane(&database.url(), None);
+        let url = format!("http://{}", control_plane.addr);
+        wait_until_ok(&format!("{url}/readyz"), START).await;
+        let admin = Admin {
+            base: format!("{url}/api/v1"),
+            http: client(),
+        };
+        World {
+            database,
+            control_plane_addr: control_plane.addr,
+            control_plane: Some(control_plane),
+            admin,
+            data: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn control_plane_url(&self) -> String {
+        format!("http://{}", self.control_plane_addr)
+    }
+
+    /// A proxy process keeping its files in `<data>/<name>`, reporting metrics every second.
+    async fn proxy(&self, name: &str) -> Process {
+        let proxy = spawn_proxy(
+            &self.control_plane_url(),
+            &self.data.path().join(name),
+            None,
+            &["--metrics-interval-secs", "1"],
+        );
+        proxy.wait_ready(START).await;
+        proxy
+    }
+
+    /// Kills the control plane (SIGKILL), runs `meanwhile`, and starts it again where it was.
+    async fn control_plane_outage<F: std::future::Future<Output = ()>>(&mut self, meanwhile: F) {
+        drop(self.control_plane.take());
+        meanwhile.await;
+        let addr = self.control_plane_addr;
+        self.control_plane = Some(spawn_control_plane_on(&self.database.url(), None, addr));
+        wait_until_ok(&format!("http://{addr}/readyz"), START).await;
+    }
+
+    async fn stop(self) {
+        drop(self.control_plane);
+        self.database
+            .drop_now()
+            .await
+            .expect("drop the scratch database");
+    }
+}
+
+/// The shortest time between two requests of one load task.
+const PACE: Duration = Duration::from_millis(2);
+
+/// Requests sent by [`Load`], by outcome.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    first_failure: std::sync::Mutex<Option<String>>,
+}
+
+/// `tasks` loops each sending `GET` to every URL in turn, at most one request per
+/// [`PACE`], until stopped; any answer but 200, or no answer, is a failure. Paced, so that
+/// it stays under the stages' default throttle and leaves this small machine's CPU to the
+/// processes under test.
+struct Load {
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(urls: Vec<String>, tasks: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Tally::default());
+        let tasks = (0..tasks)
+            .map(|i| {
+                let (stop, tally, urls) = (stop.clone(), tally.clone(), urls.clone());
+                tokio::spawn(async move {
+                    let http = client();
+                    let mut n = i;
+                    let mut pace = tokio::time::interval(PACE);
+                    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    while !stop.load(Ordering::Relaxed) {
+                        pace.tick().await;
+                        let url = &urls[n % urls.len()];
+                        n += 1;
+                        let outcome =
+                            match http.get(url).timeout(Duration::from_secs(10)).send().await {
+                                Ok(r) if r.status() == StatusCode::OK => {
+                                    r.bytes().await.map(|_| ()).map_err(|e| e.to_string())
+                                }
+                                Ok(r) => Err(format!("{url}: {}", r.status())),
+                                Err(e) => Err(format!("{url}: {e}")),
+                            };
+                        match outcome {
+                            Ok(()) => tally.ok.fetch_add(1, Ordering::Relaxed),
+                            Err(e) => {
+                                tally.first_failure.lock().expect("lock").get_or_insert(e);
+                                tally.failed.fetch_add(1, Ordering::Relaxed)
+                            }
+                        };
+                    }
+                })
+            })
+            .collect();
+        Load { stop, tally, tasks }
+    }
+
+    fn ok(&self) -> u64 {
+        self.tally.ok.load(Ordering::Relaxed)
+    }
+
+    /// Stops the loops and asserts that nothing failed; returns how many succeeded.
+    async fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.expect("load task");
+        }
+        let failed = self.tally.failed.load(Ordering::Relaxed);
+        let first = self.tally.first_failure.lock().expect("lock").take();
+        assert_eq!(failed, 0, "{failed} requests failed; the first: {first:?}");
+        self.tally.ok.load(Ordering::Relaxed)
+    }
+}
+
+/// An HTTP API `shop` with `GET /ok` to `upstream`, deployed to `prod`; returns its id.
+async fn deploy_shop(admin: &Admin, upstream: &Upstream) -> String {
+    let api = admin.create_api("shop").await;
+    let ok = http_proxy(&format!("http://{}/pets/1", upstream.addr));
+    admin.add_route(&api, "GET /ok", ok).await;
+    admin.deploy_stage(&api, "prod", json!({})).await;
+    api
+}
+
+fn shop_url(proxy: &Process) -> String {
+    format!("http://{}/shop/prod/ok", proxy.addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_killed_under_traffic_loses_no_request_and_no_count() {
+    let mut world = World::start().await;
+    let upstream = Upstream::start().await;
+    let api = deploy_shop(&world.admin, &upstream).await;
+    let (a, b) = (world.proxy("a").await, world.proxy("b").await);
+    let load = Load::start(vec![shop_url(&a), shop_url(&b)], 4);
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = load.ok();
+    // Down for 3 s: three report intervals of both proxies.
+    world
+        .control_plane_outage(tokio::time::sleep(Duration::from_secs(3)))
+        .await;
+    let during = load.ok() - before;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent = load.finish().await;
+    assert!(during > 50, "only {during} requests during the outage");
+
+    // Every request is counted once: the counts of the outage arrive, none twice.
+    let query = format!("/metrics?api_id={api}");
+    let counted = || async {
+        let (status, body) = world.admin.get(&query).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["totals"]["count"].as_u64().unwrap_or(0)
+    };
+    let arrived = gatehouse_tests::eventually(Duration::from_secs(20), || async {
+        (counted().await == sent).then_some(())
+    })
+    .await;
+    assert!(arrived.is_some(), "counted {} of {sent}", counted().await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(counted().await, sent, "counted twice");
+    drop((a, b));
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_restarted_without_its_control_plane_serves_its_cache_at_once_unless_damaged() {
+    let mut world = World::start().await;
+    let upstream = Upstream::start().await;
+    deploy_shop(&world.admin, &upstream).await;
+    let proxy = world.proxy("a").await;
+    let data = world.data.path().join("a");
+    drop(proxy);
+
+    world
+        .control_plane_outage(async {
+            // Killed and started again with the control plane away.
+            let started = Instant::now();
+            let proxy = spawn_proxy("http://127.0.0.1:9", &data, None, &[]);
+            let http = client();
+            let served = loop {
+                if let Ok(r) = http.get(shop_url(&proxy)).send().await {
+                    assert_eq!(r.status(), StatusCode::OK, "served from the cache");
+                    break started.elapsed();
+                }
+                assert!(started.elapsed() < START, "never served");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            };
+            // A debug build starts slower than a release one; the release figure is in
+            // the README.
+            assert!(
+                served < Duration::from_secs(2),
+                "first answer after {served:?}"
+            );
+            drop(proxy);
+
+            // A cache cut in half is refused, counted and not served.
+            let cache = gatehouse_proxy::cache::path(&data.join("proxy"));
+            let bytes = std::fs::read(&cache).expect("cache written");
+            std::fs::write(&cache, &bytes[..bytes.len() / 2]).expect("truncate");
+            let proxy = spawn_proxy("http://127.0.0.1:9", &data, None, &[]);
+            let status = proxy.status.expect("status port");
+            wait_until_ok(&format!("http://{status}/healthz"), START).await;
+            let metrics = http
+                .get(format!("http://{status}/metrics"))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text");
+            assert!(
+                metrics.contains("gatehouse_proxy_config_refused_total 1"),
+                "the damaged cache is not reported"
+            );
+            let ready = http
+                .get(format!("http://{status}/readyz"))
+                .send()
+                .await
+                .expect("readyz");
+            assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let r = http.get(shop_url(&proxy)).send().await.expect("answers");
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        })
+        .await;
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_requests_in_flight_closes_websockets_and_exits_0() {
+    let world = World::start().await;
+    let upstream = Upstream::start().await;
+    let api = world.admin.create_api("shop").await;
+    let slow = http_proxy(&format!("http://{}/slow?ms=1500", upstream.addr));
+    world.admin.add_route(&api, "GET /slow", slow).await;
+    world.admin.deploy_stage(&api, "prod", json!({})).await;
+    let chat = world
+        .admin
+        .create(
+            "/apis",
+            json!({"name": "chat", "slug": "chat", "protocol": "WEBSOCKET"}),
+        )
+        .await;
+    let chat = gatehouse_tests::id_of(&chat);
+    world.admin.add_route(&chat, "$default", mock("pong")).await;
+    world.admin.deploy_stage(&chat, "prod", json!({})).await;
+    let mut proxy = world.proxy("a").await;
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/chat/prod", proxy.addr))
+        .await
+        .expect("WebSocket connects");
+    ws.send(Message::text("ping")).await.expect("send");
+    let answer = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    assert!(
+        matches!(&answer, Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "pong"),
+        "{answer:?}"
+    );
+
+    let url = format!("http://{}/shop/prod/slow", proxy.addr);
+    let in_flight: Vec<_> = (0..16)
+        .map(|_| {
+            let url = url.clone();
+            // A client each: sixteen connections, each with one request in flight.
+            tokio::spawn(async move {
+                client()
+                    .get(&url)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .text()
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let terminated = Instant::now();
+    proxy.terminate();
+
+    // WebSocket clients are told the server is going away.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code),
+                Some(Ok(_)) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed within 5 s");
+    assert_eq!(closed, Some(CloseCode::Away));
+
+    // New connections are refused once the listener is closed.
+    let refused = gatehouse_tests::eventually(Duration::from_secs(2), || async {
+        tokio::net::TcpStream::connect(proxy.addr)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    assert!(refused.is_some(), "still accepting after SIGTERM");
+
+    for request in in_flight {
+        let body = request
+            .await
+            .expect("task")
+            .expect("in-flight request finished");
+        assert!(body.contains("slept_ms"), "{body}");
+    }
+    let status = proxy
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .expect("exits within the grace period");
+    assert!(status.success(), "exit status {status}");
+    assert!(terminated.elapsed() < Duration::from_secs(12));
+    world.stop().await;
+}
+
+/// How long to redeploy for: `CHAOS_REDEPLOY_SECS`, or 5 s.
+fn redeploy_for() -> Duration {
+    let secs = std::env::var("CHAOS_REDEPLOY_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    Duration::from_secs(secs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redeploy_every_100_ms_under_load_fails_no_request() {
+    let world = World::start().await;
+    let upstream = Upstream::start().await;
+    let api = deploy_shop(&world.admin, &upstream).await;
+    let proxy = world.proxy("a").await;
+    let load = Load::start(vec![shop_url(&proxy)], 4);
+
+    let length = redeploy_for();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut deploys = 0u32;
+    let mut last = String::new();
+    while started.elapsed() < length {
+        tick.tick().await;
+        last = world
+            .admin
+            .deploy(&api, &format!("redeploy {deploys}"))
+            .await;
+        world.admin.point_stage(&api, "prod", &last).await;
+        deploys += 1;
+    }
+    // The proxy ends on the last deployment.
+    let status = proxy.status.expect("status port");
+    let (status_code, stage) = world.admin.get(&format!("/apis/{api}/stages/prod")).await;
+    assert_eq!(status_code, StatusCode::OK, "{stage}");
+    assert_eq!(stage["deployment_id"], last.as_str());
+    let version = config_version(&world.database.pool).await;
+    let reached = gatehouse_tests::eventually(Duration::from_secs(10), || async {
+        let ready: Value = client()
+            .get(format!("http://{status}/readyz"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (ready["config_version"].as_i64() >= Some(version)).then_some(())
+    })
+    .await;
+    assert!(
+        reached.is_some(),
+        "the proxy never reached the last deployment"
+    );
+    let sent = load.finish().await;
+    let expected = (length.as_millis() / 100) as u32;
+    assert!(
+        deploys * 2 >= expected,
+        "{deploys} deploys in {length:?}: the control plane is too slow to test this"
+    );
+    eprintln!("{deploys} deploys in {length:?} under {sent} requests, none failed");
+    world.stop().await;
+}
