@@ -140,21 +140,57 @@ pub fn pinned(cpu: Option<usize>, program: impl AsRef<std::ffi::OsStr>) -> Comma
     }
 }
 
-fn spawn(mut command: Command, addr: SocketAddr, status: Option<SocketAddr>) -> Process {
-    let child = command
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the release gatehouse binary (just bench builds it)");
-    Process {
-        child,
-        addr,
-        status,
+/// A process ready to start: its command line, and the addresses it will serve on.
+pub struct Launch {
+    pub command: Command,
+    addr: SocketAddr,
+    status: Option<SocketAddr>,
+}
+
+impl Launch {
+    /// Starts it quietly: errors only, on standard error.
+    pub fn spawn(mut self) -> Process {
+        self.command.env("RUST_LOG", "error").stdout(Stdio::null());
+        self.start()
+    }
+
+    /// Starts it logging at `level` (a `RUST_LOG` filter), standard output and error
+    /// appended to the file `log`.
+    pub fn spawn_logged(mut self, level: &str, log: &Path) -> Process {
+        let file = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("log file")
+        };
+        self.command
+            .env("RUST_LOG", level)
+            .stdout(file())
+            .stderr(file());
+        self.start()
+    }
+
+    fn start(mut self) -> Process {
+        let child = self
+            .command
+            .spawn()
+            .expect("start the gatehouse binary (just test and just bench build it)");
+        Process {
+            child,
+            addr: self.addr,
+            status: self.status,
+        }
     }
 }
 
 /// `gatehouse proxy` with one worker thread, pinned to `cpu`, with `extra` flags.
 pub fn spawn_proxy(cp_url: &str, data: &Path, cpu: Option<usize>, extra: &[&str]) -> Process {
+    proxy(cp_url, data, cpu, extra).spawn()
+}
+
+/// The command line of [`spawn_proxy`].
+pub fn proxy(cp_url: &str, data: &Path, cpu: Option<usize>, extra: &[&str]) -> Launch {
     let (addr, status) = (free_port(), free_port());
     let mut command = pinned(cpu, gatehouse_binary());
     command
@@ -171,23 +207,36 @@ pub fn spawn_proxy(cp_url: &str, data: &Path, cpu: Option<usize>, extra: &[&str]
         .arg("--data-dir")
         .arg(data)
         .args(extra);
-    spawn(command, addr, Some(status))
+    Launch {
+        command,
+        addr,
+        status: Some(status),
+    }
 }
 
 /// `gatehouse control-plane` on `database_url`, pinned to `cpu`, with the tests' tokens.
 pub fn spawn_control_plane(database_url: &str, cpu: Option<usize>) -> Process {
-    spawn_control_plane_on(database_url, cpu, free_port())
+    control_plane(database_url, cpu, free_port()).spawn()
 }
 
 /// Like [`spawn_control_plane`], listening on `addr` (to come back where proxies expect it).
 pub fn spawn_control_plane_on(database_url: &str, cpu: Option<usize>, addr: SocketAddr) -> Process {
+    control_plane(database_url, cpu, addr).spawn()
+}
+
+/// The command line of [`spawn_control_plane_on`].
+pub fn control_plane(database_url: &str, cpu: Option<usize>, addr: SocketAddr) -> Launch {
     let mut command = pinned(cpu, gatehouse_binary());
     command
         .args(["control-plane", "--control-plane-listen", &addr.to_string()])
         .env("DATABASE_URL", database_url)
         .env("GATEHOUSE_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("GATEHOUSE_NODE_TOKEN", NODE_TOKEN);
-    spawn(command, addr, None)
+    Launch {
+        command,
+        addr,
+        status: None,
+    }
 }
 
 /// `gatehouse demo-upstream`, pinned to `cpu`.
@@ -195,7 +244,12 @@ pub fn spawn_upstream(cpu: Option<usize>) -> Process {
     let addr = free_port();
     let mut command = pinned(cpu, gatehouse_binary());
     command.args(["demo-upstream", "--demo-listen", &addr.to_string()]);
-    spawn(command, addr, None)
+    Launch {
+        command,
+        addr,
+        status: None,
+    }
+    .spawn()
 }
 
 /// Waits until `url` answers 200.
@@ -328,7 +382,12 @@ pub fn spawn_nginx(
         .arg("-c")
         .arg(&conf_path)
         .stderr(Stdio::null());
-    spawn(command, addr, None)
+    Launch {
+        command,
+        addr,
+        status: None,
+    }
+    .spawn()
 }
 
 /// Debian's nginx, or `$NGINX`.
