@@ -16,6 +16,7 @@ pub mod json;
 pub mod maintenance;
 pub mod repo;
 pub mod telemetry;
+pub mod tls_listener;
 
 use std::sync::Arc;
 
@@ -25,6 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use config::ControlPlaneConfig;
+pub use tls_listener::ClientAddr;
+use tls_listener::TlsListener;
 
 /// The schema migrations, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
@@ -51,12 +54,33 @@ pub fn router(state: AppState) -> Router {
 /// Serves the application on `listener` until `shutdown` turns true.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
     let mut shutdown = state.shutdown.clone();
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = router(state).into_make_service_with_connect_info::<ClientAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         })
         .await
+}
+
+/// Like [`serve`], over TLS with the certificate in `files`, reloaded when they change.
+/// Fails at once if the files do not load.
+pub fn serve_tls(
+    listener: TcpListener,
+    state: AppState,
+    files: gatehouse_tls::CertificateFiles,
+) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>>> {
+    let (acceptor, certificate) = gatehouse_tls::acceptor(files, &[b"http/1.1"])?;
+    let listener = TlsListener::new(listener, acceptor)?;
+    let mut shutdown = state.shutdown.clone();
+    tokio::spawn(certificate.watch(shutdown.clone()));
+    let app = router(state).into_make_service_with_connect_info::<ClientAddr>();
+    Ok(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            })
+            .await
+    })
 }
 
 /// Builds the state for a pool: starts the change listener that wakes long polls.

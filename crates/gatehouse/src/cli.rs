@@ -113,6 +113,21 @@ pub struct ControlPlaneArgs {
     /// folder].
     #[arg(long, env = "GATEHOUSE_NODE_TOKEN", hide_env_values = true)]
     pub node_token: Option<String>,
+    /// Serve the control plane over TLS with this certificate chain (PEM, leaf first);
+    /// reloaded when the file changes.
+    #[arg(
+        long,
+        env = "GATEHOUSE_CONTROL_PLANE_TLS_CERT",
+        requires = "control_plane_tls_key"
+    )]
+    pub control_plane_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--control-plane-tls-cert`.
+    #[arg(
+        long,
+        env = "GATEHOUSE_CONTROL_PLANE_TLS_KEY",
+        requires = "control_plane_tls_cert"
+    )]
+    pub control_plane_tls_key: Option<PathBuf>,
     /// Longest time, in seconds, a proxy's config poll is held when nothing changes.
     #[arg(long, env = "GATEHOUSE_LONG_POLL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub long_poll_secs: u64,
@@ -175,6 +190,17 @@ pub struct ProxyArgs {
     /// Most WebSocket connections one proxy holds at once; more are refused with 503.
     #[arg(long, env = "GATEHOUSE_MAX_WEBSOCKET_CONNECTIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_websocket_connections: u64,
+    /// Serve API traffic over TLS with this certificate chain (PEM, leaf first); reloaded
+    /// when the file changes.
+    #[arg(long, env = "GATEHOUSE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "GATEHOUSE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for an `https://` control plane, besides the
+    /// system's roots.
+    #[arg(long, env = "GATEHOUSE_CONTROL_PLANE_CA")]
+    pub control_plane_ca: Option<PathBuf>,
     /// Most client connections one proxy holds at once (HTTP and WebSocket); more get 503
     /// and are closed.
     #[arg(long, env = "GATEHOUSE_MAX_CONNECTIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]

@@ -10,7 +10,7 @@ use gatehouse_control_plane::dashboard::accounts::{self, CreateError};
 use gatehouse_control_plane::repo::users::{self, Role};
 use gatehouse_control_plane::ControlPlaneConfig;
 use gatehouse_proxy::access_log::AccessLogTarget;
-use gatehouse_proxy::config::ClientLimits;
+use gatehouse_proxy::config::{CertificateFiles, ClientLimits};
 use gatehouse_proxy::{ProxyConfig, RunningProxy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -100,6 +100,13 @@ fn proxy_config(
         path => AccessLogTarget::File(path.into()),
     };
     config.management_token = args.management_token.clone();
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls = Some(CertificateFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
+    config.control_plane_ca = args.control_plane_ca.clone();
     config.max_websocket_connections =
         usize::try_from(args.max_websocket_connections).unwrap_or(usize::MAX);
     let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
@@ -133,14 +140,25 @@ struct ControlPlaneTask {
 async fn spawn_control_plane(
     pool: sqlx::PgPool,
     config: ControlPlaneConfig,
-    listen: SocketAddr,
+    args: &ControlPlaneArgs,
 ) -> anyhow::Result<ControlPlaneTask> {
-    let listener = bind(listen, "control plane").await?;
+    let listener = bind(args.control_plane_listen, "control plane").await?;
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let state = gatehouse_control_plane::state(pool, config, stop_rx);
-    let task = tokio::spawn(gatehouse_control_plane::serve(listener, state));
+    let task = match control_plane_tls(args) {
+        Some(files) => tokio::spawn(gatehouse_control_plane::serve_tls(listener, state, files)?),
+        None => tokio::spawn(gatehouse_control_plane::serve(listener, state)),
+    };
     Ok(ControlPlaneTask { addr, stop, task })
+}
+
+/// The control plane's certificate files, when it serves TLS.
+fn control_plane_tls(args: &ControlPlaneArgs) -> Option<CertificateFiles> {
+    Some(CertificateFiles {
+        cert: args.control_plane_tls_cert.clone()?,
+        key: args.control_plane_tls_key.clone()?,
+    })
 }
 
 impl ControlPlaneTask {
@@ -165,7 +183,7 @@ pub async fn control_plane(cmd: ControlPlaneCommand) -> anyhow::Result<()> {
     let pool = database::connect(&cmd.database.database_url).await?;
     database::migrate(&pool).await?;
     let config = control_plane_config(args, args.admin_token.clone(), Some(node_token));
-    let cp = spawn_control_plane(pool.clone(), config, args.control_plane_listen).await?;
+    let cp = spawn_control_plane(pool.clone(), config, args).await?;
     tracing::info!(addr = %cp.addr, "control plane listening");
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -387,23 +405,24 @@ async fn up_with_database(
         Some(node_token.clone()),
     );
     if cp_config.proxy_url.is_none() {
-        cp_config.proxy_url = Some(format!("http://{}", args.proxy.proxy_listen));
+        let scheme = if args.proxy.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        cp_config.proxy_url = Some(format!("{scheme}://{}", args.proxy.proxy_listen));
     }
-    let cp = spawn_control_plane(
-        pool.clone(),
-        cp_config,
-        args.control_plane.control_plane_listen,
-    )
-    .await?;
+    let cp = spawn_control_plane(pool.clone(), cp_config, &args.control_plane).await?;
+    // Over TLS, the proxy names the control plane `localhost`, which its certificate must
+    // cover.
+    let cp_url = match control_plane_tls(&args.control_plane) {
+        Some(_) => format!("https://localhost:{}", cp.addr.port()),
+        None => format!("http://{}", cp.addr),
+    };
     let (demo_stop, demo_stop_rx) = watch::channel(false);
     let started = async {
         let (demo_addr, demo_task) = spawn_demo(args.demo.demo_listen, demo_stop_rx).await?;
-        let mut proxy_cfg = proxy_config(
-            &args.proxy,
-            format!("http://{}", cp.addr),
-            node_token,
-            data_dir,
-        );
+        let mut proxy_cfg = proxy_config(&args.proxy, cp_url, node_token, data_dir);
         proxy_cfg.management_token = Some(management_token.clone());
         let proxy = gatehouse_proxy::start(proxy_cfg).await?;
         anyhow::Ok((demo_addr, demo_task, proxy))

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use gatehouse_tls::CertificateFiles;
+
 use crate::access_log::AccessLogTarget;
 
 /// How a proxy runs.
@@ -46,6 +48,10 @@ pub struct ProxyConfig {
     pub max_websocket_connections: usize,
     /// What one client may send and hold.
     pub limits: ClientLimits,
+    /// Certificate and key of the traffic listener; `None` serves plain HTTP.
+    pub tls: Option<CertificateFiles>,
+    /// A CA certificate (PEM) trusted for the control plane, besides the system's roots.
+    pub control_plane_ca: Option<PathBuf>,
 }
 
 /// What one client may send and hold: bounds against oversized requests, slow senders
@@ -136,6 +142,8 @@ impl ProxyConfig {
             management_token: None,
             max_websocket_connections: 100_000,
             limits: ClientLimits::default(),
+            tls: None,
+            control_plane_ca: None,
         }
     }
 }
@@ -159,6 +167,8 @@ impl fmt::Debug for ProxyConfig {
             )
             .field("max_websocket_connections", &self.max_websocket_connections)
             .field("limits", &self.limits)
+            .field("tls", &self.tls)
+            .field("control_plane_ca", &self.control_plane_ca)
             .finish_non_exhaustive()
     }
 }

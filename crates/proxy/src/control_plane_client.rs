@@ -33,8 +33,12 @@ pub struct ControlPlaneClient {
 impl ControlPlaneClient {
     pub fn new(config: &ProxyConfig) -> anyhow::Result<ControlPlaneClient> {
         Ok(ControlPlaneClient {
-            client: Client::builder(TokioExecutor::new())
-                .build(crate::forward::connector(config.connect_timeout)),
+            client: Client::builder(TokioExecutor::new()).build(
+                crate::forward::connector_trusting(
+                    config.connect_timeout,
+                    gatehouse_tls::client_roots(config.control_plane_ca.as_deref())?,
+                )?,
+            ),
             base_url: config.control_plane_url.trim_end_matches('/').to_owned(),
             token: HeaderValue::try_from(format!("Bearer {}", config.node_token))
                 .map_err(|_| anyhow::anyhow!("the node token must be printable ASCII"))?,

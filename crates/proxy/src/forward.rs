@@ -28,34 +28,30 @@ pub type UpstreamClient = Client<
 
 /// A TLS-capable connector: system root certificates, HTTP/1.1, TCP_NODELAY.
 pub fn connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
+    let roots = gatehouse_tls::client_roots(None).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot read the system's root certificates");
+        rustls::RootCertStore::empty()
+    });
+    connector_trusting(connect_timeout, roots).unwrap_or_else(|e| {
+        unreachable!("the default TLS protocol versions are supported by ring: {e}")
+    })
+}
+
+/// Like [`connector`], trusting `roots`.
+pub fn connector_trusting(
+    connect_timeout: Duration,
+    roots: rustls::RootCertStore,
+) -> anyhow::Result<HttpsConnector<HttpConnector>> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
     http.set_keepalive(Some(Duration::from_secs(60)));
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        // A certificate the system store holds but rustls cannot parse is skipped.
-        let _ = roots.add(cert);
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = match rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-    {
-        Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
-        Err(e) => {
-            tracing::error!(error = %e, "TLS setup failed; https upstreams will not work");
-            rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        }
-    };
-    hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(gatehouse_tls::client_config(roots)?)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http)
+        .wrap_connector(http))
 }
 
 /// The client WebSocket events are sent with: bodies are whole messages.
@@ -139,7 +135,7 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 /// Prepares a client's headers for the upstream: hop-by-hop removed, `Host` replaced by
 /// the upstream's (set by the client from the URI), `X-Forwarded-*` set by us. A client's
 /// own `X-Forwarded-For` chain is kept (all its headers, joined) and extended.
-pub fn rewrite_request_headers(headers: &mut HeaderMap, client_ip: HeaderValue) {
+pub fn rewrite_request_headers(headers: &mut HeaderMap, client_ip: HeaderValue, https: bool) {
     strip_hop_by_hop(headers);
     headers.remove(&X_FORWARDED_HOST);
     if let Some(host) = headers.remove(header::HOST) {
@@ -157,8 +153,13 @@ pub fn rewrite_request_headers(headers: &mut HeaderMap, client_ip: HeaderValue) 
         client_ip
     };
     headers.insert(X_FORWARDED_FOR, forwarded_for);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let proto = if https { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
 }
+
+/// Marks a request that came over a TLS connection.
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
 
 /// The `X-Forwarded-For` entry of a connection's peer.
 pub fn client_ip_header(peer: std::net::SocketAddr) -> HeaderValue {
@@ -197,6 +198,7 @@ mod tests {
         rewrite_request_headers(
             &mut h,
             client_ip_header("127.0.0.1:5000".parse().expect("addr")),
+            false,
         );
         assert_eq!(h[X_FORWARDED_FOR], "10.1.1.1, 10.2.2.2, 127.0.0.1");
         assert_eq!(h.get_all(X_FORWARDED_FOR).iter().count(), 1);

@@ -360,7 +360,8 @@ async fn forward(
         return refuse(recording, Reject::PayloadTooLarge);
     }
     let (mut parts, body) = req.into_parts();
-    rewrite_request_headers(&mut parts.headers, client_ip);
+    let https = parts.extensions.get::<crate::forward::OverTls>().is_some();
+    rewrite_request_headers(&mut parts.headers, client_ip, https);
     if let Some(upgrade) = &upgrade {
         passthrough::restore_upgrade(&mut parts.headers, upgrade.clone());
     }

@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwapOption;
+use http::{HeaderValue, Request};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use crate::access_log::AccessLog;
 use crate::compiled::CompiledConfig;
@@ -132,6 +135,14 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
         tracing::warn!(error = %e, "could not fetch quota usage at start; quotas count from the next report");
     }
     let (shutdown, stop_rx) = watch::channel(false);
+    let tls = match &config.tls {
+        Some(files) => {
+            let (acceptor, certificate) = gatehouse_tls::acceptor(files.clone(), &[b"http/1.1"])?;
+            tokio::spawn(certificate.watch(stop_rx.clone()));
+            Some(acceptor)
+        }
+        None => None,
+    };
     if let Some(url) = &config.redis_url {
         shared
             .shared_counters
@@ -152,6 +163,7 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
             shared.clone(),
             stop_rx.clone(),
             config.limits.clone(),
+            tls,
             config.shutdown_grace,
         )),
         tokio::spawn(serve_status(
@@ -230,6 +242,7 @@ async fn serve_traffic(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     limits: ClientLimits,
+    tls: Option<TlsAcceptor>,
     grace: Duration,
 ) {
     let http = client_http(&limits);
@@ -250,28 +263,23 @@ async fn serve_traffic(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
+                let client = Client {
+                    shared: shared.clone(),
+                    http: http.clone(),
+                    ip: forward::client_ip_header(peer),
+                    stop: stop.clone(),
+                };
                 let token = shared.drain.token();
-                let shared = shared.clone();
-                let client_ip = forward::client_ip_header(peer);
-                let service = service_fn(move |req| {
-                    let shared = shared.clone();
-                    let client_ip = client_ip.clone();
-                    async move { Ok::<_, Infallible>(handle(shared, req, client_ip).await) }
-                });
-                let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
-                let mut stop = stop.clone();
+                let tls = tls.clone();
+                let handshake_limit = limits.header_timeout;
                 tokio::spawn(async move {
-                    tokio::pin!(connection);
-                    let served = tokio::select! {
-                        served = connection.as_mut() => served,
-                        () = stopped(&mut stop) => {
-                            // Finish the request in flight, if any, then close.
-                            connection.as_mut().graceful_shutdown();
-                            connection.await
-                        }
-                    };
-                    if let Err(e) = served {
-                        tracing::debug!(error = %e, %peer, "client connection ended with an error");
+                    match tls {
+                        None => client.serve(stream, false).await,
+                        Some(tls) => match tokio::time::timeout(handshake_limit, tls.accept(stream)).await {
+                            Ok(Ok(stream)) => client.serve(stream, true).await,
+                            Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        },
                     }
                     drop(token);
                     drop(admitted);
@@ -286,6 +294,54 @@ async fn serve_traffic(
     tokio::select! {
         () = shared.drain.wait() => {}
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; dropping requests still in flight"),
+    }
+}
+
+/// One client connection, before its first request.
+struct Client {
+    shared: Arc<Shared>,
+    http: hyper::server::conn::http1::Builder,
+    /// Its `X-Forwarded-For` entry.
+    ip: HeaderValue,
+    stop: watch::Receiver<bool>,
+}
+
+impl Client {
+    /// Serves requests on `io` until the client closes or the proxy stops (then the
+    /// request in flight, if any, is finished first). `https` marks every request as
+    /// having come over TLS.
+    async fn serve<I>(self, io: I, https: bool)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Client {
+            shared,
+            http,
+            ip,
+            mut stop,
+        } = self;
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            if https {
+                req.extensions_mut().insert(forward::OverTls);
+            }
+            let shared = shared.clone();
+            let ip = ip.clone();
+            async move { Ok::<_, Infallible>(handle(shared, req, ip).await) }
+        });
+        let connection = http
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        tokio::pin!(connection);
+        let served = tokio::select! {
+            served = connection.as_mut() => served,
+            () = stopped(&mut stop) => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = served {
+            tracing::debug!(error = %e, "client connection ended with an error");
+        }
     }
 }
 

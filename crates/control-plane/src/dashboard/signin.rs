@@ -6,8 +6,6 @@
 //! past [`MAX_FAILURES_PER_USER`] or [`MAX_FAILURES_PER_ADDRESS`] within
 //! [`FAILURE_WINDOW`], passwords are not even checked until the window has passed.
 
-use std::net::SocketAddr;
-
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
@@ -31,6 +29,7 @@ use crate::error::FieldError;
 use crate::repo::sessions;
 use crate::repo::users::{self, Role};
 use crate::AppState;
+use crate::ClientAddr;
 
 /// The cookie that pairs with the token of a form shown before sign-in.
 const FORM_COOKIE: &str = "gatehouse_form";
@@ -75,8 +74,11 @@ struct NextQuery {
 fn address(parts: &Parts) -> String {
     parts
         .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+        .get::<ConnectInfo<ClientAddr>>()
+        .map_or_else(
+            || "unknown".to_owned(),
+            |ConnectInfo(ClientAddr(addr))| addr.ip().to_string(),
+        )
 }
 
 /// The token of the anonymous form, reusing the browser's cookie when it has one.
