@@ -323,7 +323,7 @@ fn breaking_answer(path: &str) -> Vec<u8> {
     let mut answer = Vec::new();
     match path {
         // A declared length of 100,000, and 1,000 bytes of it.
-        "/length" => {
+        "/length" | "/stall" => {
             answer.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
             answer.extend_from_slice(&[b'x'; 1000]);
         }
@@ -340,7 +340,8 @@ fn breaking_answer(path: &str) -> Vec<u8> {
 }
 
 /// An upstream on a raw socket, answering with [`breaking_answer`] and closing each
-/// connection after its answer, whole or not. It lives as long as the test's runtime.
+/// connection after its answer, whole or not (`/stall`: after a minute of silence). It
+/// lives as long as the test's runtime.
 async fn breaking_upstream() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -360,6 +361,10 @@ async fn breaking_upstream() -> SocketAddr {
                 let line = String::from_utf8_lossy(&head);
                 let path = line.split_whitespace().nth(1).unwrap_or("/");
                 let _ = stream.write_all(&breaking_answer(path)).await;
+                if path == "/stall" {
+                    // Holds the connection open, sending nothing more.
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
                 let _ = stream.shutdown().await;
             });
         }
@@ -395,11 +400,15 @@ async fn upstream_closing_mid_body_gives_the_client_a_broken_response_not_a_hang
     let api = admin.create_api("cut").await;
     let uri = format!("http://{upstream}/{{case}}");
     admin.add_route(&api, "GET /{case}", http_proxy(&uri)).await;
+    let stall =
+        json!({"type": "HTTP_PROXY", "uri": format!("http://{upstream}/stall"), "timeout_ms": 500});
+    admin.add_route(&api, "GET /stall", stall).await;
     admin.deploy_stage(&api, "prod", json!({})).await;
     wait_for_version(&proxy, config_version(&pool).await, Duration::from_secs(5)).await;
 
     let base = format!("http://{}/cut/prod", proxy.addr);
-    for case in ["length", "chunked"] {
+    // Closed after part of the body, or stalled after it past the route's 500 ms timeout.
+    for case in ["length", "chunked", "stall"] {
         let started = Instant::now();
         let url = format!("{base}/{case}");
         let (status, received, ended) = tokio::time::timeout(SNAPPY, read_body(&url))

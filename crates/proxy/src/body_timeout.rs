@@ -1,7 +1,9 @@
-//! A request body that must keep arriving: a client that stops sending mid-body (a slow
-//! POST, one byte a minute) would hold its connection, the upstream's and a task until
-//! the route's timeout. The body fails after a set time without a frame instead, and the
-//! gateway answers 408, blaming the client rather than the upstream.
+//! Bodies that must keep arriving. A client that stops sending mid-body (a slow POST, one
+//! byte a minute) would hold its connection, the upstream's and a task until the route's
+//! timeout; its body fails after a set time without a frame instead, and the gateway
+//! answers 408, blaming the client rather than the upstream. An upstream that stalls
+//! mid-response is cut off the same way, after the route's timeout, so the client sees a
+//! broken response instead of waiting forever.
 
 use std::error::Error;
 use std::fmt;

@@ -6,8 +6,11 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-/// The body of every proxy response: the upstream's, streamed, or one of ours.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+use crate::body_timeout::IdleTimeout;
+
+/// The body of every proxy response: the upstream's, streamed (and cut off if the
+/// upstream sends nothing for the route's timeout), or one of ours.
+pub type ProxyBody = Either<IdleTimeout<Incoming>, Full<Bytes>>;
 
 /// Why the gateway answered instead of the integration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

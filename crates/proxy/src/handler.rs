@@ -421,7 +421,9 @@ async fn forward(
                 passthrough::restore_upgrade(&mut parts.headers, accepted);
                 passthrough::splice(client, upstream, shared.drain.token());
             }
-            Response::from_parts(parts, Either::Left(body))
+            // An upstream that stalls mid-body is given up on after the route's timeout
+            // without a byte, so the client sees a broken response instead of waiting.
+            Response::from_parts(parts, Either::Left(IdleTimeout::new(body, timeout)))
         }
     }
 }
