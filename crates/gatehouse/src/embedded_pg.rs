@@ -157,6 +157,29 @@ impl EmbeddedPostgres {
         Ok(pg)
     }
 
+    /// Stops the cluster under `root` if there is one, creating nothing; false when there
+    /// is none.
+    pub async fn stop_at(root: &Path) -> anyhow::Result<bool> {
+        let root = std::path::absolute(root).context("cannot resolve the data folder")?;
+        if !root.is_dir() {
+            return Ok(false);
+        }
+        let bin_dir = find_bin_dir().context(INSTALL_HINT)?;
+        let as_postgres_user = uid_of(None).await == Some(0);
+        let base = cluster_base(&root, as_postgres_user).await;
+        let pg = EmbeddedPostgres {
+            bin_dir,
+            data_dir: base.join("data"),
+            socket_dir: socket_dir_for(&base),
+            as_postgres_user,
+        };
+        if !pg.data_dir.join("PG_VERSION").is_file() {
+            return Ok(false);
+        }
+        pg.stop().await?;
+        Ok(true)
+    }
+
     /// The URL of `database` on this cluster, over its Unix socket.
     pub fn url(&self, database: &str) -> String {
         format!(

@@ -340,11 +340,16 @@ pub async fn demo_upstream(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 pub async fn postgres(cmd: PostgresCommand) -> anyhow::Result<()> {
-    let pg = EmbeddedPostgres::start(&cmd.data.data_dir).await?;
     if cmd.stop {
-        pg.stop().await?;
+        if !EmbeddedPostgres::stop_at(&cmd.data.data_dir).await? {
+            say!(
+                "no private PostgreSQL under {}",
+                cmd.data.data_dir.display()
+            );
+        }
         return Ok(());
     }
+    let pg = EmbeddedPostgres::start(&cmd.data.data_dir).await?;
     pg.ensure_database(embedded_pg::DATABASE).await?;
     say!("{}", pg.url(embedded_pg::DATABASE));
     Ok(())
