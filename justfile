@@ -51,7 +51,7 @@ chaos:
     source tests/scripts/services.sh
     cargo build --locked -q -p gatehouse
     CHAOS_REDEPLOY_SECS="${CHAOS_REDEPLOY_SECS:-60}" cargo test --locked -p gatehouse-tests \
-        --test chaos --test hostile_input -- --nocapture
+        --test chaos --test chaos_dependencies --test hostile_input -- --nocapture
 
 # Stop the private PostgreSQL and Redis that `just test` started.
 test-db-stop:
