@@ -53,6 +53,24 @@ chaos:
     CHAOS_REDEPLOY_SECS="${CHAOS_REDEPLOY_SECS:-60}" cargo test --locked -p gatehouse-tests \
         --test chaos --test chaos_dependencies --test hostile_input -- --nocapture
 
+# Licenses, banned crates and sources must pass. The advisories need the RustSec database
+# from github.com: where it cannot be fetched the recipe fails, unless AUDIT_OFFLINE_OK=1,
+# which checks the rest and says loudly that advisories were not checked.
+# The dependency policy of deny.toml, with cargo-deny.
+audit:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
+    cargo deny --locked check bans licenses sources
+    if cargo deny fetch db; then
+        cargo deny --locked check --disable-fetch advisories
+    elif [ "${AUDIT_OFFLINE_OK:-}" = 1 ]; then
+        echo "WARNING: the RustSec advisory database is unreachable; known advisories were NOT checked" >&2
+    else
+        echo "the RustSec advisory database is unreachable; AUDIT_OFFLINE_OK=1 checks the rest only" >&2
+        exit 1
+    fi
+
 # Stop the private PostgreSQL and Redis that `just test` started.
 test-db-stop:
     cargo run --locked -q -p gatehouse -- postgres --data-dir target/test-data --stop
