@@ -372,6 +372,46 @@ async fn the_overview_proxies_and_audit_pages_render_for_a_viewer(pool: PgPool) 
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn a_proxy_that_stopped_polling_stands_out_as_stale(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    sqlx::query(
+        "INSERT INTO nodes (id, version, address, config_version, last_seen) VALUES \
+         ('proxy-live', '1.2.3', '10.0.0.1:8000', (SELECT version FROM config_state), now()), \
+         ('proxy-gone', '1.2.0', '10.0.0.2:8000', 1, now() - interval '1 hour')",
+    )
+    .execute(&pool)
+    .await
+    .expect("nodes");
+    let viewer = Dashboard::sign_in_new(&cp, "vera", Role::Viewer).await;
+    for path in ["/nodes", "/"] {
+        let page = viewer.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        let row = |id: &str| {
+            let at = page.html.find(id).expect(id);
+            let start = page.html[..at].rfind("<tr").expect("row start");
+            let end = at + page.html[at..].find("</tr>").expect("row end");
+            page.html[start..end].to_owned()
+        };
+        let gone = row("proxy-gone");
+        assert!(
+            gone.contains("class=\"stale\"") && gone.contains(">stale<"),
+            "{path}: {gone}"
+        );
+        assert!(
+            gone.contains("10.0.0.2:8000") && gone.contains("1 h ago"),
+            "{path}: {gone}"
+        );
+        let live = row("proxy-live");
+        assert!(
+            live.contains(">live<") && !live.contains("stale"),
+            "{path}: {live}"
+        );
+    }
+    viewer.get("/nodes").await.expect_text("1.2.3");
+    cp.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn changes_from_the_admin_api_are_audited_with_secrets_hidden(pool: PgPool) {
     let cp = ControlPlane::start(pool.clone()).await;
     let admin = cp.admin();

@@ -157,6 +157,29 @@ async fn an_admin_creates_an_api_and_finds_it_in_the_list(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn markup_typed_into_a_name_is_shown_as_text_on_every_page(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    let dash = Dashboard::sign_in_new(&cp, "ada", Role::Admin).await;
+    let name = "<script>alert(1)</script>\" onload=\"x";
+    let id = create_api(&dash, name, "pets").await;
+    let route = add_route(&cp, &dash, &id, &mock_route("GET /a", "200", "<b>hi</b>")).await;
+    for path in [
+        "/apis".to_owned(),
+        format!("/apis/{id}"),
+        format!("/apis/{id}/edit"),
+        format!("/apis/{id}/routes/{route}"),
+    ] {
+        let page = dash.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        page.expect_text("&#60;script&#62;alert(1)&#60;/script&#62;&#34; onload");
+        for raw in ["<script>alert", "\" onload=\"", "<b>hi"] {
+            assert!(!page.html.contains(raw), "{path} holds {raw:?} unescaped");
+        }
+    }
+    cp.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn a_bad_or_taken_slug_is_shown_next_to_its_field_and_nothing_is_created(pool: PgPool) {
     let cp = ControlPlane::start(pool.clone()).await;
     let dash = Dashboard::sign_in_new(&cp, "ada", Role::Admin).await;

@@ -1,9 +1,9 @@
 //! The dashboard end to end in a real browser: on a fresh install, headless Chromium sets
 //! up the first admin, creates an API with its routes, deploys it, creates a key and a
-//! usage plan, then sees the traffic a real proxy reports on the overview, the stage and
-//! the key's page. Every main page is screenshotted under
-//! `target/tmp/dashboard-screenshots/` for a human to look at; the pages are also checked
-//! to refuse inline scripts and not to scroll sideways.
+//! usage plan, sees the traffic a real proxy reports on the overview, the stage and the
+//! key's page, then signs out and in again with its password. Every main page is
+//! screenshotted under `target/tmp/dashboard-screenshots/` for a human to look at; the
+//! pages are also checked to refuse inline scripts and not to scroll sideways.
 
 use std::ops::AsyncFnMut;
 use std::path::{Path, PathBuf};
@@ -747,6 +747,29 @@ async fn an_admin_sets_up_deploys_an_api_and_sees_its_traffic_in_a_real_browser(
     ui.open("/keys").await?;
     ui.wait_for_path("the sign-in page", |p| p.starts_with("/signin"))
         .await?;
+
+    // Signing in again: a wrong password is refused with the name kept, the right one
+    // leads back to the page asked for.
+    let sign_in = "form[action='/signin'] button[type=submit]";
+    ui.browser.fill("input[name=name]", "ada").await?;
+    ui.browser
+        .fill("input[name=password]", "not the password")
+        .await?;
+    ui.submit(sign_in, "the sign-in page again", |p| p == "/signin")
+        .await?;
+    let refusal = ui.browser.text_of("p.alert").await?;
+    ensure!(
+        refusal.contains("Wrong user name or password"),
+        "refusal: {refusal:?}"
+    );
+    let kept = ui.attr("input[name=name]", "value").await?;
+    ensure!(kept == "ada", "the name typed: {kept:?}");
+    ui.shot("signin-refused").await?;
+    ui.browser.fill("input[name=password]", PASSWORD).await?;
+    ui.submit(sign_in, "the page asked for", |p| p == "/keys")
+        .await?;
+    ui.expect_h1("API keys").await?;
+    lap("signed out and in again");
 
     let Dashboard {
         browser,

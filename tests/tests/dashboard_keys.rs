@@ -536,10 +536,12 @@ async fn forms_without_this_sessions_csrf_token_are_refused(pool: PgPool) {
     let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
         ("/keys".into(), vec![("name", "sneaky")]),
         (format!("/keys/{key}/disable"), vec![("csrf", "forged")]),
+        (format!("/keys/{key}/enable"), vec![]),
         (format!("/keys/{key}/delete"), vec![]),
         ("/plans/new".into(), vec![("name", "sneaky")]),
         (format!("/plans/{plan}"), vec![("name", "hacked")]),
         (format!("/plans/{plan}/keys"), vec![("key_id", &key)]),
+        (format!("/plans/{plan}/keys/{key}/detach"), vec![]),
         (format!("/plans/{plan}/delete"), vec![]),
     ];
     for (path, fields) in &posts {

@@ -194,11 +194,22 @@ pub fn set_cookie(
     max_age: Duration,
     same_site: SameSite,
 ) -> HeaderValue {
+    cookie_header(name, value, max_age, same_site, state.config.secure_cookies)
+}
+
+/// The `Set-Cookie` value itself; `secure` when the dashboard is reached over TLS.
+fn cookie_header(
+    name: &str,
+    value: &str,
+    max_age: Duration,
+    same_site: SameSite,
+    secure: bool,
+) -> HeaderValue {
     let cookie = Cookie::build((name, value))
         .path("/")
         .http_only(true)
         .same_site(same_site)
-        .secure(state.config.secure_cookies)
+        .secure(secure)
         .max_age(cookie::time::Duration::seconds(max_age.num_seconds()));
     // Names and values are ours: ASCII letters, digits and `_`.
     HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -226,6 +237,19 @@ mod tests {
         );
         assert_eq!(cookie(&headers, COOKIE_NAME).as_deref(), Some("abc"));
         assert_eq!(cookie(&headers, "missing"), None);
+    }
+
+    #[test]
+    fn cookies_are_secure_only_when_served_over_tls() {
+        let over_tls = cookie_header(COOKIE_NAME, "abc", LIFETIME, SameSite::Lax, true);
+        let over_tls = over_tls.to_str().expect("ascii");
+        for flag in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+            assert!(over_tls.contains(flag), "{over_tls}");
+        }
+        let plain = cookie_header(COOKIE_NAME, "abc", LIFETIME, SameSite::Strict, false);
+        let plain = plain.to_str().expect("ascii");
+        assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Strict"));
+        assert!(!plain.contains("Secure"), "{plain}");
     }
 
     #[test]
