@@ -141,8 +141,9 @@ pub struct ControlPlaneArgs {
     /// the dashboard shows [default: the address of the proxy seen last; `up`: its proxy].
     #[arg(long, env = "GATEHOUSE_PROXY_URL")]
     pub proxy_url: Option<String>,
-    /// Mark dashboard cookies Secure: set it when the dashboard is reached over HTTPS (a
-    /// TLS-terminating load balancer in front).
+    /// Mark dashboard cookies Secure: set it when the dashboard is reached over HTTPS
+    /// through a TLS-terminating load balancer (with `--control-plane-tls-cert` they are
+    /// marked Secure anyway).
     #[arg(long, env = "GATEHOUSE_SECURE_COOKIES")]
     pub secure_cookies: bool,
 }

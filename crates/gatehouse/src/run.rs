@@ -71,7 +71,7 @@ fn control_plane_config(
         long_poll_timeout: Duration::from_secs(args.long_poll_secs),
         metrics_rollup_after: Duration::from_secs(args.metrics_rollup_hours * 3600),
         metrics_retention: Duration::from_secs(args.metrics_retention_days * 86_400),
-        secure_cookies: args.secure_cookies,
+        secure_cookies: args.secure_cookies || control_plane_tls(args).is_some(),
         proxy_url: args.proxy_url.clone(),
         ..ControlPlaneConfig::default()
     }
