@@ -44,7 +44,9 @@ pub fn router(state: AppState) -> Router {
             telemetry::measure,
         ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(TraceLayer::new_for_http())
+        // Errors are logged where they happen, with their cause (`error.rs`): a second,
+        // causeless line per 5xx would only flood the log during a database outage.
+        .layer(TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
 }
 
