@@ -237,10 +237,9 @@ async fn a_proxy_restarted_without_its_control_plane_serves_its_cache_at_once_un
                 assert!(started.elapsed() < START, "never served");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             };
-            // A debug build starts slower than a release one; the release figure is in
-            // the README.
+            // Measured from the start of the process, a debug build included.
             assert!(
-                served < Duration::from_secs(2),
+                served < Duration::from_secs(1),
                 "first answer after {served:?}"
             );
             eprintln!(
