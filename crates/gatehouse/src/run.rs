@@ -174,15 +174,17 @@ impl ControlPlaneTask {
 
 pub async fn control_plane(cmd: ControlPlaneCommand) -> anyhow::Result<()> {
     let args = &cmd.control_plane;
-    let node_token = args.node_token.clone().context(
-        "set GATEHOUSE_NODE_TOKEN (or --node-token): proxies need it to fetch configuration",
-    )?;
+    if args.node_token.is_none() {
+        tracing::warn!("GATEHOUSE_NODE_TOKEN is not set: proxies need node tokens issued through POST /api/v1/tokens");
+    }
     if args.admin_token.is_none() {
-        tracing::warn!("GATEHOUSE_ADMIN_TOKEN is not set: the admin API will refuse every call");
+        tracing::warn!(
+            "GATEHOUSE_ADMIN_TOKEN is not set: only admin tokens issued earlier are accepted"
+        );
     }
     let pool = database::connect(&cmd.database.database_url).await?;
     database::migrate(&pool).await?;
-    let config = control_plane_config(args, args.admin_token.clone(), Some(node_token));
+    let config = control_plane_config(args, args.admin_token.clone(), args.node_token.clone());
     let cp = spawn_control_plane(pool.clone(), config, args).await?;
     tracing::info!(addr = %cp.addr, "control plane listening");
     shutdown_signal().await;
