@@ -232,6 +232,64 @@ async fn a_key_can_be_disabled_enabled_and_deleted(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn a_key_is_renamed_from_its_page_and_keeps_its_value(pool: PgPool) {
+    let cp = ControlPlane::start(pool).await;
+    let admin = cp.admin();
+    let dash = Dashboard::sign_in_new(&cp, "ada", Role::Admin).await;
+    let id = create_key(&admin, "ci").await;
+    let prefix = key_of(&admin, &id).await["prefix"].clone();
+    let page = format!("/keys/{id}");
+    let form = dash.get(&page).await;
+    form.expect_text(&format!("action=\"{page}/rename\""))
+        .expect_text("href=\"#rename\"");
+    assert_eq!(input_value(&form.html, "name").as_deref(), Some("ci"));
+
+    let renamed = dash
+        .post(&format!("{page}/rename"), &[("name", "  ci runners  ")])
+        .await;
+    assert_eq!(redirected_to(&renamed), page);
+    let key = key_of(&admin, &id).await;
+    assert_eq!(key["name"], "ci runners");
+    assert_eq!(key["prefix"], prefix);
+    assert_eq!(key["enabled"], true);
+    dash.get(&page).await.expect_text("<h1>ci runners");
+    dash.get("/keys").await.expect_text("ci runners");
+    let audited = gatehouse_tests::eventually(std::time::Duration::from_secs(5), || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM audit_log WHERE action = 'PATCH /keys/{key_id}' AND target = '/keys/' || $1",
+        )
+        .bind(&id)
+        .fetch_one(&cp.pool)
+        .await
+        .expect("audit");
+        (n == 1).then_some(())
+    })
+    .await;
+    assert!(audited.is_some(), "the rename is audited");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_rename_to_a_bad_name_is_shown_next_to_the_field_and_changes_nothing(pool: PgPool) {
+    let cp = ControlPlane::start(pool).await;
+    let admin = cp.admin();
+    let dash = Dashboard::sign_in_new(&cp, "ada", Role::Admin).await;
+    let id = create_key(&admin, "ci").await;
+    let long = "n".repeat(200);
+    for bad in [long.as_str(), "   "] {
+        let answer = dash
+            .post(&format!("/keys/{id}/rename"), &[("name", bad)])
+            .await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+        answer.expect_text("The key was not renamed.");
+        error_next_to(&answer, "name", "__end", "printable characters");
+        assert_eq!(input_value(&answer.html, "name").as_deref(), Some(bad));
+        // The rest of the page is the key's, as stored.
+        answer.expect_text("<h1>ci ");
+    }
+    assert_eq!(key_of(&admin, &id).await["name"], "ci");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn the_key_page_shows_its_plans_with_quota_used_and_left_this_period(pool: PgPool) {
     let cp = ControlPlane::start(pool).await;
     let admin = cp.admin();
@@ -499,12 +557,14 @@ async fn a_viewer_sees_no_forms_and_every_form_refuses_them(pool: PgPool) {
             !page.html.contains("New plan") && !page.html.contains("New key"),
             "{path}"
         );
+        assert!(!page.html.contains("#rename"), "{path}");
     }
     assert_eq!(viewer.get("/plans/new").await.status, StatusCode::FORBIDDEN);
 
     let plan_fields = plan_form("hacked", ("1", "1"), ("", ""));
     let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
         ("/keys".into(), vec![("name", "sneaky")]),
+        (format!("/keys/{key}/rename"), vec![("name", "renamed")]),
         (format!("/keys/{key}/disable"), vec![]),
         (format!("/keys/{key}/enable"), vec![]),
         (format!("/keys/{key}/delete"), vec![]),
@@ -521,6 +581,7 @@ async fn a_viewer_sees_no_forms_and_every_form_refuses_them(pool: PgPool) {
     }
     assert_eq!(count(&cp.pool, "api_keys").await, 1);
     assert_eq!(key_of(&admin, &key).await["enabled"], true);
+    assert_eq!(key_of(&admin, &key).await["name"], "partner");
     assert_eq!(plan_of(&admin, &plan).await["name"], "gold");
     assert_eq!(plan_keys(&admin, &plan).await, [key]);
 }
@@ -535,6 +596,11 @@ async fn forms_without_this_sessions_csrf_token_are_refused(pool: PgPool) {
 
     let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
         ("/keys".into(), vec![("name", "sneaky")]),
+        (format!("/keys/{key}/rename"), vec![("name", "renamed")]),
+        (
+            format!("/keys/{key}/rename"),
+            vec![("csrf", "forged"), ("name", "renamed")],
+        ),
         (format!("/keys/{key}/disable"), vec![("csrf", "forged")]),
         (format!("/keys/{key}/enable"), vec![]),
         (format!("/keys/{key}/delete"), vec![]),
@@ -552,6 +618,7 @@ async fn forms_without_this_sessions_csrf_token_are_refused(pool: PgPool) {
     assert_eq!(count(&cp.pool, "api_keys").await, 1);
     assert_eq!(count(&cp.pool, "usage_plans").await, 1);
     assert_eq!(key_of(&admin, &key).await["enabled"], true);
+    assert_eq!(key_of(&admin, &key).await["name"], "partner");
     assert_eq!(plan_of(&admin, &plan).await["name"], "gold");
     assert!(plan_keys(&admin, &plan).await.is_empty());
 }
@@ -576,6 +643,8 @@ async fn unknown_or_malformed_ids_get_the_not_found_page(pool: PgPool) {
     let plan_fields = plan_form("gold", ("", ""), ("", ""));
     let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
         (format!("/keys/{UNKNOWN}/disable"), vec![]),
+        (format!("/keys/{UNKNOWN}/rename"), vec![("name", "renamed")]),
+        ("/keys/not-an-id/rename".into(), vec![("name", "renamed")]),
         ("/keys/not-an-id/enable".into(), vec![]),
         (format!("/keys/{UNKNOWN}/delete"), vec![]),
         (format!("/plans/{UNKNOWN}"), plan_fields),

@@ -1,7 +1,8 @@
 //! The API keys pages: the list with its create form, the page that shows a new key's
-//! value once, and each key's page with its usage plans, quota used and left, and traffic.
-//! Changes go through the admin API's `/keys`, the only place that ever sees a value: it
-//! is answered once, to the browser that asked, and never logged, audited or put in a URL.
+//! value once, and each key's page with its usage plans, quota used and left, traffic, and
+//! a form to rename it. Changes go through the admin API's `/keys`, the only place that
+//! ever sees a value: it is answered once, to the browser that asked, and never logged,
+//! audited or put in a URL.
 
 use std::collections::HashMap;
 
@@ -17,7 +18,8 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::charts::{RangeQuery, Traffic};
+use super::apis::explain;
+use super::charts::{Range, RangeQuery, Traffic};
 use super::dispatch::{self, Refusal};
 use super::form::{AdminPosted, Errors, Fields};
 use super::plans::{quota_text, throttle_text};
@@ -32,6 +34,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/keys", get(list).post(create))
         .route("/keys/{key_id}", get(show))
+        .route("/keys/{key_id}/rename", post(rename))
         .route("/keys/{key_id}/enable", post(enable))
         .route("/keys/{key_id}/disable", post(disable))
         .route("/keys/{key_id}/delete", post(delete))
@@ -98,6 +101,9 @@ struct KeyPage {
     last_used: String,
     plans: Vec<KeyPlanRow>,
     traffic: Traffic,
+    /// The rename form, as typed.
+    fields: Fields,
+    errors: Errors,
 }
 
 /// What the admin API answers to a create: the one time the value travels.
@@ -221,17 +227,18 @@ fn plan_row(plan: PlanView, totals: &[UsageTotal], now: DateTime<Utc>) -> KeyPla
     }
 }
 
-async fn show(
-    user: SignedIn,
-    State(state): State<AppState>,
-    Path(key_id): Path<String>,
-    Query(range): Query<RangeQuery>,
-) -> PageResult {
-    let Ok(id) = Uuid::parse_str(&key_id) else {
-        return Ok(render::not_found(Some(&user), "API key"));
-    };
+/// The key page with its rename form holding `fields` and showing `errors`, or `None`
+/// when there is no such key.
+async fn key_page(
+    state: &AppState,
+    user: &SignedIn,
+    id: Uuid,
+    range: Range,
+    fields: Option<Fields>,
+    errors: Errors,
+) -> Result<Option<KeyPage>, Failure> {
     let Some(key) = keys::get(&state.pool, id).await? else {
-        return Ok(render::not_found(Some(&user), "API key"));
+        return Ok(None);
     };
     let totals = usage::of_key(&state.pool, id).await?;
     let mut conn = state.pool.acquire().await?;
@@ -244,18 +251,59 @@ async fn show(
     }
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     let id_text = id.to_string();
-    Ok(render::page(&KeyPage {
+    Ok(Some(KeyPage {
         frame: user.frame(Section::Keys),
         created: when(key.created_at),
         last_used: last_used(&key),
-        traffic: Traffic::new(
-            &format!("/keys/{id}"),
-            &[("key_id", &id_text)],
-            range.range(),
-        ),
+        traffic: Traffic::new(&format!("/keys/{id}"), &[("key_id", &id_text)], range),
+        fields: fields.unwrap_or_else(|| Fields::default().with("name", key.name.clone())),
+        errors,
         key,
         plans: rows,
     }))
+}
+
+async fn show(
+    user: SignedIn,
+    State(state): State<AppState>,
+    Path(key_id): Path<String>,
+    Query(range): Query<RangeQuery>,
+) -> PageResult {
+    let Ok(id) = Uuid::parse_str(&key_id) else {
+        return Ok(render::not_found(Some(&user), "API key"));
+    };
+    Ok(
+        match key_page(&state, &user, id, range.range(), None, Errors::default()).await? {
+            Some(page) => render::page(&page),
+            None => render::not_found(Some(&user), "API key"),
+        },
+    )
+}
+
+/// Renames the key; its page follows, or shows the form again with what was wrong.
+async fn rename(
+    State(state): State<AppState>,
+    Path(key_id): Path<String>,
+    posted: AdminPosted,
+) -> PageResult {
+    let AdminPosted { user, fields } = posted;
+    let Ok(id) = Uuid::parse_str(&key_id) else {
+        return Ok(render::not_found(Some(&user), "API key"));
+    };
+    let path = format!("/keys/{id}");
+    let body = json!({ "name": fields.trimmed("name") });
+    let errors = match dispatch::call(&state, &user, Method::PATCH, &path, Some(body)).await {
+        Ok(_) => return Ok(Redirect::to(&path).into_response()),
+        Err(Refusal::Invalid(errors)) => explain(errors, &["name"], "The key was not renamed."),
+        Err(Refusal::Page(page)) => return Ok(page),
+    };
+    let range = Range::default();
+    Ok(
+        match key_page(&state, &user, id, range, Some(fields), errors).await? {
+            Some(page) => render::page_with(StatusCode::UNPROCESSABLE_ENTITY, &page),
+            None => render::not_found(Some(&user), "API key"),
+        },
+    )
 }
 
 async fn enable(
