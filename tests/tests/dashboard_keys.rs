@@ -231,6 +231,93 @@ async fn a_key_can_be_disabled_enabled_and_deleted(pool: PgPool) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// The stored hash of a key value, as the admin API writes it.
+fn hash_hex(value: &str) -> String {
+    gatehouse_model::usage::hash_key(value.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_imported_key_value_is_stored_by_its_hash_and_shown_once(pool: PgPool) {
+    let cp = ControlPlane::start(pool).await;
+    let admin = cp.admin();
+    let dash = Dashboard::sign_in_new(&cp, "ada", Role::Admin).await;
+    dash.get("/keys")
+        .await
+        .expect_text("name=\"value\" value=\"\"")
+        .expect_text("20 to 128 letters, digits or <code>-_.~</code>");
+
+    let value = "legacy-partner_key.0123~XYZ";
+    let created = dash
+        .post("/keys", &[("name", "legacy partner"), ("value", value)])
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.html);
+    assert_eq!(created.location, None);
+    assert_eq!(created.headers["cache-control"], "no-store");
+    created
+        .expect_text(&format!("data-copy=\"{value}\""))
+        .expect_text("will not be shown again");
+
+    let (_, listed) = admin.get("/keys").await;
+    let key = &listed["items"][0];
+    assert_eq!(key["name"], "legacy partner");
+    assert_eq!(key["prefix"], "legacy", "a quarter of the value, at most 8");
+    let hash: String = sqlx::query_scalar("SELECT hash FROM api_keys")
+        .fetch_one(&cp.pool)
+        .await
+        .expect("hash");
+    assert_eq!(hash, hash_hex(value), "the imported value is the key");
+    let page = dash.get(&format!("/keys/{}", id_of(key))).await;
+    assert!(!page.html.contains(value), "shown once, never again");
+
+    // Without a value, one is generated as before.
+    let generated = dash
+        .post("/keys", &[("name", "new app"), ("value", "  ")])
+        .await;
+    assert_eq!(generated.status, StatusCode::OK, "{}", generated.html);
+    generated.expect_text("data-copy=\"ghk_");
+    assert_eq!(count(&cp.pool, "api_keys").await, 2);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_bad_or_taken_imported_value_is_refused_next_to_its_field_with_what_was_typed_kept(
+    pool: PgPool,
+) {
+    let cp = ControlPlane::start(pool).await;
+    let dash = Dashboard::sign_in_new(&cp, "ada", Role::Admin).await;
+    for bad in [
+        "too-short",
+        "has spaces in the middle of it",
+        &"k".repeat(129),
+    ] {
+        let answer = dash
+            .post("/keys", &[("name", "legacy"), ("value", bad)])
+            .await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        error_next_to(&answer, "value", "__end", "must be 20 to 128 letters");
+        answer.expect_text("The key was not created.");
+        assert_eq!(input_value(&answer.html, "value").as_deref(), Some(bad));
+        assert_eq!(input_value(&answer.html, "name").as_deref(), Some("legacy"));
+        assert!(!answer.html.contains("data-copy"), "{bad}: no key shown");
+    }
+    assert_eq!(count(&cp.pool, "api_keys").await, 0);
+
+    let value = "abcdefghijklmnopqrstuvwxyz";
+    let first = dash
+        .post("/keys", &[("name", "one"), ("value", value)])
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.html);
+    let again = dash
+        .post("/keys", &[("name", "two"), ("value", value)])
+        .await;
+    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
+    error_next_to(&again, "value", "__end", "this key already exists");
+    assert_eq!(input_value(&again.html, "name").as_deref(), Some("two"));
+    assert_eq!(count(&cp.pool, "api_keys").await, 1);
+}
+
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_key_is_renamed_from_its_page_and_keeps_its_value(pool: PgPool) {
     let cp = ControlPlane::start(pool).await;
@@ -564,6 +651,10 @@ async fn a_viewer_sees_no_forms_and_every_form_refuses_them(pool: PgPool) {
     let plan_fields = plan_form("hacked", ("1", "1"), ("", ""));
     let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
         ("/keys".into(), vec![("name", "sneaky")]),
+        (
+            "/keys".into(),
+            vec![("name", "sneaky"), ("value", "abcdefghijklmnopqrstuvwxyz")],
+        ),
         (format!("/keys/{key}/rename"), vec![("name", "renamed")]),
         (format!("/keys/{key}/disable"), vec![]),
         (format!("/keys/{key}/enable"), vec![]),
@@ -596,6 +687,10 @@ async fn forms_without_this_sessions_csrf_token_are_refused(pool: PgPool) {
 
     let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
         ("/keys".into(), vec![("name", "sneaky")]),
+        (
+            "/keys".into(),
+            vec![("name", "sneaky"), ("value", "abcdefghijklmnopqrstuvwxyz")],
+        ),
         (format!("/keys/{key}/rename"), vec![("name", "renamed")]),
         (
             format!("/keys/{key}/rename"),

@@ -1,8 +1,8 @@
-//! The API keys pages: the list with its create form, the page that shows a new key's
-//! value once, and each key's page with its usage plans, quota used and left, traffic, and
-//! a form to rename it. Changes go through the admin API's `/keys`, the only place that
-//! ever sees a value: it is answered once, to the browser that asked, and never logged,
-//! audited or put in a URL.
+//! The API keys pages: the list with its create form (which also imports an existing
+//! value), the page that shows a new key's value once, and each key's page with its usage
+//! plans, quota used and left, traffic, and a form to rename it. Changes go through the
+//! admin API's `/keys`, the only place that ever sees a value: it is answered once, to the
+//! browser that asked, and never logged, audited or put in a URL.
 
 use std::collections::HashMap;
 
@@ -167,14 +167,26 @@ async fn list(user: SignedIn, State(state): State<AppState>) -> PageResult {
     Ok(render::page(&page))
 }
 
-/// Creates a key and answers the page that shows its value, once. Not a redirect: the
-/// value must not travel in a URL, and this answer is never cached.
+/// The fields of the create form the page shows errors next to.
+const CREATE_FIELDS: [&str; 2] = ["name", "value"];
+
+/// The create body: the name, and the value to import when one was typed.
+fn create_body(fields: &Fields) -> serde_json::Value {
+    match fields.trimmed("value") {
+        "" => json!({ "name": fields.trimmed("name") }),
+        value => json!({ "name": fields.trimmed("name"), "value": value }),
+    }
+}
+
+/// Creates (or imports) a key and answers the page that shows its value, once. Not a
+/// redirect: the value must not travel in a URL, and this answer is never cached.
 async fn create(State(state): State<AppState>, posted: AdminPosted) -> PageResult {
-    let body = json!({ "name": posted.fields.trimmed("name") });
+    let body = create_body(&posted.fields);
     let answer = dispatch::call(&state, &posted.user, Method::POST, "/keys", Some(body)).await;
     let created = match answer {
         Ok(created) => created,
         Err(Refusal::Invalid(errors)) => {
+            let errors = explain(errors, &CREATE_FIELDS, "The key was not created.");
             let page = keys_page(&state, &posted.user, posted.fields, errors).await?;
             return Ok(render::page_with(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
