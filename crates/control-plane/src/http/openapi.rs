@@ -22,7 +22,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
-use super::{apis, deployments, keys, metrics, nodes, plans, routes, stages};
+use super::{apis, deployments, keys, metrics, nodes, plans, routes, stages, tokens};
 use super::{MAX_DESCRIPTION_LEN, MAX_NAME_LEN};
 use crate::error::ErrorBody;
 
@@ -34,7 +34,8 @@ const BEARER: &str = "bearer";
     info(
         title = "Gatehouse admin API",
         description = "Define APIs, their routes, deployments and stages; issue API keys and \
-            usage plans; read traffic metrics. Every call needs `Authorization: Bearer <token>` \
+            usage plans; read traffic metrics; issue, rotate and revoke the tokens of this API and \
+            of the proxies. Every call needs `Authorization: Bearer <token>` \
             (an admin token, or a viewer token for reads). Errors are JSON \
             `{\"message\", \"errors\": [{\"field\", \"message\"}]}`."
     ),
@@ -74,6 +75,11 @@ const BEARER: &str = "bearer";
         plans::detach,
         nodes::list,
         metrics::query,
+        tokens::list,
+        tokens::create,
+        tokens::read,
+        tokens::revoke,
+        tokens::rotate,
     ),
     security(("bearer" = [])),
     modifiers(&SharedAnswers),
@@ -86,6 +92,8 @@ const BEARER: &str = "bearer";
         (name = "usage-plans", description = "Throttles and quotas of the keys attached"),
         (name = "nodes", description = "The proxies polling this control plane"),
         (name = "metrics", description = "Traffic of APIs, stages, routes and keys"),
+        (name = "tokens", description = "Admin, viewer and node tokens of this API and the \
+            proxies' sync API"),
     )
 )]
 struct AdminApi;

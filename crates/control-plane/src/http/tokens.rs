@@ -9,19 +9,22 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::auth::{Admin, IssuedToken, Reader};
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use crate::http::openapi::Name;
 use crate::http::{check_name, parse_id, Items};
 use crate::json::JsonBody;
 use crate::repo::tokens::{self, NewToken, Token, TokenRole, TokenStatus};
 use crate::AppState;
 
-/// Longest lifetime a token can be given: ten years.
+/// Longest lifetime a token can be given: ten years. The OpenAPI bounds of the
+/// `expires_in_seconds` fields repeat it (utoipa takes literals only; a test compares).
 const MAX_LIFETIME_SECS: i64 = 10 * 365 * 24 * 3600;
 /// How long a rotated token keeps working unless told otherwise: an hour.
 const DEFAULT_OVERLAP_SECS: i64 = 3600;
-/// Longest overlap of a rotation: seven days.
+/// Longest overlap of a rotation: seven days; repeated in `RotateToken`'s schema.
 const MAX_OVERLAP_SECS: i64 = 7 * 24 * 3600;
 
 pub fn router() -> Router<AppState> {
@@ -31,27 +34,34 @@ pub fn router() -> Router<AppState> {
         .route("/tokens/{token_id}/rotate", post(rotate))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateToken {
+pub(crate) struct CreateToken {
+    #[schema(value_type = Name)]
     name: String,
+    #[schema(value_type = TokenRole)]
     role: String,
-    /// Lifetime; the token never expires without it.
+    /// Lifetime in seconds (ten years at most); the token never expires without it.
+    #[schema(minimum = 1, maximum = 315_360_000)]
     expires_in_seconds: Option<i64>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RotateToken {
-    /// How long the old token keeps working.
+pub(crate) struct RotateToken {
+    /// How long the old token keeps working, in seconds (seven days at most); an hour
+    /// when left out.
+    #[schema(minimum = 0, maximum = 604_800)]
     overlap_seconds: Option<i64>,
-    /// Lifetime of the new token; it never expires without it.
+    /// Lifetime of the new token in seconds (ten years at most); it never expires without
+    /// it.
+    #[schema(minimum = 1, maximum = 315_360_000)]
     expires_in_seconds: Option<i64>,
 }
 
 /// The one response that carries a token's value.
-#[derive(Serialize)]
-struct IssuedView {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct IssuedView {
     #[serde(flatten)]
     token: Token,
     value: String,
@@ -74,7 +84,24 @@ fn issued(status: StatusCode, view: IssuedView) -> Response {
     (status, [(header::LOCATION, location)], Json(view)).into_response()
 }
 
-async fn create(
+/// Issues a token. The response is the only one that holds its value.
+#[utoipa::path(
+    post,
+    path = "/tokens",
+    operation_id = "create_token",
+    tag = "tokens",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "The token with its value", body = IssuedView,
+            headers(("location" = String, description = "Where the token is")),
+            links(
+                ("ReadToken" = (operation_id = "read_token", parameters(("token_id" = "$response.body#/id")))),
+                ("RotateToken" = (operation_id = "rotate_token", parameters(("token_id" = "$response.body#/id")))),
+                ("RevokeToken" = (operation_id = "revoke_token", parameters(("token_id" = "$response.body#/id")))),
+            )),
+    )
+)]
+pub(crate) async fn create(
     admin: Admin,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateToken>,
@@ -115,13 +142,36 @@ async fn create(
     ))
 }
 
-async fn list(_: Reader, State(state): State<AppState>) -> ApiResult<Json<Items<Token>>> {
+/// Lists the tokens, revoked and expired ones too (without their values).
+#[utoipa::path(
+    get,
+    path = "/tokens",
+    operation_id = "list_tokens",
+    tag = "tokens",
+    responses((status = 200, description = "Every token", body = Items<Token>))
+)]
+pub(crate) async fn list(
+    _: Reader,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Items<Token>>> {
     Ok(Json(Items {
         items: tokens::list(&state.pool).await?,
     }))
 }
 
-async fn read(
+/// Reads a token (without its value).
+#[utoipa::path(
+    get,
+    path = "/tokens/{token_id}",
+    operation_id = "read_token",
+    tag = "tokens",
+    params(("token_id" = Uuid, Path, description = "The token's id")),
+    responses(
+        (status = 200, description = "The token", body = Token),
+        (status = 404, description = "No such token", body = ErrorBody),
+    )
+)]
+pub(crate) async fn read(
     _: Reader,
     State(state): State<AppState>,
     Path(token_id): Path<String>,
@@ -134,7 +184,18 @@ async fn read(
 }
 
 /// Revokes at once; revoking a revoked token changes nothing.
-async fn revoke(
+#[utoipa::path(
+    delete,
+    path = "/tokens/{token_id}",
+    operation_id = "revoke_token",
+    tag = "tokens",
+    params(("token_id" = Uuid, Path, description = "The token's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such token", body = ErrorBody),
+    )
+)]
+pub(crate) async fn revoke(
     _: Admin,
     State(state): State<AppState>,
     Path(token_id): Path<String>,
@@ -149,8 +210,27 @@ async fn revoke(
 }
 
 /// Issues a successor with the same name and role; the old token stops at the end of the
-/// overlap (or sooner, if it was to expire sooner).
-async fn rotate(
+/// overlap (or sooner, if it was to expire sooner). The body is optional.
+#[utoipa::path(
+    post,
+    path = "/tokens/{token_id}/rotate",
+    operation_id = "rotate_token",
+    tag = "tokens",
+    params(("token_id" = Uuid, Path, description = "The token's id")),
+    request_body = Option<RotateToken>,
+    responses(
+        (status = 201, description = "The new token with its value, and the old one in \
+            `previous`", body = IssuedView,
+            headers(("location" = String, description = "Where the new token is")),
+            links(
+                ("ReadToken" = (operation_id = "read_token", parameters(("token_id" = "$response.body#/id")))),
+                ("RevokeToken" = (operation_id = "revoke_token", parameters(("token_id" = "$response.body#/id")))),
+            )),
+        (status = 404, description = "No such token", body = ErrorBody),
+        (status = 409, description = "The token is revoked or expired", body = ErrorBody),
+    )
+)]
+pub(crate) async fn rotate(
     admin: Admin,
     State(state): State<AppState>,
     Path(token_id): Path<String>,
@@ -207,4 +287,33 @@ async fn rotate(
             previous,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::{MAX_LIFETIME_SECS, MAX_OVERLAP_SECS};
+
+    /// The bounds the OpenAPI document gives `field` of the schema `schema`.
+    fn bounds(schema: &str, field: &str) -> (Value, Value) {
+        let document = serde_json::to_value(crate::http::openapi::document()).expect("serializes");
+        let property = &document["components"]["schemas"][schema]["properties"][field];
+        (property["minimum"].clone(), property["maximum"].clone())
+    }
+
+    #[test]
+    fn the_documented_bounds_are_the_ones_the_handlers_check() {
+        for schema in ["CreateToken", "RotateToken"] {
+            assert_eq!(
+                bounds(schema, "expires_in_seconds"),
+                (1.into(), MAX_LIFETIME_SECS.into()),
+                "{schema}"
+            );
+        }
+        assert_eq!(
+            bounds("RotateToken", "overlap_seconds"),
+            (0.into(), MAX_OVERLAP_SECS.into())
+        );
+    }
 }

@@ -6,10 +6,11 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// What a token lets its holder do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenRole {
     /// Every call of the admin API.
@@ -48,7 +49,7 @@ impl TryFrom<String> for TokenRole {
 }
 
 /// Whether a token works, by the database clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenStatus {
     Active,
@@ -81,7 +82,7 @@ impl TryFrom<String> for TokenStatus {
 
 /// A token as listings show it: everything but its value, which is not stored, and its
 /// digest, which is nobody's business.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Token {
     pub id: Uuid,
     pub name: String,
