@@ -590,6 +590,95 @@ async fn the_diff_page_shows_an_added_and_a_changed_route(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn a_deployment_no_stage_serves_is_deleted_from_the_history_or_its_page(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    let admin = cp.admin();
+    let dash = Dashboard::sign_in_new(&cp, "ada", Role::Admin).await;
+    let api = admin.create_api("pets").await;
+    admin.add_route(&api, "GET /a", mock("a")).await;
+    let old = admin.deploy(&api, "old").await;
+    let older = admin.deploy(&api, "older").await;
+    let served = admin.deploy_stage(&api, "prod", json!({})).await;
+    let delete = |id: &str| format!("/apis/{api}/deployments/{id}/delete");
+
+    let history = dash.get(&format!("/apis/{api}/deployments")).await;
+    history
+        .expect_text(&format!("action=\"{}\"", delete(&old)))
+        .expect_text(&format!("action=\"{}\"", delete(&older)))
+        .expect_text("data-confirm=\"Delete deployment");
+    assert!(
+        !history.html.contains(&delete(&served)),
+        "the deployment prod serves offers no delete"
+    );
+    dash.get(&format!("/apis/{api}"))
+        .await
+        .expect_text(&format!("action=\"{}\"", delete(&old)));
+    dash.get(&format!("/apis/{api}/deployments/{old}"))
+        .await
+        .expect_text(&format!("action=\"{}\"", delete(&old)));
+
+    let deleted = dash.post(&delete(&old), &[]).await;
+    assert_eq!(
+        redirected_to(&deleted),
+        format!("/apis/{api}/deployments?done=deleted")
+    );
+    let (status, _) = admin.get(&format!("/apis/{api}/deployments/{old}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let after = dash
+        .get(&format!("/apis/{api}/deployments?done=deleted"))
+        .await;
+    after.expect_text("The deployment was deleted.");
+    assert!(!after.html.contains(&old));
+    assert_eq!(deployment_ids(&cp, &api).await, [served.clone(), older]);
+    assert_eq!(stage_deployment(&cp, &api, "prod").await, served);
+    let audited = gatehouse_tests::eventually(std::time::Duration::from_secs(5), || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM audit_log WHERE action = 'DELETE /apis/{api_id}/deployments/{deployment_id}'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("audit");
+        (n == 1).then_some(())
+    })
+    .await;
+    assert!(audited.is_some(), "the delete is audited");
+    cp.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_deployment_a_stage_serves_says_why_it_cannot_be_deleted(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    let admin = cp.admin();
+    let dash = Dashboard::sign_in_new(&cp, "ada", Role::Admin).await;
+    let api = admin.create_api("pets").await;
+    admin.add_route(&api, "GET /a", mock("a")).await;
+    let served = admin.deploy_stage(&api, "prod", json!({})).await;
+    let path = format!("/apis/{api}/deployments/{served}");
+
+    let page = dash.get(&path).await;
+    page.expect_text("It cannot be deleted while a stage serves it");
+    assert!(
+        !page.html.contains(&format!("{path}/delete")),
+        "no delete form"
+    );
+
+    // A form sent anyway (from an older page, say) gets the admin API's reason.
+    let refused = dash.post(&format!("{path}/delete"), &[]).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    refused
+        .expect_text("The deployment was not deleted:")
+        .expect_text("points at this deployment; point it elsewhere first")
+        .expect_text("prod")
+        .expect_text("Routes in this deployment");
+    assert_eq!(
+        deployment_ids(&cp, &api).await,
+        std::slice::from_ref(&served)
+    );
+    assert_eq!(stage_deployment(&cp, &api, "prod").await, served);
+    cp.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn a_viewer_sees_no_forms_and_is_refused_on_every_form(pool: PgPool) {
     let cp = ControlPlane::start(pool.clone()).await;
     let admin = Dashboard::sign_in_new(&cp, "ada", Role::Admin).await;
@@ -601,6 +690,8 @@ async fn a_viewer_sees_no_forms_and_is_refused_on_every_form(pool: PgPool) {
             .await,
     );
     let deployment = deployment_ids(&cp, &api).await.remove(0);
+    // One no stage serves, which an admin could delete.
+    let spare = cp.admin().deploy(&api, "spare").await;
     let viewer = Dashboard::sign_in_new(&cp, "vic", Role::Viewer).await;
 
     let pages = [
@@ -609,6 +700,7 @@ async fn a_viewer_sees_no_forms_and_is_refused_on_every_form(pool: PgPool) {
         format!("/apis/{api}/routes/{route}"),
         format!("/apis/{api}/deployments"),
         format!("/apis/{api}/deployments/{deployment}"),
+        format!("/apis/{api}/deployments/{spare}"),
     ];
     for path in &pages {
         let page = viewer.get(path).await;
@@ -636,13 +728,14 @@ async fn a_viewer_sees_no_forms_and_is_refused_on_every_form(pool: PgPool) {
         );
     }
 
-    let forms: [(String, Vec<(&str, &str)>); 7] = [
+    let forms: [(String, Vec<(&str, &str)>); 8] = [
         ("/apis/new".to_owned(), vec![("name", "X"), ("slug", "x")]),
         (
             format!("/apis/{api}/edit"),
             vec![("name", "X"), ("slug", "x")],
         ),
         (format!("/apis/{api}/delete"), vec![]),
+        (format!("/apis/{api}/deployments/{spare}/delete"), vec![]),
         (
             format!("/apis/{api}/routes/new"),
             mock_route("GET /v", "200", "v"),
@@ -663,7 +756,7 @@ async fn a_viewer_sees_no_forms_and_is_refused_on_every_form(pool: PgPool) {
     assert_eq!(after["slug"], "pets");
     assert_eq!(count(&pool, "apis").await, 1);
     assert_eq!(routes_of(&cp, &api).await.len(), 1);
-    assert_eq!(count(&pool, "deployments").await, 1);
+    assert_eq!(count(&pool, "deployments").await, 2);
     assert_eq!(count(&pool, "stages").await, 1);
     cp.stop().await;
 }
@@ -674,7 +767,8 @@ async fn forms_without_the_csrf_token_are_refused_and_change_nothing(pool: PgPoo
     let dash = Dashboard::sign_in_new(&cp, "ada", Role::Admin).await;
     let api = create_api(&dash, "Pets", "pets").await;
     let route = add_route(&cp, &dash, &api, &mock_route("GET /a", "200", "a")).await;
-    let forms: [(String, Vec<(&str, &str)>); 7] = [
+    let kept = cp.admin().deploy(&api, "kept").await;
+    let forms: [(String, Vec<(&str, &str)>); 8] = [
         ("/apis/new".to_owned(), vec![("name", "X"), ("slug", "x")]),
         (
             format!("/apis/{api}/edit"),
@@ -690,6 +784,7 @@ async fn forms_without_the_csrf_token_are_refused_and_change_nothing(pool: PgPoo
         ),
         (format!("/apis/{api}/routes/{route}/delete"), vec![]),
         (format!("/apis/{api}/deploy"), vec![("stage", "dev")]),
+        (format!("/apis/{api}/deployments/{kept}/delete"), vec![]),
         (format!("/apis/{api}/delete"), vec![]),
     ];
     for (path, fields) in &forms {
@@ -710,7 +805,7 @@ async fn forms_without_the_csrf_token_are_refused_and_change_nothing(pool: PgPoo
         route_by_key(&cp, &api, "GET /a").await["id"],
         route.as_str()
     );
-    assert_eq!(count(&pool, "deployments").await, 0);
+    assert_eq!(deployment_ids(&cp, &api).await, [kept]);
     cp.stop().await;
 }
 
@@ -744,6 +839,9 @@ async fn unknown_or_malformed_ids_get_the_friendly_404(pool: PgPool) {
         format!("/apis/{UNKNOWN}/routes/new"),
         format!("/apis/{api}/routes/{UNKNOWN}"),
         format!("/apis/{api}/routes/{UNKNOWN}/delete"),
+        format!("/apis/{api}/deployments/{UNKNOWN}/delete"),
+        format!("/apis/{api}/deployments/nope/delete"),
+        format!("/apis/{UNKNOWN}/deployments/{deployment}/delete"),
     ] {
         let answer = dash
             .post(&path, &[("name", "x"), ("slug", "x"), ("stage", "dev")])

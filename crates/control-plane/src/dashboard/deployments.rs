@@ -1,6 +1,7 @@
 //! Deployments in the dashboard: the Deploy action (freeze the routes, then point a stage
-//! at them), an API's deployment history, and one deployment's frozen routes with what
-//! changed against the one before it, or against any other.
+//! at them), an API's deployment history, one deployment's frozen routes with what
+//! changed against the one before it, or against any other, and deleting a deployment no
+//! stage serves (the admin API refuses the others, and its reason is shown).
 //!
 //! Deploying is two admin API calls (create the deployment, then create or repoint the
 //! stage), each its own transaction. When the second is refused, the deployment exists but
@@ -37,6 +38,10 @@ pub fn router() -> Router<AppState> {
         .route("/apis/{api_id}/deploy", post(deploy))
         .route("/apis/{api_id}/deployments", get(history))
         .route("/apis/{api_id}/deployments/{deployment_id}", get(show))
+        .route(
+            "/apis/{api_id}/deployments/{deployment_id}/delete",
+            post(delete),
+        )
 }
 
 // ---- What changed between two deployments ----
@@ -171,12 +176,20 @@ struct HistoryPage {
     frame: Frame,
     api: Api,
     deployments: Vec<DeploymentRow>,
+    notice: Option<&'static str>,
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    done: String,
 }
 
 async fn history(
     user: SignedIn,
     State(state): State<AppState>,
     Path(api_id): Path<String>,
+    Query(query): Query<HistoryQuery>,
 ) -> PageResult {
     let api = find_api(&state, &user, &api_id).await?;
     let all = deployments::list(&state.pool, api.id).await?;
@@ -184,6 +197,7 @@ async fn history(
     Ok(render::page(&HistoryPage {
         frame: user.frame(Section::Apis),
         deployments: DeploymentRow::list(&all, &stage_list),
+        notice: (query.done == "deleted").then_some("The deployment was deleted."),
         api,
     }))
 }
@@ -211,6 +225,8 @@ struct DeploymentPage {
     changes: Vec<DiffRow>,
     /// The API's other deployments, to compare with.
     others: Vec<DeploymentRow>,
+    /// Why the admin API refused to delete this deployment.
+    delete_error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -240,19 +256,28 @@ async fn show(
 ) -> PageResult {
     let api = find_api(&state, &user, &api_id).await?;
     let this = find_deployment(&state, &user, &api, &deployment_id).await?;
+    let page = deployment_page(&state, &user, api, this, query.against.trim(), None).await?;
+    Ok(render::page(&page))
+}
+
+/// The deployment's page, its changes measured against the deployment `against` names
+/// (the previous one when empty), saying why a delete was refused when it was.
+async fn deployment_page(
+    state: &AppState,
+    user: &SignedIn,
+    api: Api,
+    this: DeploymentDetail,
+    against: &str,
+    delete_error: Option<String>,
+) -> Result<DeploymentPage, Failure> {
     let all = deployments::list(&state.pool, api.id).await?;
     let stage_list = stages::list(&state.pool, api.id).await?;
     let id = this.deployment.id;
     // The list is newest first: the previous deployment is the next one in it.
     let previous = all.iter().skip_while(|d| d.id != id).nth(1).map(|d| d.id);
-    let against_id = match query.against.trim() {
+    let against_id = match against {
         "" => previous,
-        raw => Some(
-            find_deployment(&state, &user, &api, raw)
-                .await?
-                .deployment
-                .id,
-        ),
+        raw => Some(find_deployment(state, user, &api, raw).await?.deployment.id),
     };
     let against = match against_id {
         Some(other) => deployments::get(&state.pool, api.id, other).await?,
@@ -278,7 +303,7 @@ async fn show(
         .filter(|d| d.id != id)
         .cloned()
         .collect::<Vec<_>>();
-    Ok(render::page(&DeploymentPage {
+    Ok(DeploymentPage {
         frame: user.frame(Section::Apis),
         deployment: DeploymentRow::new(&this.deployment, &stage_list),
         routes,
@@ -286,8 +311,39 @@ async fn show(
         against: against.map(|d| DeploymentRow::new(&d.deployment, &stage_list)),
         changes,
         others: DeploymentRow::list(&others, &stage_list),
+        delete_error,
         api,
-    }))
+    })
+}
+
+// ---- Delete ----
+
+/// Deletes a deployment no stage serves; the history follows. When a stage serves it,
+/// the admin API refuses, and the deployment's page says why.
+async fn delete(
+    State(state): State<AppState>,
+    Path((api_id, deployment_id)): Path<(String, String)>,
+    posted: AdminPosted,
+) -> PageResult {
+    let user = &posted.user;
+    let api = find_api(&state, user, &api_id).await?;
+    let this = find_deployment(&state, user, &api, &deployment_id).await?;
+    let path = format!("/apis/{}/deployments/{}", api.id, this.deployment.id);
+    let reason = match dispatch::call(&state, user, Method::DELETE, &path, None).await {
+        Ok(_) => {
+            let history = format!("/apis/{}/deployments?done=deleted", api.id);
+            return Ok(Redirect::to(&history).into_response());
+        }
+        Err(Refusal::Invalid(errors)) => errors
+            .fields
+            .first()
+            .map(|e| e.message.clone())
+            .or(errors.summary)
+            .unwrap_or_else(|| "the control plane refused".to_owned()),
+        Err(Refusal::Page(page)) => return Ok(page),
+    };
+    let page = deployment_page(&state, user, api, this, "", Some(reason)).await?;
+    Ok(page_with(StatusCode::CONFLICT, &page))
 }
 
 // ---- Deploy ----
