@@ -542,6 +542,202 @@ async fn a_plan_is_created_and_edited_through_its_form(pool: PgPool) {
     assert_eq!(plan_of(&admin, &id).await["name"], "gold plus");
 }
 
+/// The plan form's fields with route throttle rows, each (stage, route, rate, burst).
+fn with_rows(
+    mut fields: Vec<(String, String)>,
+    rows: &[(&str, &str, &str, &str)],
+) -> Vec<(String, String)> {
+    fields.push(("rt.rows".to_owned(), rows.len().to_string()));
+    for (i, (stage, route, rate, burst)) in rows.iter().enumerate() {
+        for (part, value) in [
+            ("stage", stage),
+            ("route", route),
+            ("rate", rate),
+            ("burst", burst),
+        ] {
+            fields.push((format!("rt.{i}.{part}"), (*value).to_owned()));
+        }
+    }
+    fields
+}
+
+/// The plan form for plan `gold` covering `stage`, without route throttle rows.
+fn gold_covering(stage: &str) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = plan_form("gold", ("10", "20"), ("1000", "DAY"))
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    fields.push(("stages".to_owned(), stage.to_owned()));
+    fields
+}
+
+fn borrowed(fields: &[(String, String)]) -> Vec<(&str, &str)> {
+    fields
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
+}
+
+async fn route_throttles_of(admin: &Admin, plan: &str) -> Value {
+    plan_of(admin, plan).await["stages"][0]["route_throttles"].clone()
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn route_throttles_are_shown_added_changed_and_removed_on_the_plan_form(pool: PgPool) {
+    let cp = ControlPlane::start(pool).await;
+    let admin = cp.admin();
+    let dash = Dashboard::sign_in_new(&cp, "ada", Role::Admin).await;
+    let api = admin.create_api("pets").await;
+    admin.add_route(&api, "GET /hello", mock("hi")).await;
+    admin.add_route(&api, "POST /pets", mock("made")).await;
+    admin.deploy_stage(&api, "prod", json!({})).await;
+    let stage = format!("{api}:prod");
+    let plan = create_plan(&admin, "gold", json!([{"api_id": api, "stage": "prod"}])).await;
+    let page = format!("/plans/{plan}");
+
+    let empty = dash.get(&page).await;
+    empty
+        .expect_text("none: every route has the plan's throttle")
+        .expect_text("name=\"rt.rows\" value=\"1\"")
+        .expect_text("<option value=\"GET /hello\">")
+        .expect_text("<option value=\"POST /pets\">");
+    assert_eq!(input_value(&empty.html, "rt.0.route").as_deref(), Some(""));
+
+    // Add one.
+    let added = with_rows(gold_covering(&stage), &[(&stage, "GET /hello", "1", "2")]);
+    let saved = dash.post(&page, &borrowed(&added)).await;
+    assert_eq!(redirected_to(&saved), page);
+    assert_eq!(
+        route_throttles_of(&admin, &plan).await,
+        json!({"GET /hello": {"rate": 1.0, "burst": 2}})
+    );
+    let shown = dash.get(&page).await;
+    shown
+        .expect_text("<code>GET /hello</code> 1 requests/s, burst 2")
+        .expect_text("name=\"rt.rows\" value=\"2\"")
+        .expect_text(&format!("<option value=\"{stage}\" selected>"));
+    assert_eq!(
+        input_value(&shown.html, "rt.0.route").as_deref(),
+        Some("GET /hello")
+    );
+    assert_eq!(input_value(&shown.html, "rt.0.rate").as_deref(), Some("1"));
+    assert_eq!(input_value(&shown.html, "rt.1.route").as_deref(), Some(""));
+
+    // Change it and add a second one in the empty row.
+    let changed = with_rows(
+        gold_covering(&stage),
+        &[
+            (&stage, "GET /hello", "5", "10"),
+            (&stage, "POST /pets", "0.5", "1"),
+        ],
+    );
+    let saved = dash.post(&page, &borrowed(&changed)).await;
+    assert_eq!(redirected_to(&saved), page);
+    assert_eq!(
+        route_throttles_of(&admin, &plan).await,
+        json!({
+            "GET /hello": {"rate": 5.0, "burst": 10},
+            "POST /pets": {"rate": 0.5, "burst": 1},
+        })
+    );
+
+    // Remove one with its tick and the other by emptying its row.
+    let mut removed = with_rows(
+        gold_covering(&stage),
+        &[(&stage, "GET /hello", "5", "10"), (&stage, "", "", "")],
+    );
+    removed.push(("rt.0.remove".to_owned(), "on".to_owned()));
+    let saved = dash.post(&page, &borrowed(&removed)).await;
+    assert_eq!(redirected_to(&saved), page);
+    assert_eq!(route_throttles_of(&admin, &plan).await, json!({}));
+    let plan_json = plan_of(&admin, &plan).await;
+    assert_eq!(plan_json["throttle"], json!({"rate": 10.0, "burst": 20}));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_bad_route_throttle_is_shown_next_to_its_field_with_what_was_typed_kept(pool: PgPool) {
+    let cp = ControlPlane::start(pool).await;
+    let admin = cp.admin();
+    let dash = Dashboard::sign_in_new(&cp, "ada", Role::Admin).await;
+    let api = api_with_stage(&admin, "pets").await;
+    let other = api_with_stage(&admin, "shop").await;
+    let stage = format!("{api}:prod");
+    let unticked = format!("{other}:prod");
+    let plan = create_plan(&admin, "gold", json!([{"api_id": api, "stage": "prod"}])).await;
+    let page = format!("/plans/{plan}");
+    admin
+        .patch(
+            &format!("/usage-plans/{plan}"),
+            json!({"stages": [{"api_id": api, "stage": "prod",
+                "route_throttles": {"GET /hello": {"rate": 1, "burst": 1}}}]}),
+        )
+        .await;
+
+    // Checked here: numbers, the model's rules, a stage not ticked, a route twice.
+    let typed = with_rows(
+        gold_covering(&stage),
+        &[
+            (&stage, "GET /hello", "fast", "2"),
+            (&stage, "GET /a", "1", "0"),
+            (&unticked, "GET /hello", "1", "1"),
+            (&stage, "GET /b", "1", "1"),
+            (&stage, "GET /b", "2", "2"),
+            ("", "GET /c", "1", "1"),
+        ],
+    );
+    let answer = dash.post(&page, &borrowed(&typed)).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    answer.expect_text("The plan was not saved");
+    error_next_to(&answer, "rt.0.rate", "rt.0.burst", "must be a number");
+    error_next_to(
+        &answer,
+        "rt.1.burst",
+        "rt.1.remove",
+        "burst must be between 1",
+    );
+    error_next_to(&answer, "rt.2.stage", "rt.2.route", "tick this stage");
+    error_next_to(&answer, "rt.4.route", "rt.4.rate", "already");
+    error_next_to(&answer, "rt.5.stage", "rt.5.route", "choose the API stage");
+    assert_eq!(
+        input_value(&answer.html, "rt.0.rate").as_deref(),
+        Some("fast")
+    );
+    assert_eq!(
+        input_value(&answer.html, "rt.1.route").as_deref(),
+        Some("GET /a")
+    );
+    assert_eq!(input_value(&answer.html, "rt.4.rate").as_deref(), Some("2"));
+    answer
+        .expect_text("name=\"rt.rows\" value=\"6\"")
+        .expect_text(&format!("<option value=\"{unticked}\" selected>"));
+
+    // Checked by the admin API: a route key it cannot parse, placed next to its row.
+    let bad_key = with_rows(
+        gold_covering(&stage),
+        &[
+            (&stage, "GET /ok", "1", "1"),
+            (&stage, "FETCH pets", "1", "1"),
+        ],
+    );
+    let answer = dash.post(&page, &borrowed(&bad_key)).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        answer.html
+    );
+    error_next_to(&answer, "rt.1.route", "rt.1.rate", "FETCH pets");
+    assert_eq!(
+        input_value(&answer.html, "rt.1.route").as_deref(),
+        Some("FETCH pets")
+    );
+    assert_eq!(
+        route_throttles_of(&admin, &plan).await,
+        json!({"GET /hello": {"rate": 1.0, "burst": 1}}),
+        "nothing was saved"
+    );
+}
+
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn keys_are_attached_and_detached_and_a_plan_in_use_is_not_deleted(pool: PgPool) {
     let cp = ControlPlane::start(pool).await;
@@ -661,6 +857,16 @@ async fn a_viewer_sees_no_forms_and_every_form_refuses_them(pool: PgPool) {
         (format!("/keys/{key}/delete"), vec![]),
         ("/plans/new".into(), plan_fields.clone()),
         (format!("/plans/{plan}"), plan_fields),
+        (
+            format!("/plans/{plan}"),
+            vec![
+                ("name", "gold"),
+                ("rt.rows", "1"),
+                ("rt.0.route", "GET /a"),
+                ("rt.0.rate", "1"),
+                ("rt.0.burst", "1"),
+            ],
+        ),
         (format!("/plans/{plan}/keys"), vec![("key_id", &key)]),
         (format!("/plans/{plan}/keys/{key}/detach"), vec![]),
         (format!("/plans/{plan}/delete"), vec![]),
@@ -701,6 +907,10 @@ async fn forms_without_this_sessions_csrf_token_are_refused(pool: PgPool) {
         (format!("/keys/{key}/delete"), vec![]),
         ("/plans/new".into(), vec![("name", "sneaky")]),
         (format!("/plans/{plan}"), vec![("name", "hacked")]),
+        (
+            format!("/plans/{plan}"),
+            vec![("name", "gold"), ("rt.rows", "1"), ("rt.0.remove", "on")],
+        ),
         (format!("/plans/{plan}/keys"), vec![("key_id", &key)]),
         (format!("/plans/{plan}/keys/{key}/detach"), vec![]),
         (format!("/plans/{plan}/delete"), vec![]),

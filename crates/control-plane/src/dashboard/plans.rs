@@ -1,9 +1,15 @@
 //! The usage plans pages: the list, the form that creates a plan, and each plan's page
-//! with its details, its edit form, the keys attached and a way to attach more. Changes
-//! go through the admin API's `/usage-plans`; numbers that do not parse are caught here,
-//! next to their field, before anything is sent.
+//! with its details, its edit form (throttle, quota, stages covered and the throttles of
+//! single routes on them), the keys attached and a way to attach more. Changes go through
+//! the admin API's `/usage-plans`; numbers that do not parse are caught here, next to
+//! their field, before anything is sent.
+//!
+//! Route throttles are rows of the form, `rt.{n}.stage`, `rt.{n}.route`, `rt.{n}.rate`,
+//! `rt.{n}.burst` and `rt.{n}.remove`, with `rt.rows` saying how many the page showed: the
+//! plan's own, then an empty one to add another. A form without `rt.rows` (a page from
+//! before route throttles were editable) keeps the plan's route throttles as they are.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -22,7 +28,7 @@ use super::render::{self, grouped, when, Failure, Frame, PageResult, Section};
 use super::session::SignedIn;
 use crate::error::FieldError;
 use crate::repo::plans::{self, PlanView};
-use crate::repo::{apis, keys, stages};
+use crate::repo::{apis, deployments, keys, stages};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -71,8 +77,9 @@ struct CoveredStage {
     api_id: Uuid,
     api_name: String,
     stage: String,
-    /// How many routes of the stage have a throttle of their own in this plan.
-    route_throttles: usize,
+    /// The routes of the stage with a throttle of their own in this plan, as
+    /// (route key, throttle) text.
+    route_throttles: Vec<(String, String)>,
 }
 
 fn covered(plan: &PlanView, api_names: &HashMap<Uuid, String>) -> Vec<CoveredStage> {
@@ -85,7 +92,11 @@ fn covered(plan: &PlanView, api_names: &HashMap<Uuid, String>) -> Vec<CoveredSta
                 .cloned()
                 .unwrap_or_else(|| s.api_id.to_string()),
             stage: s.stage.as_str().to_owned(),
-            route_throttles: s.route_throttles.len(),
+            route_throttles: s
+                .route_throttles
+                .iter()
+                .map(|(key, throttle)| (key.clone(), throttle_text(Some(*throttle))))
+                .collect(),
         })
         .collect()
 }
@@ -159,6 +170,17 @@ struct PeriodChoice {
     selected: bool,
 }
 
+/// One row of the route throttles fieldset, as typed (or as stored).
+struct ThrottleRow {
+    index: usize,
+    /// `api_id:stage`, or "" for none chosen.
+    stage: String,
+    route: String,
+    rate: String,
+    burst: String,
+    remove: bool,
+}
+
 /// What the form partial (`plan_form.html`) shows.
 struct PlanForm {
     action: String,
@@ -167,6 +189,38 @@ struct PlanForm {
     errors: Errors,
     choices: Vec<StageChoice>,
     periods: Vec<PeriodChoice>,
+    throttles: Vec<ThrottleRow>,
+    /// The route keys the stages serve, offered while typing one.
+    route_keys: BTreeSet<String>,
+}
+
+impl PlanForm {
+    /// The name of field `part` of route throttle row `index`.
+    fn row_field(&self, index: &usize, part: &str) -> String {
+        row_field(*index, part)
+    }
+
+    /// The error for field `part` of route throttle row `index`.
+    fn row_error(&self, index: &usize, part: &str) -> Option<&str> {
+        self.errors.get(&row_field(*index, part))
+    }
+}
+
+/// Most route throttle rows a form is read for.
+const MAX_THROTTLE_ROWS: usize = 1000;
+
+/// `rt.{index}.{part}`.
+fn row_field(index: usize, part: &str) -> String {
+    format!("rt.{index}.{part}")
+}
+
+/// How many route throttle rows the form showed, or `None` for a form without them.
+fn row_count(fields: &Fields) -> Option<usize> {
+    fields
+        .trimmed("rt.rows")
+        .parse::<usize>()
+        .ok()
+        .map(|n| n.min(MAX_THROTTLE_ROWS))
 }
 
 impl PlanForm {
@@ -179,8 +233,14 @@ impl PlanForm {
     ) -> Result<PlanForm, Failure> {
         let ticked: Vec<&str> = fields.all("stages").collect();
         let mut choices = Vec::new();
+        let mut route_keys = BTreeSet::new();
         for api in apis::list(&state.pool).await? {
             for stage in stages::list(&state.pool, api.id).await? {
+                if let Some(deployment) =
+                    deployments::get(&state.pool, api.id, stage.deployment_id).await?
+                {
+                    route_keys.extend(deployment.routes.0.iter().map(|r| r.route_key.to_string()));
+                }
                 let value = format!("{}:{}", api.id, stage.name);
                 choices.push(StageChoice {
                     checked: ticked.contains(&value.as_str()),
@@ -204,6 +264,17 @@ impl PlanForm {
             selected: value == period,
         })
         .collect();
+        // A form without rows yet (a new plan) shows one empty row.
+        let throttles = (0..row_count(&fields).unwrap_or(1))
+            .map(|index| ThrottleRow {
+                index,
+                stage: fields.trimmed(&row_field(index, "stage")).to_owned(),
+                route: fields.get(&row_field(index, "route")).to_owned(),
+                rate: fields.get(&row_field(index, "rate")).to_owned(),
+                burst: fields.get(&row_field(index, "burst")).to_owned(),
+                remove: fields.checked(&row_field(index, "remove")),
+            })
+            .collect();
         Ok(PlanForm {
             action,
             submit,
@@ -211,6 +282,8 @@ impl PlanForm {
             errors,
             choices,
             periods,
+            throttles,
+            route_keys,
         })
     }
 }
@@ -232,6 +305,27 @@ fn fields_of(plan: &PlanView) -> Fields {
     for s in &plan.stages {
         pairs.push(("stages", format!("{}:{}", s.api_id, s.stage)));
     }
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for s in &plan.stages {
+        for (route, throttle) in &s.route_throttles {
+            let index = rows.len() / 4;
+            rows.push((
+                row_field(index, "stage"),
+                format!("{}:{}", s.api_id, s.stage),
+            ));
+            rows.push((row_field(index, "route"), route.clone()));
+            rows.push((row_field(index, "rate"), throttle.rate.to_string()));
+            rows.push((row_field(index, "burst"), throttle.burst.to_string()));
+        }
+    }
+    // The stored throttles, then an empty row to add one.
+    let count = rows.len() / 4 + 1;
+    let mut pairs: Vec<(&str, String)> = pairs;
+    pairs.push(("rt.rows", count.to_string()));
+    pairs.extend(
+        rows.iter()
+            .map(|(name, value)| (name.as_str(), value.clone())),
+    );
     serde_urlencoded::to_string(&pairs)
         .ok()
         .and_then(|body| Fields::parse(body.as_bytes()))
@@ -323,8 +417,106 @@ fn quota_body(fields: &Fields, errors: &mut Vec<FieldError>) -> Value {
     json!({ "limit": limit, "period": period.map(QuotaPeriod::as_str) })
 }
 
-/// The ticked API stages, keeping the route throttles `current` has for each.
-fn stages_body(fields: &Fields, current: Option<&PlanView>, errors: &mut Vec<FieldError>) -> Value {
+/// The route throttles typed in the form's rows, by stage (`api_id:stage`) and route key.
+#[derive(Debug, Default)]
+struct TypedThrottles {
+    by_stage: BTreeMap<String, BTreeMap<String, Value>>,
+    /// Which row each throttle came from: (stage, route key, row index).
+    rows: Vec<(String, String, usize)>,
+}
+
+/// Reads the route throttle rows, or `None` for a form without them. An empty row, or one
+/// ticked for removal, is left out; what is wrong with a row goes next to its field.
+fn route_throttles(fields: &Fields, errors: &mut Vec<FieldError>) -> Option<TypedThrottles> {
+    let count = row_count(fields)?;
+    let ticked: Vec<&str> = fields.all("stages").collect();
+    let mut typed = TypedThrottles::default();
+    for index in 0..count {
+        let field = |part: &str| row_field(index, part);
+        let stage = fields.trimmed(&field("stage"));
+        let route = fields.trimmed(&field("route"));
+        let blank = route.is_empty()
+            && fields.trimmed(&field("rate")).is_empty()
+            && fields.trimmed(&field("burst")).is_empty();
+        if blank || fields.checked(&field("remove")) {
+            continue;
+        }
+        let before = errors.len();
+        if stage.is_empty() {
+            errors.push(FieldError::new(field("stage"), "choose the API stage"));
+        } else if !ticked.contains(&stage) {
+            errors.push(FieldError::new(
+                field("stage"),
+                "tick this stage under “API stages covered”, or remove the throttle",
+            ));
+        }
+        if route.is_empty() {
+            errors.push(FieldError::new(
+                field("route"),
+                "enter a route key of the stage, such as GET /pets/{id}",
+            ));
+        } else if typed.rows.iter().any(|(s, r, _)| s == stage && r == route) {
+            errors.push(FieldError::new(
+                field("route"),
+                "this stage has a throttle for this route already",
+            ));
+        }
+        let rate = read_number(
+            fields,
+            &field("rate"),
+            |raw| raw.parse::<f64>().ok().filter(|r| r.is_finite()),
+            (
+                "enter a rate too",
+                "must be a number of requests per second, such as 100 or 0.5",
+            ),
+            errors,
+        );
+        let burst = read_number(
+            fields,
+            &field("burst"),
+            whole_number,
+            (
+                "enter a burst too",
+                "must be a whole number of requests, such as 200",
+            ),
+            errors,
+        );
+        let (Some(rate), Some(burst)) = (rate, burst) else {
+            continue;
+        };
+        // The model's own rules (highest rate, longest refill), worded as the API words them.
+        let throttle = json!({ "rate": rate, "burst": burst });
+        if let Err(e) = serde_json::from_value::<Throttle>(throttle.clone()) {
+            let message = e.to_string();
+            let part = if message.starts_with("burst") {
+                "burst"
+            } else {
+                "rate"
+            };
+            errors.push(FieldError::new(field(part), message));
+            continue;
+        }
+        if errors.len() > before {
+            continue;
+        }
+        typed
+            .by_stage
+            .entry(stage.to_owned())
+            .or_default()
+            .insert(route.to_owned(), throttle);
+        typed.rows.push((stage.to_owned(), route.to_owned(), index));
+    }
+    Some(typed)
+}
+
+/// The ticked API stages, each with the route throttles typed for it, or (for a form
+/// without route throttle rows) those `current` has.
+fn stages_body(
+    fields: &Fields,
+    current: Option<&PlanView>,
+    typed: Option<&TypedThrottles>,
+    errors: &mut Vec<FieldError>,
+) -> Value {
     let mut refs = Vec::new();
     for value in fields.all("stages") {
         let parsed = value
@@ -337,29 +529,50 @@ fn stages_body(fields: &Fields, current: Option<&PlanView>, errors: &mut Vec<Fie
             ));
             continue;
         };
-        let route_throttles = current
-            .and_then(|plan| {
-                plan.stages
-                    .iter()
-                    .find(|s| s.api_id == api_id && s.stage.as_str() == stage)
-            })
-            .map_or_else(|| json!({}), |s| json!(s.route_throttles));
+        let route_throttles = match typed {
+            Some(typed) => json!(typed.by_stage.get(value).cloned().unwrap_or_default()),
+            None => current
+                .and_then(|plan| {
+                    plan.stages
+                        .iter()
+                        .find(|s| s.api_id == api_id && s.stage.as_str() == stage)
+                })
+                .map_or_else(|| json!({}), |s| json!(s.route_throttles)),
+        };
         refs.push(json!({ "api_id": api_id, "stage": stage, "route_throttles": route_throttles }));
     }
     Value::Array(refs)
 }
 
+/// A plan's JSON body, with what it takes to put the admin API's errors about it back
+/// next to the form's fields.
+#[derive(Debug)]
+struct PlanBody {
+    body: Value,
+    /// The `stages` sent, in order, as `api_id:stage`.
+    stages: Vec<String>,
+    typed: TypedThrottles,
+}
+
 /// The JSON body of a create or a full update, or what to fix before sending it.
-fn plan_body(fields: &Fields, current: Option<&PlanView>) -> Result<Value, Errors> {
+fn plan_body(fields: &Fields, current: Option<&PlanView>) -> Result<PlanBody, Errors> {
     let mut errors = Vec::new();
     let mut body = Map::new();
     body.insert("name".into(), json!(fields.trimmed("name")));
     body.insert("description".into(), json!(fields.trimmed("description")));
     body.insert("throttle".into(), throttle_body(fields, &mut errors));
     body.insert("quota".into(), quota_body(fields, &mut errors));
-    body.insert("stages".into(), stages_body(fields, current, &mut errors));
+    let typed = route_throttles(fields, &mut errors);
+    body.insert(
+        "stages".into(),
+        stages_body(fields, current, typed.as_ref(), &mut errors),
+    );
     if errors.is_empty() {
-        Ok(Value::Object(body))
+        Ok(PlanBody {
+            body: Value::Object(body),
+            stages: fields.all("stages").map(str::to_owned).collect(),
+            typed: typed.unwrap_or_default(),
+        })
     } else {
         Err(Errors::new(NOT_SAVED, errors))
     }
@@ -367,9 +580,36 @@ fn plan_body(fields: &Fields, current: Option<&PlanView>) -> Result<Value, Error
 
 const NOT_SAVED: &str = "The plan was not saved: check the fields below.";
 
+impl PlanBody {
+    /// Where the admin API's error about `stages[i].route_throttles` goes: the route field
+    /// of the row the key it names came from, else the stages fieldset.
+    fn route_throttle_field(&self, field: &str, message: &str) -> Option<String> {
+        let index: usize = field
+            .strip_prefix("stages[")?
+            .strip_suffix("].route_throttles")?
+            .parse()
+            .ok()?;
+        let stage = self.stages.get(index)?;
+        let key = message
+            .strip_prefix('`')
+            .and_then(|rest| rest.split_once("`: "))
+            .map(|(key, _)| key);
+        let row = self
+            .typed
+            .rows
+            .iter()
+            .find(|(s, r, _)| s == stage && Some(r.as_str()) == key);
+        Some(row.map_or_else(
+            || "stages".to_owned(),
+            |(_, _, row)| row_field(*row, "route"),
+        ))
+    }
+}
+
 /// Puts the admin API's errors next to the form's fields: it names a throttle or quota
-/// as a whole (`throttle`) when its parts disagree, and says which part in the message.
-fn placed(errors: Errors) -> Errors {
+/// as a whole (`throttle`) when its parts disagree, and says which part in the message;
+/// a bad route key of a route throttle goes next to its row.
+fn placed(errors: Errors, sent: Option<&PlanBody>) -> Errors {
     let fields: Vec<FieldError> = errors
         .fields
         .into_iter()
@@ -379,7 +619,9 @@ fn placed(errors: Errors) -> Errors {
                 "throttle" => "throttle.rate".to_owned(),
                 "quota" if e.message.contains("period") => "quota.period".to_owned(),
                 "quota" => "quota.limit".to_owned(),
-                _ => e.field,
+                other => sent
+                    .and_then(|sent| sent.route_throttle_field(other, &e.message))
+                    .unwrap_or(e.field),
             };
             FieldError::new(field, e.message)
         })
@@ -449,16 +691,17 @@ async fn create(State(state): State<AppState>, posted: AdminPosted) -> PageResul
             errors,
         )
     };
-    let body = match plan_body(&fields, None) {
-        Ok(body) => body,
+    let sent = match plan_body(&fields, None) {
+        Ok(sent) => sent,
         Err(errors) => return again(errors).await,
     };
-    match dispatch::call(&state, &user, Method::POST, "/usage-plans", Some(body)).await {
+    let body = Some(sent.body.clone());
+    match dispatch::call(&state, &user, Method::POST, "/usage-plans", body).await {
         Ok(plan) => {
             let id = plan["id"].as_str().unwrap_or_default();
             Ok(Redirect::to(&format!("/plans/{id}")).into_response())
         }
-        Err(Refusal::Invalid(errors)) => again(placed(errors)).await,
+        Err(Refusal::Invalid(errors)) => again(placed(errors, Some(&sent))).await,
         Err(Refusal::Page(page)) => Ok(page),
     }
 }
@@ -604,11 +847,12 @@ async fn save(
     };
     drop(conn);
     let refused = match plan_body(&fields, Some(&current)) {
-        Ok(body) => {
+        Ok(sent) => {
             let path = format!("/usage-plans/{id}");
-            match dispatch::call(&state, &user, Method::PATCH, &path, Some(body)).await {
+            let body = Some(sent.body.clone());
+            match dispatch::call(&state, &user, Method::PATCH, &path, body).await {
                 Ok(_) => return Ok(Redirect::to(&format!("/plans/{id}")).into_response()),
-                Err(Refusal::Invalid(errors)) => placed(errors),
+                Err(Refusal::Invalid(errors)) => placed(errors, Some(&sent)),
                 Err(Refusal::Page(page)) => return Ok(page),
             }
         }
@@ -705,7 +949,7 @@ mod tests {
 
     #[test]
     fn empty_throttle_and_quota_fields_mean_none() {
-        let body = plan_body(&form("name=gold"), None).expect("valid");
+        let body = plan_body(&form("name=gold"), None).expect("valid").body;
         assert_eq!(body["throttle"], Value::Null);
         assert_eq!(body["quota"], Value::Null);
         assert_eq!(body["stages"], json!([]));
@@ -743,7 +987,8 @@ mod tests {
             )),
             None,
         )
-        .expect("valid");
+        .expect("valid")
+        .body;
         assert_eq!(body["throttle"], json!({"rate": 0.5, "burst": 10}));
         assert_eq!(body["quota"], json!({"limit": 10000, "period": "MONTH"}));
         assert_eq!(body["stages"][0]["api_id"], json!(api));
@@ -751,14 +996,65 @@ mod tests {
     }
 
     #[test]
-    fn the_apis_errors_about_a_whole_throttle_land_next_to_the_right_part() {
-        let placed = placed(Errors::new(
+    fn route_throttle_rows_become_each_stages_map_leaving_out_empty_and_removed_rows() {
+        let api = Uuid::now_v7();
+        let stage = format!("{api}%3Aprod");
+        let sent = plan_body(
+            &form(&format!(
+                "name=gold&stages={stage}&rt.rows=3\
+                 &rt.0.stage={stage}&rt.0.route=GET+%2Fa&rt.0.rate=1&rt.0.burst=2\
+                 &rt.1.stage={stage}&rt.1.route=GET+%2Fb&rt.1.rate=1&rt.1.burst=2&rt.1.remove=on\
+                 &rt.2.stage={stage}&rt.2.route=&rt.2.rate=&rt.2.burst="
+            )),
+            None,
+        )
+        .expect("valid");
+        assert_eq!(
+            sent.body["stages"][0]["route_throttles"],
+            json!({"GET /a": {"rate": 1.0, "burst": 2}})
+        );
+        // Without rows, a form keeps the plan's own (none for a new plan).
+        let old_form = plan_body(&form(&format!("name=gold&stages={stage}")), None).expect("valid");
+        assert_eq!(old_form.body["stages"][0]["route_throttles"], json!({}));
+    }
+
+    #[test]
+    fn the_apis_error_about_a_route_key_lands_next_to_its_row() {
+        let api = Uuid::now_v7();
+        let stage = format!("{api}%3Aprod");
+        let sent = plan_body(
+            &form(&format!(
+                "name=gold&stages={stage}&rt.rows=2\
+                 &rt.0.stage={stage}&rt.0.route=GET+%2Fa&rt.0.rate=1&rt.0.burst=2\
+                 &rt.1.stage={stage}&rt.1.route=FETCH+x&rt.1.rate=1&rt.1.burst=2"
+            )),
+            None,
+        )
+        .expect("valid");
+        let refused = Errors::new(
             "Invalid request",
-            vec![
-                FieldError::new("throttle", "burst must be between 1 and 1000000000"),
-                FieldError::new("quota", "limit must be above 0"),
-            ],
-        ));
+            vec![FieldError::new(
+                "stages[0].route_throttles",
+                "`FETCH x`: unknown method",
+            )],
+        );
+        let placed = placed(refused, Some(&sent));
+        assert_eq!(placed.get("rt.1.route"), Some("`FETCH x`: unknown method"));
+        assert_eq!(placed.get("rt.0.route"), None);
+    }
+
+    #[test]
+    fn the_apis_errors_about_a_whole_throttle_land_next_to_the_right_part() {
+        let placed = placed(
+            Errors::new(
+                "Invalid request",
+                vec![
+                    FieldError::new("throttle", "burst must be between 1 and 1000000000"),
+                    FieldError::new("quota", "limit must be above 0"),
+                ],
+            ),
+            None,
+        );
         assert_eq!(placed.summary.as_deref(), Some(NOT_SAVED));
         assert!(placed.get("throttle.burst").is_some());
         assert!(placed.get("throttle.rate").is_none());
