@@ -13,7 +13,9 @@ use axum::routing::post;
 use axum::Router;
 use futures_util::{SinkExt as _, StreamExt as _};
 use gatehouse_tests::bench::{spawn_proxy, wait_until_ok};
-use gatehouse_tests::{bench_database, client, config_version, id_of, mock, ControlPlane};
+use gatehouse_tests::{
+    bench_database, client, config_version, id_of, mock, proxy_metric, ControlPlane,
+};
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -128,7 +130,9 @@ async fn run(pool: PgPool) -> anyhow::Result<()> {
         "{failed} of {IDLE_CONNECTIONS} connections failed"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let held = gauge(&status, "gatehouse_proxy_websocket_connections").await;
+    let held = proxy_metric(status, "gatehouse_proxy_websocket_connections")
+        .await
+        .unwrap_or(0.0);
     let after_kib = proxy.rss_mib() * 1024.0;
     let per_connection = (after_kib - before_kib) / IDLE_CONNECTIONS as f64;
 
@@ -217,24 +221,10 @@ where
     }
 }
 
-async fn gauge(status: &SocketAddr, name: &str) -> String {
-    let text = client()
-        .get(format!("http://{status}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
-        .unwrap_or_default()
-}
-
 async fn wait_for_config(status: &SocketAddr, version: i64) {
     for _ in 0..200 {
-        let seen = gauge(status, "gatehouse_proxy_config_version").await;
-        if seen.parse::<i64>().is_ok_and(|v| v >= version) {
+        let seen = proxy_metric(*status, "gatehouse_proxy_config_version").await;
+        if seen >= Some(version as f64) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -154,6 +154,21 @@ pub async fn start_proxy_tuned(
     gatehouse_proxy::start(config).await.expect("proxy starts")
 }
 
+/// The value of the unlabelled sample `name` in the Prometheus text of
+/// `http://<status>/metrics` (a proxy's status port); `None` when absent or unreachable.
+pub async fn proxy_metric(status: SocketAddr, name: &str) -> Option<f64> {
+    let text = client()
+        .get(format!("http://{status}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// Calls `check` until it returns `Some`, for at most `limit`. Returns the value and the
 /// time it took.
 pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<(T, Duration)>

@@ -13,7 +13,8 @@ use gatehouse_tests::bench::{
     spawn_control_plane, spawn_control_plane_on, spawn_proxy, wait_until_ok, Process,
 };
 use gatehouse_tests::{
-    bench_database, client, config_version, http_proxy, mock, Admin, ScratchDatabase, Upstream,
+    bench_database, client, config_version, http_proxy, mock, proxy_metric, Admin, ScratchDatabase,
+    Upstream,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -254,18 +255,8 @@ async fn a_proxy_restarted_without_its_control_plane_serves_its_cache_at_once_un
             let proxy = spawn_proxy("http://127.0.0.1:9", &data, None, &[]);
             let status = proxy.status.expect("status port");
             wait_until_ok(&format!("http://{status}/healthz"), START).await;
-            let metrics = http
-                .get(format!("http://{status}/metrics"))
-                .send()
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("text");
-            assert!(
-                metrics.contains("gatehouse_proxy_config_refused_total 1"),
-                "the damaged cache is not reported"
-            );
+            let refused = proxy_metric(status, "gatehouse_proxy_config_refused_total").await;
+            assert_eq!(refused, Some(1.0), "the damaged cache is not reported");
             let ready = http
                 .get(format!("http://{status}/readyz"))
                 .send()

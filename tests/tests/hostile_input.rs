@@ -279,17 +279,12 @@ async fn connections_over_the_limit_get_503_and_the_held_ones_go_on(pool: PgPool
     .await;
     assert!(served.is_some(), "a freed slot is not reused");
 
-    let metrics = reqwest::get(format!("http://{}/metrics", proxy.status_addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let refused = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("gatehouse_proxy_client_connections_refused_total "))
-        .expect("refusals counted");
-    assert!(refused.parse::<u64>().expect("a number") >= 1, "{refused}");
+    let refused = gatehouse_tests::proxy_metric(
+        proxy.status_addr,
+        "gatehouse_proxy_client_connections_refused_total",
+    )
+    .await;
+    assert!(refused >= Some(1.0), "refusals not counted: {refused:?}");
 }
 
 #[test]

@@ -11,8 +11,8 @@ use std::time::Duration;
 use gatehouse_control_plane::ControlPlaneConfig;
 use gatehouse_proxy::config::CertificateFiles;
 use gatehouse_tests::{
-    config_version, eventually, http_proxy, start_proxy_tuned, wait_for_version, ControlPlane,
-    Upstream, NODE_TOKEN,
+    config_version, eventually, http_proxy, proxy_metric, start_proxy_tuned, wait_for_version,
+    ControlPlane, Upstream, NODE_TOKEN,
 };
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Bytes;
@@ -166,17 +166,12 @@ async fn proxy_and_control_plane_serve_https_verify_each_other_and_reload_certif
     let untrusting_data = tempfile::tempdir().expect("tempdir");
     let untrusting = start_proxy_tuned(&cp_url, untrusting_data.path(), |_| {}).await;
     let refused = eventually(Duration::from_secs(5), || async {
-        let metrics = reqwest::get(format!("http://{}/metrics", untrusting.status_addr))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("gatehouse_proxy_config_sync_errors_total "))
-            .and_then(|n| n.parse::<u64>().ok())
-            .filter(|n| *n > 0)
+        let errors = proxy_metric(
+            untrusting.status_addr,
+            "gatehouse_proxy_config_sync_errors_total",
+        )
+        .await;
+        (errors > Some(0.0)).then_some(())
     })
     .await;
     assert!(
