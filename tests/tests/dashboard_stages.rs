@@ -1,5 +1,6 @@
 //! The dashboard's stage page: what it shows to admins and viewers, its settings form,
-//! roll back and delete, each checked against what the admin API then reports.
+//! roll back and delete, and the API page's form that adds a stage on an existing
+//! deployment, each checked against what the admin API then reports.
 
 use gatehouse_control_plane::repo::users::Role;
 use gatehouse_tests::dashboard::{input_value, Dashboard, Page};
@@ -82,6 +83,58 @@ fn settings<'a>(changes: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         }
     }
     fields
+}
+
+/// The new stage form (on the API's page) with the given fields.
+fn new_stage<'a>(
+    name: &'a str,
+    deployment: &'a str,
+    variables: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("new.name", name),
+        ("new.deployment_id", deployment),
+        ("new.description", "typed description"),
+        ("new.variables", variables),
+    ]
+}
+
+/// Asserts that `message` is shown as the error of `field`: after it, before `next`.
+#[track_caller]
+fn error_next_to(page: &Page, field: &str, next: &str, message: &str) {
+    let html = &page.html;
+    let at = html
+        .find(&format!("name=\"{field}\""))
+        .unwrap_or_else(|| panic!("no field {field}:\n{html}"));
+    let until = html[at..]
+        .find(&format!("name=\"{next}\""))
+        .map_or(html.len(), |i| at + i);
+    let section = &html[at..until];
+    assert!(
+        section.contains("field-error") && section.contains(message),
+        "expected {message:?} next to {field}, got:\n{section}"
+    );
+}
+
+impl Shop {
+    /// The names of the API's stages, as the admin API lists them.
+    async fn stage_names(&self) -> Vec<String> {
+        let (_, stages) = self.admin.get(&format!("/apis/{}/stages", self.api)).await;
+        stages["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|s| s["name"].as_str().expect("name").to_owned())
+            .collect()
+    }
+
+    async fn deployment_count(&self) -> usize {
+        let (_, all) = self
+            .admin
+            .get(&format!("/apis/{}/deployments", self.api))
+            .await;
+        all["items"].as_array().expect("items").len()
+    }
 }
 
 #[track_caller]
@@ -348,16 +401,121 @@ async fn deleting_the_stage_removes_it_and_returns_to_the_api(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn a_stage_is_added_on_an_existing_deployment_without_deploying(pool: PgPool) {
+    let shop = Shop::start(pool).await;
+    let admin = shop.signed_in(Role::Admin).await;
+    let api_page = admin.get(&format!("/apis/{}", shop.api)).await;
+    api_page
+        .expect_text(&format!("action=\"/apis/{}/stages\"", shop.api))
+        .expect_text(&format!("<option value=\"{}\" selected>", shop.second))
+        .expect_text(&format!("<option value=\"{}\">", shop.first))
+        .expect_text("add orders");
+
+    let answer = admin
+        .post(
+            &format!("/apis/{}/stages", shop.api),
+            &new_stage("staging", &shop.first, "region=us\n"),
+        )
+        .await;
+    expect_redirect(&answer, &format!("/apis/{}/stages/staging", shop.api));
+    let (status, staging) = shop
+        .admin
+        .get(&format!("/apis/{}/stages/staging", shop.api))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{staging}");
+    assert_eq!(staging["deployment_id"], shop.first.as_str());
+    assert_eq!(staging["variables"], json!({"region": "us"}));
+    assert_eq!(staging["description"], "typed description");
+    assert_eq!(shop.deployment_count().await, 2, "nothing was deployed");
+    assert_eq!(shop.stage().await["deployment_id"], shop.second.as_str());
+    admin
+        .get(&format!("/apis/{}/stages/staging", shop.api))
+        .await
+        .expect_text("GET /items");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_bad_new_stage_is_shown_next_to_its_field_with_what_was_typed_kept(pool: PgPool) {
+    let shop = Shop::start(pool).await;
+    let admin = shop.signed_in(Role::Admin).await;
+    let create = format!("/apis/{}/stages", shop.api);
+    let other = shop.admin.create_api("other").await;
+    shop.admin.add_route(&other, "GET /x", mock("x")).await;
+    let foreign = shop.admin.deploy(&other, "elsewhere").await;
+
+    // Refused by the admin API: a name taken, a name it cannot take, another API's deployment.
+    let cases = [
+        (
+            new_stage("prod", &shop.first, ""),
+            "new.name",
+            "new.deployment_id",
+            "already has a stage with this name",
+        ),
+        (
+            new_stage("my stage!", &shop.first, ""),
+            "new.name",
+            "new.deployment_id",
+            "letters, digits",
+        ),
+        (
+            new_stage("staging", &foreign, ""),
+            "new.deployment_id",
+            "new.description",
+            "no deployment with this id in this API",
+        ),
+        // Checked here: a variables line, a deployment that is no id.
+        (
+            new_stage("staging", &shop.first, "region=us\njust text"),
+            "new.variables",
+            "__end",
+            "line 2: `just text` is not name=value",
+        ),
+        (
+            new_stage("staging", "nope", ""),
+            "new.deployment_id",
+            "new.description",
+            "choose one of the API",
+        ),
+    ];
+    for (fields, field, next, message) in &cases {
+        let page = admin.post(&create, fields).await;
+        assert_eq!(
+            page.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}: {}",
+            page.html
+        );
+        page.expect_text("The stage was not created.");
+        error_next_to(&page, field, next, message);
+        let name = fields[0].1;
+        assert_eq!(input_value(&page.html, "new.name").as_deref(), Some(name));
+        assert_eq!(
+            input_value(&page.html, "new.description").as_deref(),
+            Some("typed description")
+        );
+        assert!(page.html.contains(&format!(
+            "spellcheck=\"false\" aria-invalid=\"{}\">{}</textarea>",
+            field == &"new.variables",
+            fields[3].1
+        )));
+    }
+    assert_eq!(shop.stage_names().await, ["prod"]);
+    assert_eq!(shop.deployment_count().await, 2);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn forms_without_the_csrf_token_are_refused_and_change_nothing(pool: PgPool) {
     let shop = Shop::start(pool).await;
     let admin = shop.signed_in(Role::Admin).await;
     let before = shop.stage().await;
     let save = settings(&[("description", "sneaky")]);
     let rollback = [("deployment_id", shop.first.as_str())];
-    let forms: [(String, &[(&str, &str)]); 3] = [
+    let add = new_stage("staging", &shop.first, "");
+    let forms: [(String, &[(&str, &str)]); 4] = [
         (shop.page(), save.as_slice()),
         (format!("{}/rollback", shop.page()), &rollback[..]),
         (format!("{}/delete", shop.page()), &[]),
+        (format!("/apis/{}/stages", shop.api), add.as_slice()),
     ];
     for (path, fields) in &forms {
         let page = admin.post_raw(path, fields).await;
@@ -368,6 +526,7 @@ async fn forms_without_the_csrf_token_are_refused_and_change_nothing(pool: PgPoo
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{path}");
     }
     assert_eq!(shop.stage().await, before);
+    assert_eq!(shop.stage_names().await, ["prod"]);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -377,10 +536,12 @@ async fn viewers_get_403_on_every_form_and_change_nothing(pool: PgPool) {
     let before = shop.stage().await;
     let save = settings(&[("description", "sneaky")]);
     let rollback = [("deployment_id", shop.first.as_str())];
-    let forms: [(String, &[(&str, &str)]); 3] = [
+    let add = new_stage("staging", &shop.first, "");
+    let forms: [(String, &[(&str, &str)]); 4] = [
         (shop.page(), save.as_slice()),
         (format!("{}/rollback", shop.page()), &rollback[..]),
         (format!("{}/delete", shop.page()), &[]),
+        (format!("/apis/{}/stages", shop.api), add.as_slice()),
     ];
     for (path, fields) in &forms {
         let page = viewer.post(path, fields).await;
@@ -388,6 +549,7 @@ async fn viewers_get_403_on_every_form_and_change_nothing(pool: PgPool) {
         page.expect_text("Read-only access");
     }
     assert_eq!(shop.stage().await, before);
+    assert_eq!(shop.stage_names().await, ["prod"]);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -411,6 +573,8 @@ async fn unknown_apis_stages_and_routes_get_the_friendly_404(pool: PgPool) {
         format!("/apis/{}/stages/staging", shop.api),
         format!("/apis/{nil}/stages/prod/rollback"),
         format!("/apis/{}/stages/staging/delete", shop.api),
+        format!("/apis/{nil}/stages"),
+        "/apis/not-an-id/stages".to_owned(),
     ] {
         let page = admin.post(&path, &settings(&[])).await;
         assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");

@@ -1,6 +1,7 @@
 //! APIs in the dashboard: the list, the forms that create, edit and delete an API, and an
 //! API's own page (its routes, its stages with their invoke URLs, recent deployments, the
-//! Deploy form and its traffic), which the other API pages link back to.
+//! Deploy form, the form that adds a stage on an existing deployment, and its traffic),
+//! which the other API pages link back to.
 
 use std::collections::HashMap;
 
@@ -294,6 +295,22 @@ struct StageRow {
     connections_url: Option<String>,
 }
 
+/// A deployment as the new stage form offers it.
+struct DeploymentChoice {
+    id: String,
+    /// `1a2b3c4d · 2 minutes ago · description`.
+    label: String,
+}
+
+/// The API page's forms as typed, with what was wrong, after one was refused; `None`
+/// shows a form with its defaults.
+#[derive(Default)]
+pub(super) struct ApiForms {
+    pub deploy: Option<(Fields, Errors)>,
+    /// The form that adds a stage on an existing deployment (fields `new.*`).
+    pub new_stage: Option<(Fields, Errors)>,
+}
+
 /// The API's page; the Deploy form shows `deploy` and `errors` (after a refused deploy).
 #[derive(Template)]
 #[template(path = "api.html")]
@@ -309,15 +326,30 @@ pub(super) struct ApiPage {
     proxy_known: bool,
     deploy: Fields,
     errors: Errors,
+    /// Every deployment, newest first, for the new stage form.
+    deployment_choices: Vec<DeploymentChoice>,
+    new_stage: Fields,
+    new_stage_errors: Errors,
     traffic: Traffic,
 }
 
-/// Builds the API's page, with the Deploy form holding `deploy` and showing `errors`.
+impl ApiPage {
+    /// `aria-invalid` for a field of the new stage form.
+    fn new_stage_invalid(&self, field: &str) -> &'static str {
+        if self.new_stage_errors.get(field).is_some() {
+            "true"
+        } else {
+            "false"
+        }
+    }
+}
+
+/// Builds the API's page, its forms holding what `forms` says.
 pub(super) async fn api_page(
     state: &AppState,
     user: &SignedIn,
     api: Api,
-    deploy: Option<(Fields, Errors)>,
+    forms: ApiForms,
     range: Range,
 ) -> Result<ApiPage, Failure> {
     let route_rows = routes::list(&state.pool, api.id)
@@ -346,7 +378,7 @@ pub(super) async fn api_page(
             }
         })
         .collect();
-    let (deploy, errors) = deploy.unwrap_or_else(|| {
+    let (deploy, errors) = forms.deploy.unwrap_or_else(|| {
         // With one stage, deploying to it is the likely wish; otherwise make them choose.
         let stage = match stage_list.as_slice() {
             [only] => only.name.clone(),
@@ -354,6 +386,29 @@ pub(super) async fn api_page(
         };
         (Fields::default().with("stage", stage), Errors::default())
     });
+    let (new_stage, new_stage_errors) = forms.new_stage.unwrap_or_else(|| {
+        let newest = all_deployments
+            .first()
+            .map(|d| d.id.to_string())
+            .unwrap_or_default();
+        (
+            Fields::default().with("new.deployment_id", newest),
+            Errors::default(),
+        )
+    });
+    let deployment_choices = all_deployments
+        .iter()
+        .map(|d| {
+            let mut label = format!("{} · {}", short_id(d.id), render::when(d.created_at));
+            if !d.description.is_empty() {
+                label = format!("{label} · {}", d.description);
+            }
+            DeploymentChoice {
+                id: d.id.to_string(),
+                label,
+            }
+        })
+        .collect();
     let id = api.id.to_string();
     Ok(ApiPage {
         frame: user.frame(Section::Apis),
@@ -367,6 +422,9 @@ pub(super) async fn api_page(
         proxy_known: base.is_some(),
         deploy,
         errors,
+        deployment_choices,
+        new_stage,
+        new_stage_errors,
         traffic: Traffic::new(&format!("/apis/{id}"), &[("api_id", id.as_str())], range),
         api,
     })
@@ -379,7 +437,7 @@ async fn show(
     Query(query): Query<RangeQuery>,
 ) -> PageResult {
     let api = find_api(&state, &user, &api_id).await?;
-    let page = api_page(&state, &user, api, None, query.range()).await?;
+    let page = api_page(&state, &user, api, ApiForms::default(), query.range()).await?;
     Ok(render::page(&page))
 }
 

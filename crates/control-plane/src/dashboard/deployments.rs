@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::apis::{api_page, explain, find_api, short_id};
+use super::apis::{api_page, explain, find_api, short_id, ApiForms};
 use super::charts::Range;
 use super::dispatch::{self, Refusal};
 use super::form::{AdminPosted, Errors, Fields};
@@ -373,7 +373,11 @@ async fn deploy_refused(
     errors: Errors,
 ) -> PageResult {
     let errors = explain(errors, &DEPLOY_FIELDS, "Nothing was deployed.");
-    let page = api_page(state, user, api, Some((fields, errors)), Range::default()).await?;
+    let forms = ApiForms {
+        deploy: Some((fields, errors)),
+        ..ApiForms::default()
+    };
+    let page = api_page(state, user, api, forms, Range::default()).await?;
     Ok(page_with(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 

@@ -1,8 +1,10 @@
 //! A stage's page: where clients call it, which deployment it serves, its settings
 //! (description, variables, default throttle, access log), the deployments it can roll
-//! back (or forward) to, and its traffic, as a whole and per deployed route.
+//! back (or forward) to, and its traffic, as a whole and per deployed route. Also the
+//! form on the API's page that adds a stage on an existing deployment, without deploying.
 //!
-//! Every change goes through the admin API's `PATCH`/`DELETE /apis/{id}/stages/{stage}`.
+//! Every change goes through the admin API's `POST /apis/{id}/stages` and
+//! `PATCH`/`DELETE /apis/{id}/stages/{stage}`.
 //! The settings form is checked here first where the API could not say which line or
 //! which number was wrong (variables typed as `name=value` lines, throttle numbers).
 
@@ -37,6 +39,7 @@ use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/apis/{api_id}/stages", post(create))
         .route("/apis/{api_id}/stages/{stage}", get(show).post(save))
         .route("/apis/{api_id}/stages/{stage}/rollback", post(roll_back))
         .route("/apis/{api_id}/stages/{stage}/delete", post(delete))
@@ -203,6 +206,81 @@ async fn show(
         ..View::plain(range.range())
     };
     render_page(&state, &user, api, stage, view, StatusCode::OK).await
+}
+
+/// The fields of the new stage form (on the API's page), which the admin API's fields
+/// map to with a `new.` in front.
+const NEW_STAGE_FIELDS: [&str; 4] = [
+    "new.name",
+    "new.deployment_id",
+    "new.description",
+    "new.variables",
+];
+
+/// The `POST /stages` body for the new stage form, or what is wrong with it, by field.
+fn new_stage_body(fields: &Fields) -> Result<Value, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let deployment_id = Uuid::parse_str(fields.trimmed("new.deployment_id"))
+        .map_err(|_| {
+            errors.push(FieldError::new(
+                "new.deployment_id",
+                "choose one of the API's deployments",
+            ));
+        })
+        .ok();
+    let variables = parse_variables(fields.get("new.variables"))
+        .map_err(|e| errors.push(FieldError::new("new.variables", e)))
+        .ok();
+    let (Some(deployment_id), Some(variables), true) =
+        (deployment_id, variables, errors.is_empty())
+    else {
+        return Err(errors);
+    };
+    Ok(json!({
+        "name": fields.trimmed("new.name"),
+        "deployment_id": deployment_id,
+        "variables": variables,
+        "description": fields.trimmed("new.description"),
+    }))
+}
+
+/// Adds a stage on an existing deployment; the new stage's page follows, or the API's
+/// page with the form as typed and what was wrong next to its fields.
+async fn create(
+    State(state): State<AppState>,
+    Path(api_id): Path<String>,
+    posted: AdminPosted,
+) -> PageResult {
+    let AdminPosted { user, fields } = posted;
+    let api = super::apis::find_api(&state, &user, &api_id).await?;
+    let refused = match new_stage_body(&fields) {
+        Ok(body) => {
+            let path = format!("/apis/{}/stages", api.id);
+            match dispatch::call(&state, &user, Method::POST, &path, Some(body)).await {
+                Ok(stage) => {
+                    let name = stage["name"].as_str().unwrap_or_default();
+                    return Ok(Redirect::to(&format!("{path}/{name}")).into_response());
+                }
+                Err(Refusal::Invalid(errors)) => Errors {
+                    summary: errors.summary,
+                    fields: errors
+                        .fields
+                        .into_iter()
+                        .map(|e| FieldError::new(format!("new.{}", e.field), e.message))
+                        .collect(),
+                },
+                Err(Refusal::Page(page)) => return Ok(page),
+            }
+        }
+        Err(errors) => Errors::new("", errors),
+    };
+    let errors = super::apis::explain(refused, &NEW_STAGE_FIELDS, "The stage was not created.");
+    let forms = super::apis::ApiForms {
+        new_stage: Some((fields, errors)),
+        ..super::apis::ApiForms::default()
+    };
+    let page = super::apis::api_page(&state, &user, api, forms, Range::default()).await?;
+    Ok(render::page_with(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 
 /// Saves the settings form.
