@@ -597,11 +597,13 @@ async fn route_throttles_are_shown_added_changed_and_removed_on_the_plan_form(po
 
     let empty = dash.get(&page).await;
     empty
-        .expect_text("none: every route has the plan's throttle")
+        .expect_text("<span class=\"muted\">none</span>")
         .expect_text("name=\"rt.rows\" value=\"1\"")
         .expect_text("<option value=\"GET /hello\">")
         .expect_text("<option value=\"POST /pets\">");
     assert_eq!(input_value(&empty.html, "rt.0.route").as_deref(), Some(""));
+    // With one stage covered, the empty row offers it.
+    empty.expect_text(&format!("<option value=\"{stage}\" selected>"));
 
     // Add one.
     let added = with_rows(gold_covering(&stage), &[(&stage, "GET /hello", "1", "2")]);

@@ -264,15 +264,29 @@ impl PlanForm {
             selected: value == period,
         })
         .collect();
+        // With one stage covered, an empty row offers it.
+        let only_stage = match ticked.as_slice() {
+            [only] => *only,
+            _ => "",
+        };
         // A form without rows yet (a new plan) shows one empty row.
         let throttles = (0..row_count(&fields).unwrap_or(1))
-            .map(|index| ThrottleRow {
-                index,
-                stage: fields.trimmed(&row_field(index, "stage")).to_owned(),
-                route: fields.get(&row_field(index, "route")).to_owned(),
-                rate: fields.get(&row_field(index, "rate")).to_owned(),
-                burst: fields.get(&row_field(index, "burst")).to_owned(),
-                remove: fields.checked(&row_field(index, "remove")),
+            .map(|index| {
+                let mut row = ThrottleRow {
+                    index,
+                    stage: fields.trimmed(&row_field(index, "stage")).to_owned(),
+                    route: fields.get(&row_field(index, "route")).to_owned(),
+                    rate: fields.get(&row_field(index, "rate")).to_owned(),
+                    burst: fields.get(&row_field(index, "burst")).to_owned(),
+                    remove: fields.checked(&row_field(index, "remove")),
+                };
+                let empty = [&row.stage, &row.route, &row.rate, &row.burst]
+                    .iter()
+                    .all(|v| v.trim().is_empty());
+                if empty {
+                    only_stage.clone_into(&mut row.stage);
+                }
+                row
             })
             .collect();
         Ok(PlanForm {
