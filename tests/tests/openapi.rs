@@ -263,7 +263,7 @@ async fn token_values_are_documented_in_the_answers_that_issue_them_only(pool: P
     let cp = ControlPlane::start(pool).await;
     let document = fetch_document(&cp).await;
     let schemas = &document["components"]["schemas"];
-    let issued = schemas["IssuedView"].to_string();
+    let issued = schemas["IssuedToken"].to_string();
     assert!(issued.contains("\"value\""), "{issued}");
     assert!(
         schemas["Token"]["properties"].get("value").is_none(),
@@ -274,9 +274,13 @@ async fn token_values_are_documented_in_the_answers_that_issue_them_only(pool: P
         schemas["TokenRole"]["enum"],
         json!(["admin", "viewer", "node"])
     );
-    // A rotation takes no body, or one with either field.
-    let rotate = &document["paths"]["/tokens/{token_id}/rotate"]["post"];
-    assert_ne!(rotate["requestBody"]["required"], json!(true), "{rotate}");
+    // A rotation takes no body, or an object with either field; never `null`.
+    let rotate = &document["paths"]["/tokens/{token_id}/rotate"]["post"]["requestBody"];
+    assert_ne!(rotate["required"], json!(true), "{rotate}");
+    assert_eq!(
+        rotate["content"]["application/json"]["schema"],
+        json!({"$ref": "#/components/schemas/RotateToken"})
+    );
     let admin = cp.admin();
     let token = admin
         .create("/tokens", json!({"name": "ci", "role": "viewer"}))

@@ -6,7 +6,8 @@
 //! follows the code. The answers that do not depend on the handler are added here, to each
 //! operation they apply to: 401 and 503 (the authentication layer, a database outage)
 //! everywhere, 403 (a viewer token) on every change, and 400, 413, 415 and 422 (the JSON
-//! body extractor, [`crate::json::JsonBody`]) wherever there is a request body.
+//! body extractor, [`crate::json::JsonBody`]) wherever there is a request body. An
+//! optional body is described as absent or an object, never `null`.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -17,9 +18,9 @@ use serde_json::Value;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use super::{apis, deployments, keys, metrics, nodes, plans, routes, stages, tokens};
@@ -239,9 +240,37 @@ impl Modify for SharedAnswers {
             ];
             for operation in changes.into_iter().flatten() {
                 add_answers(operation, true);
+                optional_body_without_null(operation);
             }
         }
     }
+}
+
+/// An optional body (`Option<JsonBody<T>>`) is absent or a `T`, never a JSON `null`, which
+/// the extractor refuses; utoipa describes `Option<T>` as `T` or `null`, so the `null` goes.
+fn optional_body_without_null(operation: &mut Operation) {
+    let Some(body) = operation.request_body.as_mut() else {
+        return;
+    };
+    if body.required == Some(Required::True) {
+        return;
+    }
+    for content in body.content.values_mut() {
+        let Some(RefOr::T(Schema::OneOf(one_of))) = &mut content.schema else {
+            continue;
+        };
+        one_of.items.retain(|item| !is_null(item));
+        if let [only] = one_of.items.as_slice() {
+            content.schema = Some(only.clone());
+        }
+    }
+}
+
+fn is_null(schema: &RefOr<Schema>) -> bool {
+    matches!(
+        schema,
+        RefOr::T(Schema::Object(object)) if object.schema_type == SchemaType::Type(Type::Null)
+    )
 }
 
 /// Adds the answers of the layers to `operation`, keeping any the handler describes itself.
@@ -303,5 +332,32 @@ impl PartialSchema for Description {
 impl ToSchema for Description {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("Description")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    #[test]
+    fn no_request_body_is_described_as_json_null() {
+        let document = serde_json::to_value(super::document()).expect("serializes");
+        let mut bodies = 0;
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("path item") {
+                let Some(schema) =
+                    operation.pointer("/requestBody/content/application~1json/schema")
+                else {
+                    continue;
+                };
+                bodies += 1;
+                let choices = schema.get("oneOf").and_then(Value::as_array);
+                assert!(
+                    !choices.is_some_and(|c| c.contains(&json!({"type": "null"}))),
+                    "{method} {path}: {schema}"
+                );
+            }
+        }
+        assert!(bodies > 10, "{bodies} request bodies");
     }
 }

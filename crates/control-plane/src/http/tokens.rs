@@ -61,6 +61,7 @@ pub(crate) struct RotateToken {
 
 /// The one response that carries a token's value.
 #[derive(Serialize, ToSchema)]
+#[schema(as = IssuedToken)]
 pub(crate) struct IssuedView {
     #[serde(flatten)]
     token: Token,
@@ -183,7 +184,8 @@ pub(crate) async fn read(
         .ok_or(ApiError::NotFound("token"))
 }
 
-/// Revokes at once; revoking a revoked token changes nothing.
+/// Revokes at once; revoking a revoked token changes nothing. A revoked token is still
+/// listed and read, with its status `revoked`, to show what was issued.
 #[utoipa::path(
     delete,
     path = "/tokens/{token_id}",
@@ -191,7 +193,7 @@ pub(crate) async fn read(
     tag = "tokens",
     params(("token_id" = Uuid, Path, description = "The token's id")),
     responses(
-        (status = 204, description = "Revoked"),
+        (status = 204, description = "Revoked: it stays readable, with status `revoked`"),
         (status = 404, description = "No such token", body = ErrorBody),
     )
 )]
@@ -217,7 +219,9 @@ pub(crate) async fn revoke(
     operation_id = "rotate_token",
     tag = "tokens",
     params(("token_id" = Uuid, Path, description = "The token's id")),
-    request_body = Option<RotateToken>,
+    request_body(content = Option<RotateToken>,
+        description = "Optional: without it, the old token works for another hour and the new \
+            one never expires"),
     responses(
         (status = 201, description = "The new token with its value, and the old one in \
             `previous`", body = IssuedView,
