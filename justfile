@@ -159,8 +159,10 @@ fuzz TARGET="":
 # $DATABASE_URL, else the private PostgreSQL of `just test`), dropped afterwards; a report
 # goes to target/fuzz-api/. Every check except positive_data_acceptance: cross-field and
 # cross-resource rules (a route key's parameters in its integration URI, a deployment of
-# the same API) are 422s that a JSON schema cannot state. $FUZZ_API_EXAMPLES cases per
-# operation and phase (default 50), $FUZZ_API_SEED to replay a run.
+# the same API) are 422s that a JSON schema cannot state, and JSON Schema counts 5.0 as an
+# integer where the API wants 5. Nor use_after_free on GET /tokens/{id}: a revoked token
+# stays readable. $FUZZ_API_EXAMPLES cases per operation and phase (default 50),
+# $FUZZ_API_SEED to replay a run.
 # Property-based tests of the admin API with schemathesis, from its OpenAPI document.
 fuzz-api:
     #!/usr/bin/env bash
@@ -214,9 +216,14 @@ fuzz-api:
     if [ -n "${FUZZ_API_SEED:-}" ]; then seed=(--seed "$FUZZ_API_SEED"); fi
     # From target/fuzz-api: schemathesis keeps a cache in the folder it runs in.
     cd target/fuzz-api
-    python3 -m schemathesis.cli run "$url/api/v1/openapi.json" \
+    # Checks go in the file, not on the command line, where they would override the
+    # per-operation exception: DELETE /tokens/{id} revokes a token, which stays readable
+    # with status `revoked` (use_after_free expects a 404 there).
+    printf '%s\n' '[checks]' 'enabled = true' 'positive_data_acceptance.enabled = false' \
+        '[[operations]]' 'include-operation-id = "read_token"' \
+        'checks.use_after_free.enabled = false' >schemathesis.toml
+    python3 -m schemathesis.cli --config-file schemathesis.toml run "$url/api/v1/openapi.json" \
         --header "Authorization: Bearer $token" \
-        --checks all --exclude-checks positive_data_acceptance \
         --max-examples "${FUZZ_API_EXAMPLES:-50}" "${seed[@]}" \
         --request-timeout 10 --generation-database none \
         --report junit --report-dir . \
