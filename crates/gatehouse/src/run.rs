@@ -445,8 +445,16 @@ async fn up_with_database(
         }
     };
     let has_users = users::any_exist(&pool).await?;
+    let scheme = |tls: bool| if tls { "https" } else { "http" };
+    let cp_base = format!(
+        "{}://{}",
+        scheme(control_plane_tls(&args.control_plane).is_some()),
+        cp.addr
+    );
+    let proxy_base = format!("{}://{}", scheme(args.proxy.tls_cert.is_some()), proxy.addr);
     print_banner(
-        cp.addr,
+        &cp_base,
+        &proxy_base,
         &proxy,
         demo_addr,
         data_dir,
@@ -454,7 +462,7 @@ async fn up_with_database(
         &admin_token,
         &management_token,
     );
-    print_sign_in(cp.addr, has_users);
+    print_sign_in(&cp_base, has_users);
 
     shutdown_signal().await;
     say!("\nStopping Gatehouse ...");
@@ -466,19 +474,23 @@ async fn up_with_database(
     Ok(())
 }
 
-fn print_sign_in(cp: SocketAddr, has_users: bool) {
+/// `cp`: the control plane's base URL.
+fn print_sign_in(cp: &str, has_users: bool) {
     if has_users {
-        say!("\nDashboard: http://{cp}/ (sign in; `gatehouse admin create-user` adds users).");
+        say!("\nDashboard: {cp}/ (sign in; `gatehouse admin create-user` adds users).");
     } else {
         say!(
-            "\nDashboard: http://{cp}/setup creates the first admin: paste the admin token above.
+            "\nDashboard: {cp}/setup creates the first admin: paste the admin token above.
   Or, in another terminal: gatehouse admin create-user --name <you>"
         );
     }
 }
 
+/// `cp` and `proxy_base`: the base URLs of the control plane and the proxy.
+#[allow(clippy::too_many_arguments)]
 fn print_banner(
-    cp: SocketAddr,
+    cp: &str,
+    proxy_base: &str,
     proxy: &RunningProxy,
     demo: SocketAddr,
     data_dir: &Path,
@@ -498,10 +510,10 @@ fn print_banner(
         "
 Gatehouse is running.
 
-  Admin API        http://{cp}/api/v1
-  Proxy            http://{proxy_addr}/<api-slug>/<stage>/<path>
+  Admin API        {cp}/api/v1
+  Proxy            {proxy_base}/<api-slug>/<stage>/<path>
   Proxy status     http://{status}/readyz
-  Prometheus       http://{status}/metrics and http://{cp}/metrics
+  Prometheus       http://{status}/metrics and {cp}/metrics
   Demo upstream    http://{demo}/pets
   Database         {database}
   Admin token      {admin_token}
@@ -509,10 +521,9 @@ Gatehouse is running.
 
 Try it:
   export GATEHOUSE_ADMIN_TOKEN={admin_token}
-  curl -s -H \"Authorization: Bearer $GATEHOUSE_ADMIN_TOKEN\" http://{cp}/api/v1/apis
+  curl -s -H \"Authorization: Bearer $GATEHOUSE_ADMIN_TOKEN\" {cp}/api/v1/apis
 
 The README's tutorial continues from here. Press Ctrl-C to stop.",
-        proxy_addr = proxy.addr,
         status = proxy.status_addr,
     );
 }
