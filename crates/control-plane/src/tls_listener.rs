@@ -1,19 +1,22 @@
 //! The control plane over TLS: a listener for `axum::serve` that hands over connections
 //! once their handshake is done. Handshakes run on tasks of their own, so a slow or silent
-//! client holds up nobody else, and each is bounded in time.
+//! client holds up nobody else; each is bounded in time, and so is their number.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use gatehouse_tls::{TlsAcceptor, TlsStream};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 /// Longest a client may take over its TLS handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+/// Handshakes under way at once; connections beyond are closed at once.
+const MAX_HANDSHAKES: usize = 1024;
 
 pub struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
@@ -25,6 +28,7 @@ impl TlsListener {
     pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (done, ready) = mpsc::channel(64);
+        let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
         let accepting = tokio::spawn(async move {
             loop {
                 let (stream, peer) = match listener.accept().await {
@@ -36,6 +40,10 @@ impl TlsListener {
                         continue;
                     }
                 };
+                let Ok(slot) = handshakes.clone().try_acquire_owned() else {
+                    tracing::debug!(%peer, "too many TLS handshakes under way; connection closed");
+                    continue;
+                };
                 let (acceptor, done) = (acceptor.clone(), done.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
@@ -45,6 +53,7 @@ impl TlsListener {
                         Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
+                    drop(slot);
                 });
             }
         });
