@@ -46,6 +46,24 @@ pub struct Dashboard {
     pub csrf: String,
 }
 
+/// Asserts that `message` is shown as the error of the input `field`: after it, before
+/// the input `next` (the form's next field).
+#[track_caller]
+pub fn error_next_to(page: &Page, field: &str, next: &str, message: &str) {
+    let html = &page.html;
+    let at = html
+        .find(&format!("name=\"{field}\""))
+        .unwrap_or_else(|| panic!("no field {field}:\n{html}"));
+    let until = html[at..]
+        .find(&format!("name=\"{next}\""))
+        .map_or(html.len(), |i| at + i);
+    let section = &html[at..until];
+    assert!(
+        section.contains("field-error") && section.contains(message),
+        "expected {message:?} next to {field}, got:\n{section}"
+    );
+}
+
 /// An HTTP client that follows no redirects.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()

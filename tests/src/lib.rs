@@ -154,6 +154,26 @@ pub async fn start_proxy_tuned(
     gatehouse_proxy::start(config).await.expect("proxy starts")
 }
 
+/// The fields named by an error answer's `errors`, in order.
+pub fn error_fields(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter_map(|x| x["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How many rows `table` holds.
+pub async fn row_count(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
 /// The value of the unlabelled sample `name` in the Prometheus text of
 /// `http://<status>/metrics` (a proxy's status port); `None` when absent or unreachable.
 pub async fn proxy_metric(status: SocketAddr, name: &str) -> Option<f64> {

@@ -1,30 +1,14 @@
 //! The admin API's answers to bad input: a JSON error naming the field, the right status,
 //! and nothing written.
 
-use gatehouse_tests::{client, config_version, http_proxy, mock, ControlPlane, ADMIN_TOKEN};
+use gatehouse_tests::{
+    client, config_version, error_fields, http_proxy, mock, row_count, ControlPlane, ADMIN_TOKEN,
+};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::PgPool;
 
 const MIGRATOR: &sqlx::migrate::Migrator = &gatehouse_control_plane::MIGRATOR;
-
-fn fields(body: &Value) -> Vec<String> {
-    body["errors"]
-        .as_array()
-        .map(|e| {
-            e.iter()
-                .filter_map(|x| x["field"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-async fn count(pool: &PgPool, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-        .fetch_one(pool)
-        .await
-        .expect("count")
-}
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn calls_without_the_admin_token_are_refused(pool: PgPool) {
@@ -74,7 +58,7 @@ async fn bad_apis_are_refused_naming_each_field(pool: PgPool) {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(fields(&body), vec!["name", "slug", "protocol"]);
+    assert_eq!(error_fields(&body), vec!["name", "slug", "protocol"]);
 
     let (status, body) = admin
         .post("/apis", json!({"name": "a", "slug": "a", "colour": "red"}))
@@ -89,15 +73,15 @@ async fn bad_apis_are_refused_naming_each_field(pool: PgPool) {
 
     let (status, body) = admin.post("/apis", json!({"name": 5, "slug": "a"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(fields(&body), vec!["name"]);
+    assert_eq!(error_fields(&body), vec!["name"]);
 
     admin.create_api("taken").await;
     let (status, body) = admin
         .post("/apis", json!({"name": "again", "slug": "taken"}))
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(fields(&body), vec!["slug"]);
-    assert_eq!(count(&pool, "apis").await, 1);
+    assert_eq!(error_fields(&body), vec!["slug"]);
+    assert_eq!(row_count(&pool, "apis").await, 1);
 
     let http = client();
     let url = format!("{}/api/v1/apis", cp.url());
@@ -191,12 +175,12 @@ async fn bad_routes_are_refused_and_nothing_is_written(pool: PgPool) {
         let (status, answer) = admin.post(&path, body.clone()).await;
         assert_eq!(status, expected, "{body} -> {answer}");
         assert_eq!(
-            fields(&answer),
+            error_fields(&answer),
             vec![field.to_owned()],
             "{body} -> {answer}"
         );
     }
-    assert_eq!(count(&pool, "routes").await, 1);
+    assert_eq!(row_count(&pool, "routes").await, 1);
     cp.stop().await;
 }
 
@@ -223,7 +207,7 @@ async fn stages_only_point_at_their_own_apis_deployments(pool: PgPool) {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(fields(&body), vec!["deployment_id"]);
+    assert_eq!(error_fields(&body), vec!["deployment_id"]);
 
     let (status, body) = admin
         .post(
@@ -232,7 +216,7 @@ async fn stages_only_point_at_their_own_apis_deployments(pool: PgPool) {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(fields(&body), vec!["variables"]);
+    assert_eq!(error_fields(&body), vec!["variables"]);
 
     let (status, body) = admin
         .post(
@@ -253,8 +237,8 @@ async fn stages_only_point_at_their_own_apis_deployments(pool: PgPool) {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(fields(&body), vec!["name"]);
-    assert_eq!(count(&pool, "stages").await, 0);
+    assert_eq!(error_fields(&body), vec!["name"]);
+    assert_eq!(row_count(&pool, "stages").await, 0);
     assert_eq!(
         config_version(&pool).await,
         version,
@@ -272,7 +256,7 @@ async fn stages_only_point_at_their_own_apis_deployments(pool: PgPool) {
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(fields(&body), vec!["name"]);
+    assert_eq!(error_fields(&body), vec!["name"]);
 
     let (status, body) = admin
         .delete(&format!("/apis/{cats}/deployments/{cats_deployment}"))
@@ -302,7 +286,7 @@ async fn deleting_an_api_removes_everything_of_it_and_tells_proxies(pool: PgPool
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(config_version(&pool).await, version + 1);
     for table in ["apis", "routes", "deployments", "stages"] {
-        assert_eq!(count(&pool, table).await, 0, "{table}");
+        assert_eq!(row_count(&pool, table).await, 0, "{table}");
     }
     let (status, _) = admin.delete(&format!("/apis/{api}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

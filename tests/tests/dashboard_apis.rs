@@ -5,7 +5,7 @@
 
 use gatehouse_control_plane::repo::users::Role;
 use gatehouse_tests::dashboard::{input_value, Dashboard, Page};
-use gatehouse_tests::{mock, ControlPlane};
+use gatehouse_tests::{mock, row_count, ControlPlane};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -14,13 +14,6 @@ const MIGRATOR: &sqlx::migrate::Migrator = &gatehouse_control_plane::MIGRATOR;
 
 /// An id no row has.
 const UNKNOWN: &str = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
-
-async fn count(pool: &PgPool, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-        .fetch_one(pool)
-        .await
-        .expect("count")
-}
 
 #[track_caller]
 fn redirected_to(page: &Page) -> String {
@@ -203,7 +196,7 @@ async fn a_bad_or_taken_slug_is_shown_next_to_its_field_and_nothing_is_created(p
         Some("Bad Slug")
     );
     assert_eq!(input_value(&answer.html, "name").as_deref(), Some("Pets"));
-    assert_eq!(count(&pool, "apis").await, 0);
+    assert_eq!(row_count(&pool, "apis").await, 0);
 
     create_api(&dash, "Pets", "pets").await;
     let taken = dash
@@ -211,7 +204,7 @@ async fn a_bad_or_taken_slug_is_shown_next_to_its_field_and_nothing_is_created(p
         .await;
     assert_eq!(taken.status, StatusCode::UNPROCESSABLE_ENTITY);
     taken.expect_text("already exists");
-    assert_eq!(count(&pool, "apis").await, 1);
+    assert_eq!(row_count(&pool, "apis").await, 1);
     cp.stop().await;
 }
 
@@ -263,8 +256,8 @@ async fn an_admin_edits_then_deletes_an_api(pool: PgPool) {
     assert_eq!(redirected_to(&deleted), "/apis");
     let (status, _) = cp.admin().get(&format!("/apis/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(count(&pool, "stages").await, 0);
-    assert_eq!(count(&pool, "deployments").await, 0);
+    assert_eq!(row_count(&pool, "stages").await, 0);
+    assert_eq!(row_count(&pool, "deployments").await, 0);
     cp.stop().await;
 }
 
@@ -367,7 +360,7 @@ async fn a_bad_route_key_shows_its_error_and_keeps_what_was_typed(pool: PgPool) 
     let answer = dash.post(&path, &mock_route("GET /pets", "99", "x")).await;
     assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
     answer.expect_text("status code from 200 to 599");
-    assert_eq!(count(&pool, "routes").await, 0);
+    assert_eq!(row_count(&pool, "routes").await, 0);
     cp.stop().await;
 }
 
@@ -454,7 +447,7 @@ async fn deploying_creates_a_stage_then_moves_it_to_the_next_deployment(pool: Pg
         ids[0],
         "the newest"
     );
-    assert_eq!(count(&pool, "stages").await, 1);
+    assert_eq!(row_count(&pool, "stages").await, 1);
 
     let history = dash.get(&format!("/apis/{api}/deployments")).await;
     assert_eq!(history.status, StatusCode::OK);
@@ -490,8 +483,8 @@ async fn an_invalid_stage_name_is_shown_on_the_apis_page_and_nothing_is_deployed
         input_value(&answer.html, "description").as_deref(),
         Some("typed")
     );
-    assert_eq!(count(&pool, "deployments").await, 0);
-    assert_eq!(count(&pool, "stages").await, 0);
+    assert_eq!(row_count(&pool, "deployments").await, 0);
+    assert_eq!(row_count(&pool, "stages").await, 0);
     cp.stop().await;
 }
 
@@ -514,8 +507,8 @@ async fn a_stage_that_refuses_the_deployment_is_reported_and_the_deployment_kept
         .expect_text("was not created")
         .expect_text("variables:")
         .expect_text("See the deployment");
-    assert_eq!(count(&pool, "deployments").await, 1);
-    assert_eq!(count(&pool, "stages").await, 0);
+    assert_eq!(row_count(&pool, "deployments").await, 1);
+    assert_eq!(row_count(&pool, "stages").await, 0);
     cp.stop().await;
 }
 
@@ -754,10 +747,10 @@ async fn a_viewer_sees_no_forms_and_is_refused_on_every_form(pool: PgPool) {
     }
     let (_, after) = cp.admin().get(&format!("/apis/{api}")).await;
     assert_eq!(after["slug"], "pets");
-    assert_eq!(count(&pool, "apis").await, 1);
+    assert_eq!(row_count(&pool, "apis").await, 1);
     assert_eq!(routes_of(&cp, &api).await.len(), 1);
-    assert_eq!(count(&pool, "deployments").await, 2);
-    assert_eq!(count(&pool, "stages").await, 1);
+    assert_eq!(row_count(&pool, "deployments").await, 2);
+    assert_eq!(row_count(&pool, "stages").await, 1);
     cp.stop().await;
 }
 
@@ -800,7 +793,7 @@ async fn forms_without_the_csrf_token_are_refused_and_change_nothing(pool: PgPoo
     }
     let (_, after) = cp.admin().get(&format!("/apis/{api}")).await;
     assert_eq!(after["slug"], "pets");
-    assert_eq!(count(&pool, "apis").await, 1);
+    assert_eq!(row_count(&pool, "apis").await, 1);
     assert_eq!(
         route_by_key(&cp, &api, "GET /a").await["id"],
         route.as_str()
@@ -848,6 +841,6 @@ async fn unknown_or_malformed_ids_get_the_friendly_404(pool: PgPool) {
             .await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
     }
-    assert_eq!(count(&pool, "deployments").await, 1);
+    assert_eq!(row_count(&pool, "deployments").await, 1);
     cp.stop().await;
 }

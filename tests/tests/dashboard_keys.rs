@@ -9,8 +9,8 @@ use gatehouse_control_plane::repo::usage;
 use gatehouse_control_plane::repo::users::Role;
 use gatehouse_model::usage::UsageEntry;
 use gatehouse_model::QuotaPeriod;
-use gatehouse_tests::dashboard::{input_value, Dashboard, Page};
-use gatehouse_tests::{id_of, mock, Admin, ControlPlane};
+use gatehouse_tests::dashboard::{error_next_to, input_value, Dashboard, Page};
+use gatehouse_tests::{id_of, mock, row_count, Admin, ControlPlane};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -20,13 +20,6 @@ const MIGRATOR: &sqlx::migrate::Migrator = &gatehouse_control_plane::MIGRATOR;
 
 /// An id no row has.
 const UNKNOWN: &str = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
-
-async fn count(pool: &PgPool, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-        .fetch_one(pool)
-        .await
-        .expect("count")
-}
 
 #[track_caller]
 fn redirected_to(page: &Page) -> String {
@@ -39,24 +32,6 @@ fn between<'a>(html: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let from = html.find(start)? + start.len();
     let to = html[from..].find(end)? + from;
     Some(&html[from..to])
-}
-
-/// Asserts that `message` appears after the input `field` and before `next` (the next
-/// field of the form): the error is shown next to its field.
-#[track_caller]
-fn error_next_to(page: &Page, field: &str, next: &str, message: &str) {
-    let html = &page.html;
-    let at = html
-        .find(&format!("name=\"{field}\""))
-        .unwrap_or_else(|| panic!("no field {field}:\n{html}"));
-    let until = html[at..]
-        .find(&format!("name=\"{next}\""))
-        .map_or(html.len(), |i| at + i);
-    let section = &html[at..until];
-    assert!(
-        section.contains("field-error") && section.contains(message),
-        "expected {message:?} next to {field}, got:\n{section}"
-    );
 }
 
 /// An API with a stage `prod`; returns the API's id.
@@ -202,7 +177,7 @@ async fn a_key_with_a_bad_name_is_refused_next_to_the_field_and_nothing_is_creat
     answer
         .expect_text("class=\"field-error\"")
         .expect_text("printable characters");
-    assert_eq!(count(&cp.pool, "api_keys").await, 0);
+    assert_eq!(row_count(&cp.pool, "api_keys").await, 0);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -278,7 +253,7 @@ async fn an_imported_key_value_is_stored_by_its_hash_and_shown_once(pool: PgPool
         .await;
     assert_eq!(generated.status, StatusCode::OK, "{}", generated.html);
     generated.expect_text("data-copy=\"ghk_");
-    assert_eq!(count(&cp.pool, "api_keys").await, 2);
+    assert_eq!(row_count(&cp.pool, "api_keys").await, 2);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -302,7 +277,7 @@ async fn a_bad_or_taken_imported_value_is_refused_next_to_its_field_with_what_wa
         assert_eq!(input_value(&answer.html, "name").as_deref(), Some("legacy"));
         assert!(!answer.html.contains("data-copy"), "{bad}: no key shown");
     }
-    assert_eq!(count(&cp.pool, "api_keys").await, 0);
+    assert_eq!(row_count(&cp.pool, "api_keys").await, 0);
 
     let value = "abcdefghijklmnopqrstuvwxyz";
     let first = dash
@@ -315,7 +290,7 @@ async fn a_bad_or_taken_imported_value_is_refused_next_to_its_field_with_what_wa
     assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
     error_next_to(&again, "value", "__end", "this key already exists");
     assert_eq!(input_value(&again.html, "name").as_deref(), Some("two"));
-    assert_eq!(count(&cp.pool, "api_keys").await, 1);
+    assert_eq!(row_count(&cp.pool, "api_keys").await, 1);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -470,7 +445,7 @@ async fn a_plan_with_a_bad_throttle_shows_the_error_next_to_the_field_and_saves_
     assert_eq!(half_quota.status, StatusCode::UNPROCESSABLE_ENTITY);
     error_next_to(&half_quota, "quota.limit", "quota.period", "whole number");
     half_quota.expect_text("<option value=\"DAY\" selected>");
-    assert_eq!(count(&cp.pool, "usage_plans").await, 0);
+    assert_eq!(row_count(&cp.pool, "usage_plans").await, 0);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -878,7 +853,7 @@ async fn a_viewer_sees_no_forms_and_every_form_refuses_them(pool: PgPool) {
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}");
         answer.expect_text("Read-only access");
     }
-    assert_eq!(count(&cp.pool, "api_keys").await, 1);
+    assert_eq!(row_count(&cp.pool, "api_keys").await, 1);
     assert_eq!(key_of(&admin, &key).await["enabled"], true);
     assert_eq!(key_of(&admin, &key).await["name"], "partner");
     assert_eq!(plan_of(&admin, &plan).await["name"], "gold");
@@ -922,8 +897,8 @@ async fn forms_without_this_sessions_csrf_token_are_refused(pool: PgPool) {
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}");
         answer.expect_text("This form has expired");
     }
-    assert_eq!(count(&cp.pool, "api_keys").await, 1);
-    assert_eq!(count(&cp.pool, "usage_plans").await, 1);
+    assert_eq!(row_count(&cp.pool, "api_keys").await, 1);
+    assert_eq!(row_count(&cp.pool, "usage_plans").await, 1);
     assert_eq!(key_of(&admin, &key).await["enabled"], true);
     assert_eq!(key_of(&admin, &key).await["name"], "partner");
     assert_eq!(plan_of(&admin, &plan).await["name"], "gold");

@@ -3,7 +3,7 @@
 //! deployment, each checked against what the admin API then reports.
 
 use gatehouse_control_plane::repo::users::Role;
-use gatehouse_tests::dashboard::{input_value, Dashboard, Page};
+use gatehouse_tests::dashboard::{error_next_to, input_value, Dashboard, Page};
 use gatehouse_tests::{http_proxy, mock, Admin, ControlPlane};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -97,23 +97,6 @@ fn new_stage<'a>(
         ("new.description", "typed description"),
         ("new.variables", variables),
     ]
-}
-
-/// Asserts that `message` is shown as the error of `field`: after it, before `next`.
-#[track_caller]
-fn error_next_to(page: &Page, field: &str, next: &str, message: &str) {
-    let html = &page.html;
-    let at = html
-        .find(&format!("name=\"{field}\""))
-        .unwrap_or_else(|| panic!("no field {field}:\n{html}"));
-    let until = html[at..]
-        .find(&format!("name=\"{next}\""))
-        .map_or(html.len(), |i| at + i);
-    let section = &html[at..until];
-    assert!(
-        section.contains("field-error") && section.contains(message),
-        "expected {message:?} next to {field}, got:\n{section}"
-    );
 }
 
 impl Shop {

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use gatehouse_tests::{
-    client, config_version, eventually, id_of, mock, start_proxy_tuned, wait_for_version,
-    ControlPlane,
+    client, config_version, error_fields, eventually, id_of, mock, row_count, start_proxy_tuned,
+    wait_for_version, ControlPlane,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -70,24 +70,6 @@ fn value_of(issued: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no value in {issued}"))
         .to_owned()
-}
-
-fn fields(body: &Value) -> Vec<String> {
-    body["errors"]
-        .as_array()
-        .map(|e| {
-            e.iter()
-                .filter_map(|x| x["field"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-async fn count(pool: &PgPool, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-        .fetch_one(pool)
-        .await
-        .expect("count")
 }
 
 /// Every audit entry as JSON text, once `expected` of them are written (entries are
@@ -357,13 +339,13 @@ async fn a_viewer_token_reads_everything_and_changes_nothing(pool: PgPool) {
             "usage_plans",
             "api_tokens",
         ] {
-            counts.push(count(&pool, table).await);
+            counts.push(row_count(&pool, table).await);
         }
         counts
     };
     let before = counts(pool.clone()).await;
     let version = config_version(&pool).await;
-    let audited = count(&pool, "audit_log").await;
+    let audited = row_count(&pool, "audit_log").await;
     let body = json!({"name": "x", "slug": "x", "role": "admin", "description": "x"});
     let writes = [
         (Method::POST, "/apis".to_owned()),
@@ -392,7 +374,7 @@ async fn a_viewer_token_reads_everything_and_changes_nothing(pool: PgPool) {
     }
     assert_eq!(counts(pool.clone()).await, before);
     assert_eq!(config_version(&pool).await, version);
-    assert_eq!(count(&pool, "audit_log").await, audited);
+    assert_eq!(row_count(&pool, "audit_log").await, audited);
     let (_, one) = admin.get(&format!("/tokens/{viewer_id}")).await;
     assert_eq!(one["status"], "active");
     assert_eq!(viewer.get("/apis").await, StatusCode::OK);
@@ -502,7 +484,7 @@ async fn bad_token_requests_are_refused_naming_the_field(pool: PgPool) {
     let cp = ControlPlane::start(pool.clone()).await;
     let admin = cp.admin();
     let existing = id_of(&issue(&cp, "kept", "admin", json!({})).await);
-    let before = count(&pool, "api_tokens").await;
+    let before = row_count(&pool, "api_tokens").await;
     let long_name = "n".repeat(129);
     for (body, field) in [
         (json!({"name": "", "role": "admin"}), "name"),
@@ -530,7 +512,7 @@ async fn bad_token_requests_are_refused_naming_the_field(pool: PgPool) {
     ] {
         let (status, answer) = admin.post("/tokens", body.clone()).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
-        let named = fields(&answer);
+        let named = error_fields(&answer);
         assert!(
             named.iter().any(|f| f == field),
             "{body}: expected {field} in {answer}"
@@ -540,7 +522,7 @@ async fn bad_token_requests_are_refused_naming_the_field(pool: PgPool) {
         .post("/tokens", json!({"name": "", "role": "root"}))
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(fields(&answer), vec!["name", "role"]);
+    assert_eq!(error_fields(&answer), vec!["name", "role"]);
 
     let rotate = format!("/tokens/{existing}/rotate");
     for overlap in [json!(-1), json!(8 * 24 * 3600), json!(1e12), json!("soon")] {
@@ -552,14 +534,14 @@ async fn bad_token_requests_are_refused_naming_the_field(pool: PgPool) {
             StatusCode::UNPROCESSABLE_ENTITY,
             "{overlap}: {answer}"
         );
-        assert_eq!(fields(&answer), vec!["overlap_seconds"], "{answer}");
+        assert_eq!(error_fields(&answer), vec!["overlap_seconds"], "{answer}");
     }
     let unknown = uuid::Uuid::new_v4();
     let (status, _) = admin
         .post(&format!("/tokens/{unknown}/rotate"), json!({}))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(count(&pool, "api_tokens").await, before);
+    assert_eq!(row_count(&pool, "api_tokens").await, before);
     let (_, kept) = admin.get(&format!("/tokens/{existing}")).await;
     assert!(kept["expires_at"].is_null(), "{kept}");
     cp.stop().await;
