@@ -17,7 +17,7 @@ use gatehouse_tests::{
     Upstream,
 };
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -400,15 +400,8 @@ async fn a_redeploy_every_100_ms_under_load_fails_no_request() {
     assert_eq!(stage["deployment_id"], last.as_str());
     let version = config_version(&world.database.pool).await;
     let reached = gatehouse_tests::eventually(Duration::from_secs(10), || async {
-        let ready: Value = client()
-            .get(format!("http://{status}/readyz"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (ready["config_version"].as_i64() >= Some(version)).then_some(())
+        let served = proxy_metric(status, "gatehouse_proxy_config_version").await;
+        (served >= Some(version as f64)).then_some(())
     })
     .await;
     assert!(
