@@ -53,13 +53,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves the application on `listener` until `shutdown` turns true.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
-    let mut shutdown = state.shutdown.clone();
-    let app = router(state).into_make_service_with_connect_info::<ClientAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
+    serve_on(listener, state).await
 }
 
 /// Like [`serve`], over TLS with the certificate in `files`, reloaded when they change.
@@ -71,16 +65,23 @@ pub fn serve_tls(
 ) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>>> {
     let (acceptor, certificate) = gatehouse_tls::acceptor(files, &[b"http/1.1"])?;
     let listener = TlsListener::new(listener, acceptor)?;
+    tokio::spawn(certificate.watch(state.shutdown.clone()));
+    Ok(serve_on(listener, state))
+}
+
+/// Serves on any listener whose connections tell the client's address.
+async fn serve_on<L>(listener: L, state: AppState) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+    for<'a> ClientAddr: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
     let mut shutdown = state.shutdown.clone();
-    tokio::spawn(certificate.watch(shutdown.clone()));
     let app = router(state).into_make_service_with_connect_info::<ClientAddr>();
-    Ok(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            })
-            .await
-    })
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
 }
 
 /// Builds the state for a pool: starts the change listener that wakes long polls.
