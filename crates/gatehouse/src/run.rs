@@ -153,6 +153,15 @@ async fn spawn_control_plane(
     Ok(ControlPlaneTask { addr, stop, task })
 }
 
+/// The URL scheme of a listener.
+fn scheme(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 /// The control plane's certificate files, when it serves TLS.
 fn control_plane_tls(args: &ControlPlaneArgs) -> Option<CertificateFiles> {
     Some(CertificateFiles {
@@ -412,11 +421,7 @@ async fn up_with_database(
         Some(node_token.clone()),
     );
     if cp_config.proxy_url.is_none() {
-        let scheme = if args.proxy.tls_cert.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = scheme(args.proxy.tls_cert.is_some());
         cp_config.proxy_url = Some(format!("{scheme}://{}", args.proxy.proxy_listen));
     }
     let cp = spawn_control_plane(pool.clone(), cp_config, &args.control_plane).await?;
@@ -445,7 +450,6 @@ async fn up_with_database(
         }
     };
     let has_users = users::any_exist(&pool).await?;
-    let scheme = |tls: bool| if tls { "https" } else { "http" };
     let cp_base = format!(
         "{}://{}",
         scheme(control_plane_tls(&args.control_plane).is_some()),

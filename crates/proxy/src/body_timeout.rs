@@ -16,13 +16,13 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-/// The error a body gives when its client went quiet for too long.
+/// The error a body gives when its sender went quiet for too long.
 #[derive(Debug)]
 pub struct BodyReadTimeout;
 
 impl fmt::Display for BodyReadTimeout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the client sent no part of the request body in time")
+        f.write_str("no part of the body arrived in time")
     }
 }
 

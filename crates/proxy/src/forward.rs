@@ -135,7 +135,11 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 /// Prepares a client's headers for the upstream: hop-by-hop removed, `Host` replaced by
 /// the upstream's (set by the client from the URI), `X-Forwarded-*` set by us. A client's
 /// own `X-Forwarded-For` chain is kept (all its headers, joined) and extended.
-pub fn rewrite_request_headers(headers: &mut HeaderMap, client_ip: HeaderValue, https: bool) {
+pub fn rewrite_request_headers(headers: &mut HeaderMap, peer: Peer) {
+    let Peer {
+        ip: client_ip,
+        https,
+    } = peer;
     strip_hop_by_hop(headers);
     headers.remove(&X_FORWARDED_HOST);
     if let Some(host) = headers.remove(header::HOST) {
@@ -157,9 +161,14 @@ pub fn rewrite_request_headers(headers: &mut HeaderMap, client_ip: HeaderValue, 
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
 }
 
-/// Marks a request that came over a TLS connection.
-#[derive(Debug, Clone, Copy)]
-pub struct OverTls;
+/// The client connection a request came on, as the upstream is told of it.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Its `X-Forwarded-For` entry.
+    pub ip: HeaderValue,
+    /// Whether it is TLS (`X-Forwarded-Proto: https`).
+    pub https: bool,
+}
 
 /// The `X-Forwarded-For` entry of a connection's peer.
 pub fn client_ip_header(peer: std::net::SocketAddr) -> HeaderValue {
@@ -195,11 +204,11 @@ mod tests {
         h.insert(header::HOST, HeaderValue::from_static("api.example.com"));
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.1.1.1"));
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.2.2.2"));
-        rewrite_request_headers(
-            &mut h,
-            client_ip_header("127.0.0.1:5000".parse().expect("addr")),
-            false,
-        );
+        let peer = Peer {
+            ip: client_ip_header("127.0.0.1:5000".parse().expect("addr")),
+            https: false,
+        };
+        rewrite_request_headers(&mut h, peer);
         assert_eq!(h[X_FORWARDED_FOR], "10.1.1.1, 10.2.2.2, 127.0.0.1");
         assert_eq!(h.get_all(X_FORWARDED_FOR).iter().count(), 1);
         assert_eq!(h[X_FORWARDED_HOST], "api.example.com");

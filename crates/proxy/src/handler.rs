@@ -20,7 +20,7 @@ use crate::body_timeout::{BodyReadTimeout, IdleTimeout};
 use crate::compiled::{split_stage, Action, CompiledConfig};
 use crate::drain::Drain;
 use crate::errors::{ProxyBody, Reject};
-use crate::forward::{rewrite_request_headers, strip_hop_by_hop, UpstreamClient};
+use crate::forward::{rewrite_request_headers, strip_hop_by_hop, Peer, UpstreamClient};
 use crate::limiter::EverySecond;
 use crate::meters::{KeyEvents, MeterRegistry, Unmatched};
 use crate::passthrough;
@@ -69,12 +69,12 @@ impl Shared {
 /// The body of every response: the proxy's, with its request's recording attached.
 pub type ResponseBody = Counted<ProxyBody, Recording>;
 
-/// Serves one request; never fails (errors become responses). `client_ip` is the peer's
-/// address, rendered once per connection.
+/// Serves one request; never fails (errors become responses). `peer` is the connection it
+/// came on, described once per connection.
 pub async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-    client_ip: HeaderValue,
+    peer: Peer,
 ) -> Response<ResponseBody> {
     let start = Instant::now();
     let request_id = shared.request_ids.next();
@@ -85,7 +85,7 @@ pub async fn handle(
     let mut response = dispatch(
         &shared,
         req,
-        client_ip,
+        peer,
         &request_id,
         start,
         &mut recording,
@@ -118,7 +118,7 @@ fn refuse(recording: &mut Option<Recording>, reject: Reject) -> Response<ProxyBo
 async fn dispatch(
     shared: &Arc<Shared>,
     req: Request<Incoming>,
-    client_ip: HeaderValue,
+    peer: Peer,
     request_id: &HeaderValue,
     start: Instant,
     recording: &mut Option<Recording>,
@@ -161,7 +161,7 @@ async fn dispatch(
                 let log = stage.access_log.then(|| {
                     log_draft(
                         &req,
-                        &client_ip,
+                        &peer.ip,
                         request_id,
                         found.as_ref().map(|f| &f.value.route_key),
                     )
@@ -226,14 +226,14 @@ async fn dispatch(
     let mut response = match next {
         Next::WebSocket(stage, rest) => {
             *websocket = true;
-            return websocket::serve(shared, req, stage, &rest, client_ip, request_id, start).await;
+            return websocket::serve(shared, req, stage, &rest, peer.ip, request_id, start).await;
         }
         Next::Mock(response) => response,
         Next::Forward(uri, timeout, upgrade) => {
             let exchange = Exchange {
                 uri,
                 timeout,
-                client_ip,
+                peer,
                 upgrade,
             };
             forward(shared, req, exchange, request_id, recording).await
@@ -281,7 +281,7 @@ enum Next {
 struct Exchange {
     uri: http::Uri,
     timeout: Duration,
-    client_ip: HeaderValue,
+    peer: Peer,
     upgrade: Option<HeaderValue>,
 }
 
@@ -347,7 +347,7 @@ async fn forward(
     let Exchange {
         uri,
         timeout,
-        client_ip,
+        peer,
         upgrade,
     } = exchange;
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
@@ -360,8 +360,7 @@ async fn forward(
         return refuse(recording, Reject::PayloadTooLarge);
     }
     let (mut parts, body) = req.into_parts();
-    let https = parts.extensions.get::<crate::forward::OverTls>().is_some();
-    rewrite_request_headers(&mut parts.headers, client_ip, https);
+    rewrite_request_headers(&mut parts.headers, peer);
     if let Some(upgrade) = &upgrade {
         passthrough::restore_upgrade(&mut parts.headers, upgrade.clone());
     }

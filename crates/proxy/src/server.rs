@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwapOption;
-use http::{HeaderValue, Request};
-use hyper::body::Incoming;
+use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -320,13 +319,11 @@ impl Client {
             ip,
             mut stop,
         } = self;
-        let service = service_fn(move |mut req: Request<Incoming>| {
-            if https {
-                req.extensions_mut().insert(forward::OverTls);
-            }
+        let peer = forward::Peer { ip, https };
+        let service = service_fn(move |req| {
             let shared = shared.clone();
-            let ip = ip.clone();
-            async move { Ok::<_, Infallible>(handle(shared, req, ip).await) }
+            let peer = peer.clone();
+            async move { Ok::<_, Infallible>(handle(shared, req, peer).await) }
         });
         let connection = http
             .serve_connection(TokioIo::new(io), service)
