@@ -211,9 +211,7 @@ pub struct Admin {
 
 /// An authenticated reader of the admin API: an admin or a viewer.
 #[derive(Debug, Clone)]
-pub struct Reader {
-    pub name: String,
-}
+pub struct Reader;
 
 /// The dashboard user a request acts for. Only the dashboard's own dispatch of a form to
 /// the admin API sets it (as a request extension, which nothing on the wire can set), so
@@ -231,12 +229,8 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let caller = caller(parts, state, Plane::Admin).await?;
-        match caller.role {
-            TokenRole::Admin => Ok(Admin { name: caller.name }),
-            TokenRole::Viewer => Err(ApiError::Forbidden("viewers cannot change anything")),
-            TokenRole::Node => Err(ApiError::Unauthorized),
-        }
+        let caller = admin_api_caller(parts, state, true).await?;
+        Ok(Admin { name: caller.name })
     }
 }
 
@@ -247,11 +241,23 @@ impl FromRequestParts<AppState> for Reader {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let caller = caller(parts, state, Plane::Admin).await?;
-        match caller.role {
-            TokenRole::Admin | TokenRole::Viewer => Ok(Reader { name: caller.name }),
-            TokenRole::Node => Err(ApiError::Unauthorized),
-        }
+        admin_api_caller(parts, state, false).await.map(|_| Reader)
+    }
+}
+
+/// The caller of the admin API, if its role may do what is asked: `write` (change
+/// something) takes an admin, reading an admin or a viewer.
+async fn admin_api_caller(
+    parts: &mut Parts,
+    state: &AppState,
+    write: bool,
+) -> Result<Caller, ApiError> {
+    let caller = caller(parts, state, Plane::Admin).await?;
+    match caller.role {
+        TokenRole::Admin => Ok(caller),
+        TokenRole::Viewer if !write => Ok(caller),
+        TokenRole::Viewer => Err(ApiError::Forbidden("viewers cannot change anything")),
+        TokenRole::Node => Err(ApiError::Unauthorized),
     }
 }
 
@@ -263,17 +269,9 @@ pub async fn guard_admin_api(
     next: Next,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
-    let allowed = if matches!(parts.method, Method::GET | Method::HEAD) {
-        Reader::from_request_parts(&mut parts, &state)
-            .await
-            .map(drop)
-    } else {
-        Admin::from_request_parts(&mut parts, &state)
-            .await
-            .map(drop)
-    };
-    match allowed {
-        Ok(()) => next.run(Request::from_parts(parts, body)).await,
+    let write = !matches!(parts.method, Method::GET | Method::HEAD);
+    match admin_api_caller(&mut parts, &state, write).await {
+        Ok(_) => next.run(Request::from_parts(parts, body)).await,
         Err(refusal) => refusal.into_response(),
     }
 }

@@ -32,8 +32,8 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     ) {
         return next.run(request).await;
     }
-    // Who is asking comes first: a caller without a valid token gets its refusal from the
-    // handler, before anything of its body is read here.
+    // The admin API's gate (`auth::guard_admin_api`, outside this layer) has let only
+    // admins through, and keeps who they are in the request: no second lookup here.
     let (mut parts, body) = request.into_parts();
     let Ok(admin) = Admin::from_request_parts(&mut parts, &state).await else {
         return next.run(Request::from_parts(parts, body)).await;
