@@ -233,14 +233,12 @@ impl PlanForm {
     ) -> Result<PlanForm, Failure> {
         let ticked: Vec<&str> = fields.all("stages").collect();
         let mut choices = Vec::new();
-        let mut route_keys = BTreeSet::new();
+        let route_keys: BTreeSet<String> = deployments::served_route_keys(&state.pool)
+            .await?
+            .into_iter()
+            .collect();
         for api in apis::list(&state.pool).await? {
             for stage in stages::list(&state.pool, api.id).await? {
-                if let Some(deployment) =
-                    deployments::get(&state.pool, api.id, stage.deployment_id).await?
-                {
-                    route_keys.extend(deployment.routes.0.iter().map(|r| r.route_key.to_string()));
-                }
                 let value = format!("{}:{}", api.id, stage.name);
                 choices.push(StageChoice {
                     checked: ticked.contains(&value.as_str()),

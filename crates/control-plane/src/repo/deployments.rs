@@ -80,6 +80,18 @@ pub async fn get(
     .await
 }
 
+/// The route keys of every deployment a stage serves, each once, in one query.
+pub async fn served_route_keys(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT route->>'route_key' \
+         FROM stages JOIN deployments ON deployments.id = stages.deployment_id, \
+              jsonb_array_elements(deployments.routes) AS route \
+         WHERE route->>'route_key' IS NOT NULL",
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// Deletes a deployment no stage points at (the foreign key refuses otherwise).
 pub async fn delete(db: impl PgExecutor<'_>, api_id: Uuid, id: Uuid) -> sqlx::Result<bool> {
     let done = sqlx::query("DELETE FROM deployments WHERE api_id = $1 AND id = $2")
