@@ -333,16 +333,7 @@ pub(super) struct ApiPage {
     traffic: Traffic,
 }
 
-impl ApiPage {
-    /// `aria-invalid` for a field of the new stage form.
-    fn new_stage_invalid(&self, field: &str) -> &'static str {
-        if self.new_stage_errors.get(field).is_some() {
-            "true"
-        } else {
-            "false"
-        }
-    }
-}
+impl ApiPage {}
 
 /// Builds the API's page, its forms holding what `forms` says.
 pub(super) async fn api_page(

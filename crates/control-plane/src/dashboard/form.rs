@@ -71,6 +71,15 @@ pub struct Errors {
 }
 
 impl Errors {
+    /// `aria-invalid` for `field`: "true" when it has an error.
+    pub fn aria_invalid(&self, field: &str) -> &'static str {
+        if self.get(field).is_some() {
+            "true"
+        } else {
+            "false"
+        }
+    }
+
     pub fn new(summary: impl Into<String>, fields: Vec<FieldError>) -> Errors {
         Errors {
             summary: Some(summary.into()),

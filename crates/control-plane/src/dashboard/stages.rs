@@ -87,15 +87,6 @@ impl StagePage {
     fn limit_fields(&self) -> &'static [(&'static str, &'static str)] {
         &LIMIT_FIELDS
     }
-
-    /// `aria-invalid` for a field of the settings form.
-    fn invalid(&self, field: &str) -> &'static str {
-        if self.errors.get(field).is_some() {
-            "true"
-        } else {
-            "false"
-        }
-    }
 }
 
 struct WebSocketFacts {
