@@ -80,9 +80,21 @@ fn check_lifetime(seconds: Option<i64>, errors: &mut Vec<FieldError>) {
     }
 }
 
-fn issued(status: StatusCode, view: IssuedView) -> Response {
-    let location = format!("/api/v1/tokens/{}", view.token.id);
-    (status, [(header::LOCATION, location)], Json(view)).into_response()
+/// 201 with a new token and its value, the one answer that holds it; `previous` is the
+/// token it replaces, when rotated.
+fn issued(token: Token, value: String, previous: Option<Token>) -> Response {
+    let location = format!("/api/v1/tokens/{}", token.id);
+    let view = IssuedView {
+        token,
+        value,
+        previous,
+    };
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view),
+    )
+        .into_response()
 }
 
 /// Issues a token. The response is the only one that holds its value.
@@ -118,9 +130,8 @@ pub(crate) async fn create(
         return Err(ApiError::Invalid(errors));
     };
     let issued_token = IssuedToken::generate();
-    let mut tx = state.pool.begin().await?;
     let token = tokens::insert(
-        &mut *tx,
+        &state.pool,
         &NewToken {
             name: &body.name,
             role,
@@ -132,15 +143,7 @@ pub(crate) async fn create(
         },
     )
     .await?;
-    tx.commit().await?;
-    Ok(issued(
-        StatusCode::CREATED,
-        IssuedView {
-            token,
-            value: issued_token.value,
-            previous: None,
-        },
-    ))
+    Ok(issued(token, issued_token.value, None))
 }
 
 /// Lists the tokens, revoked and expired ones too (without their values).
@@ -203,11 +206,9 @@ pub(crate) async fn revoke(
     Path(token_id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = parse_id(&token_id, "token")?;
-    let mut tx = state.pool.begin().await?;
-    if !tokens::revoke(&mut *tx, id).await? {
+    if !tokens::revoke(&state.pool, id).await? {
         return Err(ApiError::NotFound("token"));
     }
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -283,14 +284,7 @@ pub(crate) async fn rotate(
     .await?;
     let previous = tokens::expire_within(&mut *tx, old.id, overlap).await?;
     tx.commit().await?;
-    Ok(issued(
-        StatusCode::CREATED,
-        IssuedView {
-            token,
-            value: issued_token.value,
-            previous,
-        },
-    ))
+    Ok(issued(token, issued_token.value, previous))
 }
 
 #[cfg(test)]
