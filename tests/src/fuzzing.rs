@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::http::{Method, Uri};
+use gatehouse_model::request_path;
 use gatehouse_model::route_key::{PathPattern, Segment};
 use gatehouse_model::{
     ConfigSnapshot, RouteKey, RouteSelection, RouteTable, StageVariables, UriTemplate,
@@ -272,11 +273,21 @@ pub fn substitution(data: &[u8]) {
     let Ok(target) = target_line.parse::<Uri>() else {
         return;
     };
-    let path = target.path();
-    if has_dot_segment(path) {
-        // The proxy answers 400 before looking for a route.
+    // The proxy answers 400 before looking for a route when the path cannot be normalised,
+    // and matches the normalised path otherwise.
+    let Ok(path) = request_path::normalize(target.path()) else {
         return;
-    }
+    };
+    assert!(
+        !has_dot_segment(&path) && !path.contains("%2F") && !path.contains("%5C"),
+        "normalising {target} left {path}"
+    );
+    assert_eq!(
+        request_path::normalize(&path).as_deref(),
+        Ok(&*path),
+        "normalising {target} twice changed it"
+    );
+    let path = &*path;
     let method = match key.method() {
         Some(gatehouse_model::Method::Any) | None => Method::GET,
         Some(m) => Method::from_bytes(m.as_str().as_bytes()).expect("a route key's method"),

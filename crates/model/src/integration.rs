@@ -2,6 +2,7 @@
 //! `MOCK` answers with a fixed response. Both are checked when they are parsed, so a stored
 //! integration is always one the proxy can run.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -276,15 +277,23 @@ impl UriTemplate {
         if !literal.is_empty() {
             parts.push(BoundPart::Literal(literal));
         }
-        let bound = BoundUri {
+        let mut bound = BoundUri {
             has_query: parts
                 .iter()
                 .any(|p| matches!(p, BoundPart::Literal(l) if l.contains('?'))),
             len_hint: self.raw.len() + 64,
             parts,
+            fixed_query: Vec::new(),
         };
         let sample = bound.render_string(|_| "x", None);
         check_uri(&sample).map_err(|e| format!("with this stage's variables, {e}"))?;
+        if let Some((_, query)) = sample.split_once('?') {
+            bound.fixed_query = query
+                .split('&')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| query_name(pair).into_owned())
+                .collect();
+        }
         Ok(bound)
     }
 }
@@ -358,6 +367,9 @@ pub struct BoundUri {
     parts: Vec<BoundPart>,
     has_query: bool,
     len_hint: usize,
+    /// The names of the integration's own query parameters, decoded: a request's
+    /// parameter of the same name is dropped, never sent beside them, as AWS does.
+    fixed_query: Vec<String>,
 }
 
 impl BoundUri {
@@ -376,9 +388,22 @@ impl BoundUri {
                 } => push_query_safe(param(*index), &mut out),
             }
         }
-        if let Some(q) = query.filter(|q| !q.is_empty()) {
-            out.push(if self.has_query { '&' } else { '?' });
+        let Some(q) = query.filter(|q| !q.is_empty()) else {
+            return out;
+        };
+        let mut separator = if self.has_query { '&' } else { '?' };
+        if self.fixed_query.is_empty() {
+            out.push(separator);
             out.push_str(q);
+            return out;
+        }
+        for pair in q.split('&') {
+            if pair.is_empty() || self.fixed_query.iter().any(|n| *n == query_name(pair)) {
+                continue;
+            }
+            out.push(separator);
+            out.push_str(pair);
+            separator = '&';
         }
         out
     }
@@ -392,6 +417,37 @@ impl BoundUri {
     ) -> Result<http::Uri, http::uri::InvalidUri> {
         http::Uri::try_from(self.render_string(param, query))
     }
+}
+
+/// The name of one `name=value` pair of a query string, decoded (`%XX` and `+`), so
+/// `%69d=1` and `i%64=1` both name `id`.
+fn query_name(pair: &str) -> Cow<'_, str> {
+    let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+    if !name.contains(['%', '+']) {
+        return Cow::Borrowed(name);
+    }
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(hi), Some(lo)) => {
+                // Two hex digits make one byte: `hi` and `lo` are below 16.
+                out.push(u8::try_from(hi << 4 | lo).unwrap_or(b'%'));
+                i += 3;
+            }
+            (b'+', ..) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, ..) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Appends a path parameter's value where it lands in a query string: the characters
@@ -433,6 +489,38 @@ mod tests {
         assert_eq!(uri.to_string(), "http://10.0.0.5:9000/pets/42?v=1&a=b");
         let uri = bound.render(|_| "42", None).expect("valid");
         assert_eq!(uri.to_string(), "http://10.0.0.5:9000/pets/42?v=1");
+    }
+
+    #[test]
+    fn the_request_cannot_override_the_integrations_query_parameters() {
+        let t = UriTemplate::parse("http://up/items?role=reader&id={id}").expect("parses");
+        let bound = t.bind(&StageVariables::default(), &["id"]).expect("binds");
+        let render = |query: &str| {
+            bound
+                .render(|_| "7", Some(query))
+                .expect("valid")
+                .to_string()
+        };
+        assert_eq!(
+            render("role=admin&x=1"),
+            "http://up/items?role=reader&id=7&x=1"
+        );
+        assert_eq!(
+            render("%72ole=admin&i%64=8&r%6Fle+=z&x=1&&y"),
+            "http://up/items?role=reader&id=7&r%6Fle+=z&x=1&y"
+        );
+        assert_eq!(render("role"), "http://up/items?role=reader&id=7");
+        let plain = UriTemplate::parse("http://up/items")
+            .expect("parses")
+            .bind(&StageVariables::default(), &[])
+            .expect("binds");
+        assert_eq!(
+            plain
+                .render(|_| "", Some("role=admin"))
+                .expect("valid")
+                .to_string(),
+            "http://up/items?role=admin"
+        );
     }
 
     #[test]

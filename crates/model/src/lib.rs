@@ -9,6 +9,7 @@ pub mod matcher;
 pub mod metrics;
 pub mod names;
 mod openapi;
+pub mod request_path;
 pub mod route_key;
 pub mod snapshot;
 pub mod usage;

@@ -34,13 +34,9 @@ impl CompileError {
     }
 }
 
-/// One slot per method a route key can name; slot 0 serves methods no key can name
-/// (only `ANY` routes reach them).
+/// One slot per method a route key can name, in the order of `Method::ALL`; slot 0 serves
+/// methods no key can name (only `ANY` routes reach them).
 const SLOTS: usize = Method::ALL.len();
-
-fn slot_of_route_method(m: Method) -> usize {
-    Method::ALL.iter().position(|x| *x == m).unwrap_or(0)
-}
 
 fn slot_of_request_method(m: &http::Method) -> usize {
     match *m {
@@ -126,18 +122,26 @@ impl<T> RouteTable<T> {
             (0..SLOTS).map(|_| matchit::Router::new()).collect();
         let mut greedy: Vec<matchit::Router<usize>> =
             (0..SLOTS).map(|_| matchit::Router::new()).collect();
-        for slot in 0..SLOTS {
-            let own = keyed
+        let named = |method: Method, shape: &str| {
+            keyed
                 .iter()
-                .filter(|(m, ..)| slot != 0 && slot_of_route_method(*m) == slot);
-            let any = keyed.iter().filter(|(m, shape, ..)| {
-                *m == Method::Any
-                    && (slot == 0
-                        || !keyed
-                            .iter()
-                            .any(|(m2, s2, ..)| slot_of_route_method(*m2) == slot && s2 == shape))
-            });
-            for (_, shape, route_key, index) in own.chain(any) {
+                .any(|(m, s, ..)| *m == method && s.as_str() == shape)
+        };
+        for slot in 0..SLOTS {
+            // What serves a request of this slot's method on one path, best first: a route
+            // naming the method; for HEAD, a GET route (a HEAD is a GET without the body,
+            // and must not fall through to a route that needs no key); then ANY.
+            let own = Method::ALL[slot];
+            let serves = |(m, shape, ..): &&(Method, String, String, usize)| match *m {
+                _ if slot == 0 => *m == Method::Any,
+                m if m == own => true,
+                Method::Get => own == Method::Head && !named(Method::Head, shape),
+                Method::Any => {
+                    !named(own, shape) && !(own == Method::Head && named(Method::Get, shape))
+                }
+                _ => false,
+            };
+            for (_, shape, route_key, index) in keyed.iter().filter(serves) {
                 let router = if shape.contains("{*") {
                     &mut greedy[slot]
                 } else {
@@ -242,6 +246,28 @@ mod tests {
         assert_eq!(hit(&t, "POST", "/pets"), Some("POST /pets"));
         assert_eq!(hit(&t, "GET", "/pets"), Some("ANY /pets"));
         assert_eq!(hit(&t, "PROPFIND", "/pets"), Some("ANY /pets"));
+    }
+
+    #[test]
+    fn head_is_served_by_the_get_route_of_its_path() {
+        let t = table(&["GET /orders", "ANY /{proxy+}"]);
+        assert_eq!(hit(&t, "HEAD", "/orders"), Some("GET /orders"));
+        assert_eq!(hit(&t, "HEAD", "/other"), Some("ANY /{proxy+}"));
+        let t = table(&["GET /orders", "HEAD /orders", "ANY /orders"]);
+        assert_eq!(hit(&t, "HEAD", "/orders"), Some("HEAD /orders"));
+        assert_eq!(hit(&t, "PUT", "/orders"), Some("ANY /orders"));
+        let t = table(&["GET /orders/{id}", "ANY /orders/{id}"]);
+        assert_eq!(hit(&t, "HEAD", "/orders/1"), Some("GET /orders/{id}"));
+        let t = table(&["GET /orders/mine", "HEAD /orders/{id}"]);
+        assert_eq!(hit(&t, "HEAD", "/orders/mine"), Some("GET /orders/mine"));
+    }
+
+    #[test]
+    fn a_method_no_route_key_can_name_reaches_only_any_routes() {
+        let t = table(&["GET /orders", "ANY /{proxy+}"]);
+        assert_eq!(hit(&t, "PROPFIND", "/orders"), Some("ANY /{proxy+}"));
+        let t = table(&["GET /orders"]);
+        assert_eq!(hit(&t, "PROPFIND", "/orders"), None);
     }
 
     #[test]

@@ -106,7 +106,8 @@ impl PathPattern {
         for segment in &self.segments {
             out.push('/');
             match segment {
-                Segment::Literal(l) => out.push_str(l),
+                // As requests are matched on their normalised path, so are literals.
+                Segment::Literal(l) => out.push_str(&crate::request_path::normalize_segment(l)),
                 Segment::Param(_) => {
                     out.push_str(&format!("{{p{index}}}"));
                     index += 1;

@@ -199,8 +199,10 @@ fn check(
         if shared.shared_counters.is_connected() {
             admitted.shared_quota = Some(quota);
         } else if quota.counter.try_take(quota.period_start, quota.limit) {
+            shared.shared_counters.counted_locally(&quota, true);
             quota.admitted(quota.counter.used(), &mut admitted.rate_headers);
         } else {
+            shared.shared_counters.counted_locally(&quota, false);
             return Err(quota.exceeded(admitted.rate_headers));
         }
     }
@@ -227,10 +229,11 @@ pub async fn take_shared_quota(
             }
             Some(used)
         }
-        None => quota
-            .counter
-            .try_take(quota.period_start, quota.limit)
-            .then(|| quota.counter.used()),
+        None => {
+            let taken = quota.counter.try_take(quota.period_start, quota.limit);
+            shared.shared_counters.counted_locally(quota, taken);
+            taken.then(|| quota.counter.used())
+        }
     };
     match used {
         Some(used) if used <= quota.limit => {
@@ -251,8 +254,11 @@ fn admit_key(
     key_seen: &mut Option<Uuid>,
 ) -> Result<Admitted, Refusal> {
     let forbidden = || Refusal::Forbidden;
-    let value = headers
-        .get(X_API_KEY)
+    // Two keys would leave the upstream to guess which one was checked.
+    let mut sent = headers.get_all(X_API_KEY).iter();
+    let value = sent
+        .next()
+        .filter(|_| sent.next().is_none())
         .map(HeaderValue::as_bytes)
         .filter(|v| is_valid_key(v))
         .ok_or_else(forbidden)?;

@@ -32,12 +32,19 @@ impl Error for BodyReadTimeout {}
 ///
 /// The timer is armed only when a read finds nothing ready, so a body that arrives in
 /// one piece never allocates one.
+///
+/// An error is held back for one poll. The server aborts a connection as soon as a
+/// response body fails, dropping what it has not written yet: a body that failed before
+/// its first byte (a malformed first chunk from the upstream) would reach the client as
+/// nothing at all. Pending once lets the head and the bytes so far be flushed first, so
+/// the client sees a response cut off, and knows it.
 pub struct IdleTimeout<B> {
     inner: B,
     idle: Duration,
     timer: Option<Pin<Box<Sleep>>>,
     /// Whether `timer` counts from the last frame (else it is stale and reset first).
     armed: bool,
+    held: Option<Box<dyn Error + Send + Sync>>,
 }
 
 impl<B> IdleTimeout<B> {
@@ -47,7 +54,17 @@ impl<B> IdleTimeout<B> {
             idle,
             timer: None,
             armed: false,
+            held: None,
         }
+    }
+}
+
+impl<B> IdleTimeout<B> {
+    /// Keeps `error` for the next poll, which comes at once.
+    fn hold<T>(&mut self, error: Box<dyn Error + Send + Sync>, cx: &mut Context<'_>) -> Poll<T> {
+        self.held = Some(error);
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -64,9 +81,16 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            this.armed = false;
-            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        if let Some(error) = this.held.take() {
+            return Poll::Ready(Some(Err(error)));
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(error))) => return this.hold(error.into(), cx),
+            Poll::Ready(frame) => {
+                this.armed = false;
+                return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+            }
+            Poll::Pending => {}
         }
         if !this.armed {
             let deadline = Instant::now() + this.idle;
@@ -77,13 +101,13 @@ where
             this.armed = true;
         }
         match this.timer.as_mut().map(|timer| timer.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Some(Err(Box::new(BodyReadTimeout)))),
+            Some(Poll::Ready(())) => this.hold(Box::new(BodyReadTimeout), cx),
             _ => Poll::Pending,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.held.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -115,6 +139,33 @@ mod tests {
         let body = IdleTimeout::new(chunks(&["a", "b", "c"]), Duration::from_millis(10));
         let bytes = body.collect().await.expect("whole").to_bytes();
         assert_eq!(bytes, "abc");
+    }
+
+    #[tokio::test]
+    async fn an_error_comes_one_poll_after_the_frames_before_it() {
+        use futures_util::FutureExt as _;
+        let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"a"))),
+            Err(std::io::Error::other("bad chunk")),
+        ];
+        let mut body = IdleTimeout::new(
+            StreamBody::new(stream::iter(frames)),
+            Duration::from_secs(5),
+        );
+        let first = body
+            .frame()
+            .now_or_never()
+            .expect("ready")
+            .expect("a frame");
+        assert_eq!(first.expect("data").into_data().expect("data"), "a");
+        assert!(body.frame().now_or_never().is_none(), "pending once");
+        let e = body
+            .frame()
+            .now_or_never()
+            .expect("ready")
+            .expect("an error")
+            .expect_err("the error");
+        assert_eq!(e.to_string(), "bad chunk");
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,8 +15,13 @@ pub type ProxyBody = Either<IdleTimeout<Incoming>, Full<Bytes>>;
 /// Why the gateway answered instead of the integration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {
-    /// The request path is not acceptable (dot segments).
+    /// The request is not acceptable: its path (dot segments, encoded slashes, bad
+    /// escapes), its method's case, its `Host` headers, or its body's framing.
     BadRequest,
+    /// A method no route may name (`CONNECT`, `TRACE`).
+    MethodNotAllowed,
+    /// A transfer coding other than `chunked`.
+    NotImplemented,
     /// No route (and no `$default`) for this request, or no such API stage.
     NotFound,
     /// The route requires an API key and none valid was sent.
@@ -69,6 +74,8 @@ impl Reject {
         match self {
             Reject::BadRequest => reject!(BAD_REQUEST, "Bad Request"),
             Reject::NotFound => reject!(NOT_FOUND, "Not Found"),
+            Reject::MethodNotAllowed => reject!(METHOD_NOT_ALLOWED, "Method Not Allowed"),
+            Reject::NotImplemented => reject!(NOT_IMPLEMENTED, "Not Implemented"),
             Reject::Forbidden => reject!(FORBIDDEN, "Forbidden"),
             Reject::TooManyRequests => reject!(TOO_MANY_REQUESTS, "Too Many Requests"),
             Reject::LimitExceeded => reject!(TOO_MANY_REQUESTS, "Limit Exceeded"),

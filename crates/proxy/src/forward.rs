@@ -9,13 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{Full, Limited};
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body_timeout::IdleTimeout;
+use crate::client_body::ClientBody;
 use crate::counted_connector::CountedConnector;
 use crate::recording::Counted;
 use crate::telemetry::Telemetry;
@@ -23,7 +23,7 @@ use crate::telemetry::Telemetry;
 /// The client every upstream request goes through.
 pub type UpstreamClient = Client<
     CountedConnector<HttpsConnector<HttpConnector>>,
-    Counted<IdleTimeout<Limited<Incoming>>, Arc<AtomicU64>>,
+    Counted<IdleTimeout<Limited<ClientBody>>, Arc<AtomicU64>>,
 >;
 
 /// A TLS-capable connector: system root certificates, HTTP/1.1, TCP_NODELAY.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use gatehouse_model::integration::BoundUri;
+use gatehouse_model::request_path;
 use http::{header, HeaderValue, Request, Response, Version};
 use http_body::Body as _;
 use http_body_util::{Either, Full, LengthLimitError, Limited};
@@ -17,6 +18,7 @@ use hyper::body::Incoming;
 use crate::access_log::AccessLog;
 use crate::admission::{self, Admitted, Call};
 use crate::body_timeout::{BodyReadTimeout, IdleTimeout};
+use crate::client_body::{ClientBody, ClientBodyError};
 use crate::compiled::{split_stage, Action, CompiledConfig};
 use crate::drain::Drain;
 use crate::errors::{ProxyBody, Reject};
@@ -30,6 +32,7 @@ use crate::request_id::{RequestIds, REQUEST_ID};
 use crate::shared_quota::SharedCounters;
 use crate::telemetry::Telemetry;
 use crate::websocket::{self, WebSockets};
+use crate::well_formed;
 
 /// What every request reads: the published snapshot and the shared upstream client.
 pub struct Shared {
@@ -131,22 +134,25 @@ async fn dispatch(
     if target_len > shared.max_uri_bytes {
         return Reject::UriTooLong.response();
     }
-    if has_dot_segment(req.uri().path()) {
-        // `..` would let a greedy parameter climb out of its upstream prefix.
-        return Reject::BadRequest.response();
+    if let Err(reject) = well_formed::check(&req) {
+        return reject.response();
     }
     // Everything that needs the snapshot happens in this block; the guard is gone before
     // the first await.
     let (next, admitted) = {
+        // Routes are matched on the normalised path, and upstreams sent what matched.
+        let Ok(path) = request_path::normalize(req.uri().path()) else {
+            return Reject::BadRequest.response();
+        };
         let guard = shared.config.load();
         let Some(config) = guard.as_ref() else {
             return Reject::NotReady.response();
         };
-        let Some((stage, rest)) = config.stage(req.uri().path()) else {
+        let Some((stage, rest)) = config.stage(&path) else {
             return Reject::NotFound.response();
         };
         if stage.websocket.is_some() {
-            let name = split_stage(req.uri().path()).map_or("", |(name, _)| name);
+            let name = split_stage(&path).map_or("", |(name, _)| name);
             (
                 Next::WebSocket(name.into(), rest.to_owned()),
                 Admitted::default(),
@@ -380,7 +386,7 @@ async fn forward(
     let upstream_request = Request::from_parts(
         parts,
         Counted::new(
-            IdleTimeout::new(Limited::new(body, limit), shared.body_timeout),
+            IdleTimeout::new(Limited::new(ClientBody(body), limit), shared.body_timeout),
             counted,
         ),
     );
@@ -401,6 +407,9 @@ async fn forward(
             if caused_by::<BodyReadTimeout>(&e) {
                 return refuse(recording, Reject::RequestTimeout);
             }
+            if caused_by::<ClientBodyError>(&e) {
+                return refuse(recording, Reject::BadRequest);
+            }
             warn_upstream_failure(&e);
             refuse(recording, Reject::BadGateway)
         }
@@ -414,6 +423,8 @@ async fn forward(
             let accepted = response.headers().get(header::UPGRADE).cloned();
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            // The client talks to the gateway, whatever version the upstream speaks.
+            parts.version = Version::HTTP_11;
             if let (Some(client), Some(upstream), Some(accepted)) =
                 (client_upgrade, upstream_upgrade, accepted)
             {

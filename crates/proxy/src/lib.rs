@@ -11,6 +11,7 @@ pub mod access_log;
 pub mod admission;
 pub mod body_timeout;
 pub mod cache;
+pub mod client_body;
 pub mod compiled;
 pub mod config;
 pub mod connection_limit;
@@ -38,6 +39,7 @@ pub mod status;
 pub mod telemetry;
 pub mod usage_reporter;
 pub mod websocket;
+pub mod well_formed;
 pub mod ws_connections;
 pub mod ws_events;
 

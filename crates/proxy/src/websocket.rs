@@ -491,7 +491,14 @@ impl Session {
                 }
                 frame = stream.next(), if calls.len() < MAX_CALLS_IN_FLIGHT => {
                     let data = match frame {
-                        None | Some(Ok(Message::Close(_))) => return End::ClientGone,
+                        None => return End::ClientGone,
+                        Some(Ok(Message::Close(_))) => {
+                            // The protocol layer has queued the answer (the client's code,
+                            // or 1002 for a code no endpoint may send): it leaves with this
+                            // flush, so the client sees its close handshake completed.
+                            let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.close(None)).await;
+                            return End::ClientGone;
+                        }
                         Some(Err(e)) => {
                             let end = End::of_error(&e);
                             if end != End::ClientGone {
