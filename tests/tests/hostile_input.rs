@@ -16,6 +16,9 @@ use tokio::net::TcpStream;
 
 const MIGRATOR: &sqlx::migrate::Migrator = &gatehouse_control_plane::MIGRATOR;
 
+#[path = "hostile_input/routing.rs"]
+mod routing;
+
 /// Small limits, so that tests reach them quickly.
 fn small_limits() -> ClientLimits {
     ClientLimits {
