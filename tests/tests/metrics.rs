@@ -541,3 +541,62 @@ async fn bad_metric_queries_get_a_400_naming_the_parameter(pool: PgPool) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     cp.stop().await;
 }
+
+/// The control plane's `/metrics`: its size in bytes, and how many series of requests it
+/// holds (counters, and duration histograms by their count).
+async fn control_plane_series(cp: &ControlPlane) -> (usize, usize) {
+    let text = client()
+        .get(format!("{}/metrics", cp.url()))
+        .send()
+        .await
+        .expect("metrics reachable")
+        .text()
+        .await
+        .expect("metrics text");
+    let series = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("gatehouse_http_requests_total{")
+                || l.starts_with("gatehouse_http_request_duration_seconds_count{")
+        })
+        .count();
+    (text.len(), series)
+}
+
+/// Sends `count` requests, without a token, each with its own made-up method, path and
+/// host, starting at number `from`.
+async fn junk_requests(cp: &ControlPlane, from: usize, count: usize) {
+    let http = client();
+    for i in from..from + count {
+        let method = reqwest::Method::from_bytes(format!("JUNK{i}").as_bytes()).expect("token");
+        let path = ["/api/v1/x", "/dp/v1/x", "/x", "/static/x"][i % 4];
+        let answer = http
+            .request(method, format!("{}{path}{i}", cp.url()))
+            .header("host", format!("host{i}.example"))
+            .send()
+            .await
+            .expect("control plane reachable");
+        assert!(answer.status().is_client_error(), "{}", answer.status());
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn made_up_methods_paths_and_hosts_add_no_series_to_the_control_planes_metrics(pool: PgPool) {
+    let cp = ControlPlane::start(pool).await;
+    // A first few junk requests make every series junk can reach; a first scrape makes
+    // the scrape's own.
+    junk_requests(&cp, 0, 40).await;
+    control_plane_series(&cp).await;
+    let (size_before, series_before) = control_plane_series(&cp).await;
+    junk_requests(&cp, 40, 2000).await;
+    let (size_after, series_after) = control_plane_series(&cp).await;
+    println!(
+        "2,000 junk requests: series {series_before} -> {series_after}, /metrics {size_before} -> {size_after} bytes"
+    );
+    assert_eq!(series_after, series_before, "junk added series");
+    assert!(
+        size_after < size_before + 1024,
+        "/metrics grew from {size_before} to {size_after} bytes"
+    );
+    cp.stop().await;
+}

@@ -1,11 +1,15 @@
 //! The control plane's own metrics for Prometheus, served as `/metrics`: HTTP requests by
-//! route template (never the raw path) and status class, how long they took, metrics
-//! reports ingested, the database pool, and the process basics.
+//! method, route template (never the raw path) and status class, how long they took,
+//! metrics reports ingested, the database pool, and the process basics.
+//!
+//! Every label value comes from a fixed set, whatever clients send: a standard method or
+//! `other`, a route template or `unmatched`, a status class. A label copied from the
+//! request would let anyone, without a token, add series until memory runs out.
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus::{
@@ -102,7 +106,8 @@ impl Telemetry {
 /// Counts and times every request, labelled by the route it matched.
 pub async fn measure(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
+    // A template of the router (bounded by the code), never the path as sent.
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -118,12 +123,32 @@ pub async fn measure(State(state): State<AppState>, request: Request, next: Next
     };
     let t = &state.telemetry;
     t.http_requests
-        .with_label_values(&[method.as_str(), route.as_str(), class])
+        .with_label_values(&[method, route.as_str(), class])
         .inc();
     t.http_duration
-        .with_label_values(&[method.as_str(), route.as_str()])
+        .with_label_values(&[method, route.as_str()])
         .observe(start.elapsed().as_secs_f64());
     response
+}
+
+/// The method's label: one of the standard methods, else `other` (any token is a valid
+/// method on the wire).
+fn method_label(method: &Method) -> &'static str {
+    static KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", Method::as_str)
 }
 
 /// `GET /metrics`.
@@ -134,4 +159,19 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_labelled_from_a_fixed_set() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for made_up in ["FOO", "get", "X1", "PROPFIND"] {
+            let method = Method::from_bytes(made_up.as_bytes()).expect("a token");
+            assert_eq!(method_label(&method), "other", "{made_up}");
+        }
+    }
 }
