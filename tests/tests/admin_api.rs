@@ -292,3 +292,27 @@ async fn deleting_an_api_removes_everything_of_it_and_tells_proxies(pool: PgPool
     assert_eq!(status, StatusCode::NOT_FOUND);
     cp.stop().await;
 }
+
+/// `gatehouse migrate` on an empty database: it names every migration it applied, and says
+/// "up to date" only on the next run, when there is nothing left to apply.
+#[sqlx::test(migrations = false)]
+async fn migrating_an_empty_database_names_each_migration_and_only_then_is_up_to_date(
+    pool: PgPool,
+) {
+    use gatehouse::database::{migrate, summary};
+
+    let applied = migrate(&pool).await.expect("migrates");
+    let versions: Vec<i64> = applied.iter().map(|m| m.version).collect();
+    let embedded: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+    assert_eq!(versions, embedded);
+    let said = summary(&applied);
+    assert!(!said.contains("up to date"), "{said}");
+    for m in MIGRATOR.iter() {
+        let line = format!("{} {}", m.version, m.description);
+        assert!(said.contains(&line), "{line:?} missing from {said}");
+    }
+
+    let again = migrate(&pool).await.expect("migrates again");
+    assert!(again.is_empty(), "{again:?}");
+    assert!(summary(&again).contains("up to date"));
+}

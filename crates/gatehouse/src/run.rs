@@ -318,9 +318,9 @@ async fn admin_database(args: &OptionalDatabaseArgs) -> anyhow::Result<sqlx::PgP
 
 pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
     let pool = database::connect(&args.database_url).await?;
-    database::migrate(&pool).await?;
+    let applied = database::migrate(&pool).await?;
     pool.close().await;
-    say!("database is up to date");
+    say!("{}", database::summary(&applied));
     Ok(())
 }
 
