@@ -496,10 +496,68 @@ async fn nodes_are_listed_with_the_config_version_they_serve(pool: PgPool) {
     })
     .await;
     let (node, _) = listed.expect("node reported its config version");
-    assert_eq!(node["status"], "healthy");
+    assert_eq!(node["status"], "live");
+    assert_eq!(node["current_config_version"], version);
     assert_eq!(node["address"], proxy.addr.to_string());
     assert!(node["config_error"].is_null());
     proxy.stop().await;
+    cp.stop().await;
+}
+
+/// A proxy that polls but serves an older configuration is `catching_up` in the admin API,
+/// as on the dashboard, never `healthy`; the answer shows both versions.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_node_a_version_behind_is_catching_up_not_healthy(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    deploy_mock(&cp, "v1").await;
+    let old = config_version(&pool).await;
+    let admin = cp.admin();
+    let more = admin.create_api("more").await;
+    admin.add_route(&more, "GET /x", mock("x")).await;
+    admin.deploy_stage(&more, "prod", json!({})).await;
+    let current = config_version(&pool).await;
+    assert!(current > old);
+    let status = client()
+        .get(format!(
+            "{}/dp/v1/config?wait_ms=0&version={old}&active={old}",
+            cp.url()
+        ))
+        .bearer_auth(gatehouse_tests::NODE_TOKEN)
+        .header("x-gatehouse-node-id", "behind")
+        .send()
+        .await
+        .expect("poll")
+        .status();
+    assert_eq!(status, StatusCode::OK);
+
+    let (_, nodes) = admin.get("/nodes").await;
+    let node = &nodes["items"][0];
+    assert_eq!(node["id"], "behind");
+    assert_eq!(node["status"], "catching_up", "{node}");
+    assert_eq!(node["config_version"], old);
+    assert_eq!(node["current_config_version"], current);
+
+    // The document says so too.
+    let document: Value = client()
+        .get(format!("{}/api/v1/openapi.json", cp.url()))
+        .send()
+        .await
+        .expect("document")
+        .json()
+        .await
+        .expect("json");
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["NodeStatus"]["enum"],
+        json!(["live", "catching_up", "refused_config", "stale"])
+    );
+    assert!(
+        schemas["NodeView"]
+            .to_string()
+            .contains("current_config_version"),
+        "{}",
+        schemas["NodeView"]
+    );
     cp.stop().await;
 }
 

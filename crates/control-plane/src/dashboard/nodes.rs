@@ -6,10 +6,11 @@ use askama::Template;
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use super::render::{self, ago, when, Frame, PageResult, Section};
 use super::session::SignedIn;
+use crate::http::nodes::{stale_after, status};
 use crate::repo::{config_state, nodes};
 use crate::AppState;
 
@@ -36,15 +37,12 @@ pub struct NodeRow {
 pub async fn rows(state: &AppState) -> sqlx::Result<Vec<NodeRow>> {
     let current = config_state::current_version(&state.pool).await?;
     let now = Utc::now();
-    // A proxy polls at least once per long poll; two missed polls make it stale.
-    let stale_after = chrono::Duration::from_std(state.config.long_poll_timeout * 2)
-        .unwrap_or(chrono::Duration::MAX)
-        + chrono::Duration::seconds(10);
+    let stale_after = stale_after(state.config.long_poll_timeout);
     Ok(nodes::list(&state.pool)
         .await?
         .into_iter()
         .map(|node| {
-            let (health, status) = health(&node, current, now, stale_after);
+            let status = status(&node, current, now, stale_after);
             NodeRow {
                 config_version: node
                     .config_version
@@ -52,8 +50,8 @@ pub async fn rows(state: &AppState) -> sqlx::Result<Vec<NodeRow>> {
                 first_seen: when(node.first_seen),
                 last_seen: when(node.last_seen),
                 last_seen_ago: ago(node.last_seen, now),
-                health,
-                status,
+                health: status.health(),
+                status: status.label(),
                 id: node.id,
                 address: node.address,
                 version: node.version,
@@ -61,23 +59,6 @@ pub async fn rows(state: &AppState) -> sqlx::Result<Vec<NodeRow>> {
             }
         })
         .collect())
-}
-
-fn health(
-    node: &nodes::Node,
-    current: i64,
-    now: DateTime<Utc>,
-    stale_after: chrono::Duration,
-) -> (&'static str, &'static str) {
-    if now - node.last_seen > stale_after {
-        ("bad", "stale")
-    } else if node.config_error.is_some() {
-        ("bad", "refused config")
-    } else if node.config_version != Some(current) {
-        ("warn", "catching up")
-    } else {
-        ("ok", "live")
-    }
 }
 
 #[derive(Template)]
