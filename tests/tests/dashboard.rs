@@ -500,3 +500,113 @@ async fn guesses_sent_at_once_or_with_huge_names_are_all_counted(pool: PgPool) {
     assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
     cp.stop().await;
 }
+
+/// Posts `path` with the form cookie and `csrf` field both set to `token`, as a page on
+/// another port of this host, or a sibling subdomain, can plant them.
+async fn post_planted(
+    cp: &ControlPlane,
+    path: &str,
+    token: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, Option<String>) {
+    let mut all = vec![("csrf", token)];
+    all.extend_from_slice(fields);
+    let answer = http()
+        .post(format!("{}{path}", cp.url()))
+        .header(COOKIE, format!("gatehouse_form={token}"))
+        .form(&all)
+        .send()
+        .await
+        .expect("answer");
+    (
+        answer.status(),
+        set_cookie(answer.headers(), "gatehouse_session"),
+    )
+}
+
+/// Login CSRF: a matching form cookie and field that this control plane never issued
+/// (planted by anything that can write cookies for the host) sign nobody in, to the
+/// attacker's account or any other; and no first admin is set up with one either.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_planted_form_cookie_and_field_pair_signs_nobody_in(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    let now = chrono::Utc::now().timestamp();
+    let planted = [
+        "a".repeat(64),
+        format!("{}.{now}.{}", "0".repeat(32), "0".repeat(64)),
+    ];
+    for token in &planted {
+        let fields = [
+            ("admin_token", ADMIN_TOKEN),
+            ("name", "mallory"),
+            ("password", PASSWORD),
+            ("confirm", PASSWORD),
+        ];
+        let (status, session) = post_planted(&cp, "/setup", token, &fields).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "setup with {token}");
+        assert!(session.is_none());
+    }
+    assert_eq!(user_count(&pool).await, 0);
+
+    // The attacker's own account, which the victim's browser would be signed in to.
+    gatehouse_control_plane::dashboard::accounts::create(
+        &pool,
+        "mallory",
+        PASSWORD,
+        Role::Admin,
+        false,
+    )
+    .await
+    .expect("create user");
+    for token in &planted {
+        let fields = [("name", "mallory"), ("password", PASSWORD), ("next", "/")];
+        let (status, session) = post_planted(&cp, "/signin", token, &fields).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "sign-in with {token}");
+        assert!(session.is_none(), "a session was started with {token}");
+    }
+    // The form as served still works.
+    let mut mallory = Dashboard::anonymous(&cp);
+    let answer = mallory.sign_in("mallory", PASSWORD).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.html);
+    cp.stop().await;
+}
+
+/// Replicas share the database, and with it the key that signs the sign-in form: a form
+/// served by one replica signs in on another.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_sign_in_form_served_by_one_replica_works_on_another(pool: PgPool) {
+    let first = ControlPlane::start(pool.clone()).await;
+    let second = ControlPlane::start(pool.clone()).await;
+    gatehouse_control_plane::dashboard::accounts::create(
+        &pool,
+        "ada",
+        PASSWORD,
+        Role::Admin,
+        false,
+    )
+    .await
+    .expect("create user");
+    let form = http()
+        .get(format!("{}/signin", first.url()))
+        .send()
+        .await
+        .expect("form");
+    let cookie = set_cookie(form.headers(), "gatehouse_form").expect("form cookie");
+    let csrf = input_value(&form.text().await.expect("html"), "csrf").expect("csrf");
+    let answer = http()
+        .post(format!("{}/signin", second.url()))
+        .header(COOKIE, cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "ada"),
+            ("password", PASSWORD),
+            ("next", "/"),
+        ])
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    assert!(set_cookie(answer.headers(), "gatehouse_session").is_some());
+    first.stop().await;
+    second.stop().await;
+}

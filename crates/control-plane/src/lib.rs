@@ -44,6 +44,8 @@ pub struct AppState {
     /// Flips to true when the server shuts down, so long polls return at once.
     pub shutdown: watch::Receiver<bool>,
     pub telemetry: Arc<telemetry::Telemetry>,
+    /// Signs the dashboard's forms shown before sign-in; loaded from the database once.
+    pub form_key: Arc<dashboard::form_token::FormKey>,
 }
 
 /// The full application: admin API, proxy sync and health endpoints.
@@ -99,5 +101,6 @@ pub fn state(
         snapshot_cache: Arc::default(),
         shutdown,
         telemetry: Arc::default(),
+        form_key: Arc::default(),
     }
 }

@@ -14,6 +14,7 @@ pub mod charts;
 mod deployments;
 pub mod dispatch;
 pub mod form;
+pub mod form_token;
 pub mod invoke;
 mod keys;
 mod nodes;

@@ -1,8 +1,9 @@
 //! Signing in and out, and the one-time setup page of a fresh install.
 //!
 //! Forms shown before sign-in carry a token that must match a `SameSite=Strict` cookie
-//! set with the page (double submit), so another site cannot sign a browser in to an
-//! account of its choosing. Failed sign-ins are counted per user name and per address:
+//! set with the page (double submit) and be signed by this control plane
+//! ([`super::form_token`]), so neither another site nor anything that can plant cookies
+//! for this host can sign a browser in to an account of its choosing. Failed sign-ins are counted per user name and per address:
 //! past [`MAX_FAILURES_PER_USER`] or [`MAX_FAILURES_PER_ADDRESS`] within
 //! [`FAILURE_WINDOW`], passwords are not even checked until the window has passed.
 
@@ -21,6 +22,7 @@ use serde::Deserialize;
 
 use super::accounts::{self, CreateError};
 use super::form::{Errors, Fields, Posted};
+use super::form_token;
 use super::passwords;
 use super::render::{self, page_with, PageResult};
 use super::session::{self, safe_next, SignedIn};
@@ -81,14 +83,14 @@ fn address(parts: &Parts) -> String {
         )
 }
 
-/// The token of the anonymous form, reusing the browser's cookie when it has one.
-fn form_token(headers: &HeaderMap) -> (String, bool) {
-    match session::cookie(headers, FORM_COOKIE) {
-        Some(token) if token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            (token, false)
-        }
-        _ => (session::random_token(), true),
-    }
+/// The token of the anonymous form: the browser's cookie when it holds one this control
+/// plane signed and that is still good, else a fresh one (and true, to set the cookie).
+async fn page_token(state: &AppState, headers: &HeaderMap) -> sqlx::Result<(String, bool)> {
+    let key = state.form_key.get(&state.pool).await?;
+    Ok(match session::cookie(headers, FORM_COOKIE) {
+        Some(token) if form_token::verify(key, &token) => (token, false),
+        _ => (form_token::issue(key), true),
+    })
 }
 
 fn with_form_cookie(
@@ -102,7 +104,7 @@ fn with_form_cookie(
             state,
             FORM_COOKIE,
             token,
-            Duration::hours(12),
+            form_token::LIFETIME,
             SameSite::Strict,
         );
         response.headers_mut().append(SET_COOKIE, cookie);
@@ -110,12 +112,18 @@ fn with_form_cookie(
     response
 }
 
-/// True when the posted form carries the token of the browser's form cookie.
-fn form_token_matches(headers: &HeaderMap, fields: &Fields) -> bool {
+/// True when the posted form carries the token of the browser's form cookie, and that
+/// token is one this control plane signed: a matching pair planted by someone else is not.
+async fn form_token_matches(
+    state: &AppState,
+    headers: &HeaderMap,
+    fields: &Fields,
+) -> sqlx::Result<bool> {
     let Some(cookie) = session::cookie(headers, FORM_COOKIE) else {
-        return false;
+        return Ok(false);
     };
-    same_secret(&cookie, fields.get("csrf"))
+    let key = state.form_key.get(&state.pool).await?;
+    Ok(same_secret(&cookie, fields.get("csrf")) && form_token::verify(key, &cookie))
 }
 
 fn expired_form() -> Response {
@@ -142,7 +150,7 @@ async fn sign_in_page(
     if signed_in(&mut parts, &state).await {
         return Ok(Redirect::to(safe_next(&query.next)).into_response());
     }
-    let (token, fresh) = form_token(&parts.headers);
+    let (token, fresh) = page_token(&state, &parts.headers).await?;
     let page = SignInPage {
         csrf: &token,
         next: safe_next(&query.next),
@@ -154,7 +162,7 @@ async fn sign_in_page(
 
 async fn sign_in(State(state): State<AppState>, parts: Parts, body: Bytes) -> PageResult {
     let fields = Fields::parse(&body).unwrap_or_default();
-    if !form_token_matches(&parts.headers, &fields) {
+    if !form_token_matches(&state, &parts.headers, &fields).await? {
         return Ok(expired_form());
     }
     let name = fields.trimmed("name");
@@ -254,7 +262,7 @@ async fn setup_page(State(state): State<AppState>, parts: Parts) -> PageResult {
     if users::any_exist(&state.pool).await? {
         return Ok(setup_done());
     }
-    let (token, fresh) = form_token(&parts.headers);
+    let (token, fresh) = page_token(&state, &parts.headers).await?;
     let page = SetupPage {
         csrf: &token,
         fields: &Fields::default(),
@@ -268,7 +276,7 @@ async fn set_up(State(state): State<AppState>, parts: Parts, body: Bytes) -> Pag
         return Ok(setup_done());
     }
     let fields = Fields::parse(&body).unwrap_or_default();
-    if !form_token_matches(&parts.headers, &fields) {
+    if !form_token_matches(&state, &parts.headers, &fields).await? {
         return Ok(expired_form());
     }
     let address = address(&parts);

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod nodes;
 pub mod plans;
 pub mod routes;
+pub mod secrets;
 pub mod sessions;
 pub mod stages;
 pub mod tokens;
