@@ -630,3 +630,54 @@ async fn a_database_outage_during_a_token_lookup_is_a_503(pool: PgPool) {
     assert_eq!(stranger.get("/apis").await, StatusCode::UNAUTHORIZED);
     cp.stop().await;
 }
+
+/// Every answer that carries a new secret (a created or imported key, an issued or rotated
+/// token) says `Cache-Control: no-store`, so no cache between the script and the control
+/// plane, nor the browser's, keeps a copy; so do the proxies' snapshots, which carry every
+/// key's hash.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn answers_that_carry_a_secret_are_never_stored(pool: PgPool) {
+    let cp = ControlPlane::start(pool).await;
+    let base = format!("{}/api/v1", cp.url());
+    let node = value_of(&issue(&cp, "edge", "node", json!({})).await);
+    let token_id = id_of(&issue(&cp, "ci", "admin", json!({})).await);
+    let rotate = format!("/tokens/{token_id}/rotate");
+    let cases = [
+        ("/keys", json!({"name": "generated"})),
+        (
+            "/keys",
+            json!({"name": "imported", "value": "imported-key-value-0123456789"}),
+        ),
+        ("/tokens", json!({"name": "ops", "role": "admin"})),
+        (rotate.as_str(), json!({})),
+    ];
+    for (path, body) in cases {
+        let response = client()
+            .post(format!("{base}{path}"))
+            .bearer_auth(gatehouse_tests::ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), StatusCode::CREATED, "POST {path} {body}");
+        let cache = response.headers().get("cache-control").cloned();
+        let answer: Value = response.json().await.expect("json");
+        assert!(answer["value"].is_string(), "POST {path}: {answer}");
+        assert_eq!(
+            cache.as_ref().and_then(|v| v.to_str().ok()),
+            Some("no-store"),
+            "POST {path}"
+        );
+    }
+    let snapshot = client()
+        .get(format!("{}/dp/v1/config?wait_ms=0", cp.url()))
+        .bearer_auth(&node)
+        .header("x-gatehouse-node-id", "edge")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(snapshot.status(), StatusCode::OK);
+    assert_eq!(snapshot.headers()["cache-control"], "no-store");
+    cp.stop().await;
+}
+

@@ -16,8 +16,11 @@ pub mod sync;
 pub mod tokens;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::header::CACHE_CONTROL;
+use axum::http::HeaderValue;
 use axum::routing::get;
 use axum::{middleware, Router};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
@@ -32,9 +35,13 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", admin_router(&state))
         .nest(
             "/dp/v1",
-            sync::router().merge(metrics_reports::router()).layer(
-                middleware::from_extractor_with_state::<auth::Node, _>(state.clone()),
-            ),
+            sync::router()
+                .merge(metrics_reports::router())
+                .layer(middleware::from_extractor_with_state::<auth::Node, _>(
+                    state.clone(),
+                ))
+                // Snapshots carry every key's hash.
+                .layer(no_store()),
         )
         .merge(health::router())
         .merge(crate::dashboard::router())
@@ -69,6 +76,14 @@ pub fn admin_router(state: &AppState) -> Router<AppState> {
             state.clone(),
             auth::guard_admin_api,
         ))
+        // Created keys and issued tokens carry their value, and every other answer is the
+        // admin's own data: no cache, shared or the browser's, may keep any of them.
+        .layer(no_store())
+}
+
+/// Marks every answer `Cache-Control: no-store`, unless a handler says otherwise.
+fn no_store() -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(CACHE_CONTROL, HeaderValue::from_static("no-store"))
 }
 
 /// Parses an id from the URL; anything that is not a UUID names nothing that exists.
