@@ -176,10 +176,24 @@ async fn run(database: &gatehouse_tests::ScratchDatabase) -> anyhow::Result<()> 
                 .parse::<Uuid>()?,
         );
     }
+    // Keys count only when proxies are sent them: on a plan of a deployed stage.
+    admin.deploy_stage(&busy, "prod", json!({})).await;
+    let plan = admin
+        .create(
+            "/usage-plans",
+            json!({"name": "busy", "stages": [{"api_id": busy, "stage": "prod"}]}),
+        )
+        .await;
     let mut keys = Vec::new();
     for i in 0..10 {
         let key = admin
             .create("/keys", json!({"name": format!("k{i}")}))
+            .await;
+        admin
+            .create(
+                &format!("/usage-plans/{}/keys", id_of(&plan)),
+                json!({"key_id": id_of(&key)}),
+            )
             .await;
         keys.push(id_of(&key).parse::<Uuid>()?);
     }

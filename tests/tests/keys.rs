@@ -664,3 +664,121 @@ async fn requests_the_stage_throttle_refuses_do_not_use_up_the_quota(pool: PgPoo
     proxy.stop().await;
     cp.stop().await;
 }
+
+/// A node token may report usage only of keys proxies are sent, on the plans they are sent
+/// with: an entry for a key on no plan, for a plan the key is not on, or for a plan that
+/// covers no stage is not counted but rejected, so no node can spend another key's quota.
+/// Traffic reports are held to the same keys.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn usage_reports_count_only_keys_and_plans_proxies_are_sent(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    let admin = cp.admin();
+    let api = shop(&cp, json!({"rate": 1000, "burst": 1000})).await;
+    let plan = |name: &str, stages: Value| {
+        let admin = admin.clone();
+        let body =
+            json!({"name": name, "quota": {"limit": 1000, "period": "DAY"}, "stages": stages});
+        async move { id_of(&admin.create("/usage-plans", body).await) }
+    };
+    let gold = plan("gold", json!([{"api_id": api, "stage": "prod"}])).await;
+    let idle = plan("idle", json!([])).await;
+    let key = |name: &str| {
+        let admin = admin.clone();
+        let name = name.to_owned();
+        async move { id_of(&admin.create("/keys", json!({"name": name})).await) }
+    };
+    let (served, loose, parked) = (key("served").await, key("loose").await, key("parked").await);
+    for (plan, key) in [(&gold, &served), (&idle, &parked)] {
+        admin
+            .create(&format!("/usage-plans/{plan}/keys"), json!({"key_id": key}))
+            .await;
+    }
+    let node = format!("node-{}", uuid::Uuid::new_v4());
+    let poll = client()
+        .get(format!("{}/dp/v1/config?wait_ms=0", cp.url()))
+        .bearer_auth(gatehouse_tests::NODE_TOKEN)
+        .header("x-gatehouse-node-id", &node)
+        .send()
+        .await
+        .expect("poll");
+    assert_eq!(poll.status(), StatusCode::OK);
+
+    let today = chrono::Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc();
+    let entry = |key: &str, plan: &str, count: u64| json!({"key_id": key, "plan_id": plan, "period_start": today, "count": count});
+    let report = json!({
+        "batch_id": uuid::Uuid::new_v4(),
+        "entries": [
+            entry(&served, &gold, 5),
+            entry(&loose, &gold, 900),
+            entry(&parked, &idle, 900),
+            entry(&served, &idle, 900),
+        ],
+        "used_keys": [served, loose, parked],
+    });
+    let answer: Value = client()
+        .post(format!("{}/dp/v1/usage", cp.url()))
+        .bearer_auth(gatehouse_tests::NODE_TOKEN)
+        .header("x-gatehouse-node-id", &node)
+        .json(&report)
+        .send()
+        .await
+        .expect("report")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    assert_eq!(answer["rejected"], 3, "{answer}");
+    assert_eq!(
+        answer["totals"].as_array().map(Vec::len),
+        Some(1),
+        "{answer}"
+    );
+    assert_eq!(answer["totals"][0]["key_id"], served.as_str());
+    assert_eq!(answer["totals"][0]["used"], 5);
+    let counted: Vec<(uuid::Uuid, i64)> = sqlx::query_as("SELECT key_id, used FROM quota_usage")
+        .fetch_all(&pool)
+        .await
+        .expect("usage");
+    assert_eq!(counted, [(uuid::Uuid::parse_str(&served).expect("id"), 5)]);
+    // Only the served key is marked used.
+    for (key, used) in [(&served, true), (&loose, false), (&parked, false)] {
+        let (_, detail) = admin.get(&format!("/keys/{key}")).await;
+        assert_eq!(!detail["last_used_at"].is_null(), used, "{detail}");
+    }
+
+    // A traffic report's key entries too.
+    use chrono::DurationRound as _;
+    let minute = chrono::Utc::now()
+        .duration_trunc(chrono::Duration::minutes(1))
+        .expect("minute");
+    let traffic = |key: &str| {
+        json!({
+            "minute": minute, "api_id": api, "stage": "prod", "route_id": null, "key_id": key,
+            "count": 1, "errors_4xx": 0, "errors_5xx": 0, "bytes_in": 0, "bytes_out": 0,
+            "latency": {"buckets": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                        "sum_us": 30, "min_us": 29, "max_us": 31},
+            "integration": {"buckets": [], "sum_us": 0, "min_us": 0, "max_us": 0}
+        })
+    };
+    let receipt: Value = client()
+        .post(format!("{}/dp/v1/metrics", cp.url()))
+        .bearer_auth(gatehouse_tests::NODE_TOKEN)
+        .header("x-gatehouse-node-id", &node)
+        .json(&json!({"batch_id": uuid::Uuid::new_v4(), "entries": [traffic(&served), traffic(&loose)]}))
+        .send()
+        .await
+        .expect("report")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (receipt["accepted"].clone(), receipt["rejected"].clone()),
+        (json!(1), json!(1)),
+        "{receipt}"
+    );
+    cp.stop().await;
+}

@@ -681,3 +681,122 @@ async fn answers_that_carry_a_secret_are_never_stored(pool: PgPool) {
     cp.stop().await;
 }
 
+/// Sends a `/dp/v1` request as node `node` with `token`; returns the status and JSON.
+async fn as_node(
+    cp: &ControlPlane,
+    token: &str,
+    node: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = client()
+        .request(method, format!("{}/dp/v1{path}", cp.url()))
+        .bearer_auth(token)
+        .header("x-gatehouse-node-id", node);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("control plane answers");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// A node token cannot pass for the proxy of another: a node id belongs to the token that
+/// first polled with it, and polls and reports of any other token under it are refused
+/// with a 409 naming the header, while each token keeps its own names.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_node_token_cannot_claim_another_proxys_name(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    let edge = value_of(&issue(&cp, "edge-a", "node", json!({})).await);
+    let intruder = value_of(&issue(&cp, "edge-b", "node", json!({})).await);
+    let poll = "/config?wait_ms=0&active=1";
+    assert_eq!(
+        as_node(&cp, &edge, "edge-a", Method::GET, poll, None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    let metrics = json!({"batch_id": uuid::Uuid::new_v4(), "entries": []});
+    let usage = json!({"batch_id": uuid::Uuid::new_v4(), "entries": []});
+    for (token, who) in [
+        (intruder.as_str(), "an issued token"),
+        (gatehouse_tests::NODE_TOKEN, "the bootstrap token"),
+    ] {
+        for (method, path, body) in [
+            (Method::GET, "/config?wait_ms=0&active=999", None),
+            (Method::POST, "/metrics", Some(metrics.clone())),
+            (Method::POST, "/usage", Some(usage.clone())),
+        ] {
+            let (status, answer) = as_node(&cp, token, "edge-a", method, path, body).await;
+            assert_eq!(status, StatusCode::CONFLICT, "{who}: {path}: {answer}");
+            assert!(
+                answer["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("edge-a")),
+                "{answer}"
+            );
+            assert_eq!(error_fields(&answer), ["x-gatehouse-node-id"], "{answer}");
+        }
+    }
+    // Nothing the intruder sent was recorded as edge-a's.
+    let (_, nodes) = cp.admin().get("/nodes").await;
+    assert_eq!(nodes["items"][0]["id"], "edge-a");
+    assert_eq!(nodes["items"][0]["config_version"], 1);
+    assert_eq!(row_count(&pool, "traffic_batches").await, 0);
+    assert_eq!(row_count(&pool, "usage_batches").await, 0);
+
+    // The intruder's own name works; so does the rightful owner, still.
+    assert_eq!(
+        as_node(&cp, &intruder, "edge-b", Method::GET, poll, None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, _) = as_node(
+        &cp,
+        &edge,
+        "edge-a",
+        Method::POST,
+        "/metrics",
+        Some(metrics),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = as_node(&cp, &edge, "edge-a", Method::POST, "/usage", Some(usage)).await;
+    assert_eq!(status, StatusCode::OK);
+    cp.stop().await;
+}
+
+/// Rotating a proxy's token carries its name over: the new token takes the name on its
+/// first poll, and the old one, still in its overlap, can no longer use it.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_rotated_node_token_keeps_its_proxys_name(pool: PgPool) {
+    let cp = ControlPlane::start(pool).await;
+    let issued = issue(&cp, "edge", "node", json!({})).await;
+    let old = value_of(&issued);
+    let poll = "/config?wait_ms=0";
+    assert_eq!(
+        as_node(&cp, &old, "edge", Method::GET, poll, None).await.0,
+        StatusCode::OK
+    );
+    let rotated = cp
+        .admin()
+        .create(
+            &format!("/tokens/{}/rotate", id_of(&issued)),
+            json!({"overlap_seconds": 600}),
+        )
+        .await;
+    let new = value_of(&rotated);
+    assert_eq!(
+        as_node(&cp, &new, "edge", Method::GET, poll, None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        as_node(&cp, &old, "edge", Method::GET, poll, None).await.0,
+        StatusCode::CONFLICT
+    );
+    cp.stop().await;
+}

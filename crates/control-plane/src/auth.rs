@@ -283,9 +283,13 @@ const NODE_TOKEN_ACTOR: &str = "node-token";
 /// Issued tokens are named `token:<name>` (user names cannot hold a colon).
 pub const TOKEN_ACTOR_PREFIX: &str = "token:";
 
-/// An authenticated proxy.
+/// An authenticated proxy, known by the SHA-256 of its token: the identity a node id is
+/// bound to ([`crate::repo::nodes`]). Every proxy holding the bootstrap node token is one
+/// identity; a proxy with a token of its own is its own.
 #[derive(Debug, Clone, Copy)]
-pub struct Node;
+pub struct Node {
+    pub token_digest: [u8; 32],
+}
 
 impl FromRequestParts<AppState> for Node {
     type Rejection = ApiError;
@@ -295,10 +299,21 @@ impl FromRequestParts<AppState> for Node {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         match caller(parts, state, Plane::Node).await?.role {
-            TokenRole::Node => Ok(Node),
+            TokenRole::Node => {
+                let presented = bearer(parts).ok_or(ApiError::Unauthorized)?;
+                Ok(Node {
+                    token_digest: Sha256::digest(presented.as_bytes()).into(),
+                })
+            }
             TokenRole::Admin | TokenRole::Viewer => Err(ApiError::Unauthorized),
         }
     }
+}
+
+/// The SHA-256 of the configured bootstrap node token, if there is one.
+pub fn bootstrap_node_digest(state: &AppState) -> Option<[u8; 32]> {
+    let token = state.config.node_token.as_ref()?;
+    Some(Sha256::digest(token.expose().as_bytes()).into())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use gatehouse_control_plane::error::ApiError;
 use gatehouse_control_plane::repo::apis::{self, NewApi};
 use gatehouse_control_plane::repo::routes::{self, RouteSpec};
 use gatehouse_control_plane::repo::stages::{self, NewStage};
-use gatehouse_control_plane::repo::{config_state, deployments, nodes};
+use gatehouse_control_plane::repo::{config_state, deployments, nodes, tokens};
 use gatehouse_model::{
     ApiSlug, DeployedRoute, Integration, Protocol, RouteKey, StageName, StageVariables,
 };
@@ -175,13 +175,93 @@ async fn a_node_is_recorded_once_and_updated_on_each_poll(pool: PgPool) {
         config_version: None,
         config_error: None,
     };
-    nodes::record(&pool, &report).await.expect("record");
+    let bootstrap = [1u8; 32];
+    let held = |ok: bool| assert!(ok, "the node's own token was refused");
+    held(
+        nodes::record(&pool, &report, &bootstrap, Some(&bootstrap))
+            .await
+            .expect("record"),
+    );
     report.config_version = Some(7);
     report.config_error = Some("stage x: broken".into());
-    nodes::record(&pool, &report).await.expect("record again");
+    held(
+        nodes::record(&pool, &report, &bootstrap, Some(&bootstrap))
+            .await
+            .expect("record again"),
+    );
     let listed = nodes::list(&pool).await.expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].config_version, Some(7));
     assert_eq!(listed[0].config_error.as_deref(), Some("stage x: broken"));
     assert!(listed[0].last_seen >= listed[0].first_seen);
+}
+
+/// Issues a node token of digest `[n; 32]`, rotated from `from`.
+async fn node_token(pool: &PgPool, n: u8, from: Option<uuid::Uuid>) -> uuid::Uuid {
+    let digest = [n; 32];
+    let new = tokens::NewToken {
+        name: "edge",
+        role: tokens::TokenRole::Node,
+        digest: &digest,
+        prefix: "ght_abcdef",
+        created_by: "test",
+        expires_in_seconds: None,
+        rotated_from: from,
+    };
+    tokens::insert(pool, &new).await.expect("token").id
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_node_id_belongs_to_the_token_that_registered_it_while_that_token_works(pool: PgPool) {
+    let report = nodes::NodeReport {
+        id: "edge-1".into(),
+        version: "0.1.0".into(),
+        address: String::new(),
+        config_version: None,
+        config_error: None,
+    };
+    let bootstrap = [9u8; 32];
+    let poll = |digest: [u8; 32]| {
+        let (pool, report) = (pool.clone(), report.clone());
+        async move {
+            nodes::record(&pool, &report, &digest, Some(&bootstrap))
+                .await
+                .expect("record")
+        }
+    };
+    let first = node_token(&pool, 1, None).await;
+    node_token(&pool, 2, None).await;
+    assert!(poll([1; 32]).await);
+    // Another working token, or the bootstrap token, cannot take the id.
+    assert!(!poll([2; 32]).await);
+    assert!(!poll(bootstrap).await);
+    let may = |digest: [u8; 32]| {
+        let pool = pool.clone();
+        async move {
+            nodes::may_act_as(&pool, "edge-1", &digest, Some(&bootstrap))
+                .await
+                .expect("query")
+        }
+    };
+    assert_eq!(may([1; 32]).await, Some(true));
+    assert_eq!(may([2; 32]).await, Some(false));
+    assert_eq!(
+        nodes::may_act_as(&pool, "nobody", &[1; 32], None)
+            .await
+            .expect("query"),
+        None
+    );
+    // A rotation's successor (two rotations on) takes it over; then the old token cannot.
+    let second = node_token(&pool, 3, Some(first)).await;
+    node_token(&pool, 4, Some(second)).await;
+    assert!(poll([4; 32]).await);
+    assert!(!poll([1; 32]).await);
+    // Once its holder is revoked, the id is free.
+    sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE digest = $1")
+        .bind([4u8; 32].as_slice())
+        .execute(&pool)
+        .await
+        .expect("revoke");
+    assert!(poll([2; 32]).await);
+    assert!(!poll([1; 32]).await);
 }

@@ -1,8 +1,10 @@
 //! `POST /dp/v1/metrics`: proxies' traffic reports.
 //!
-//! A report from a node that never polled, or with a bad token, is refused whole; so is a
-//! malformed one (400, which a proxy does not retry). Entries that cannot be true or that
-//! name nothing that exists (an API deleted since) are dropped one by one and the reasons
+//! A report from a node that never polled, or with a bad token, is refused whole (403), so
+//! is one from another token than the node's (409), and a malformed one (400, which a
+//! proxy does not retry). Entries that cannot be true or that
+//! name nothing that exists (an API deleted since) or no key proxies are sent (a key on no
+//! plan of a stage, disabled or deleted since) are dropped one by one and the reasons
 //! logged, so one odd entry does not cost the rest. A batch id already seen is answered
 //! as a success and counted nothing.
 
@@ -19,10 +21,10 @@ use serde::Serialize;
 
 use crate::auth::Node;
 use crate::error::{ApiError, ApiResult};
-use crate::http::sync::{header_text, NODE_ID_HEADER};
+use crate::http::sync::{header_text, reporting_node, NODE_ID_HEADER};
 use crate::json::JsonBody;
 use crate::maintenance::BATCH_MEMORY;
-use crate::repo::nodes;
+use crate::repo::keys;
 use crate::repo::traffic::{self, Additions, Series};
 use crate::AppState;
 
@@ -49,7 +51,7 @@ pub struct Receipt {
 }
 
 async fn report(
-    _: Node,
+    node: Node,
     State(state): State<AppState>,
     headers: HeaderMap,
     JsonBody(report): JsonBody<MetricsReport>,
@@ -62,11 +64,7 @@ async fn report(
             format!("at most {MAX_ENTRIES} per report"),
         ));
     }
-    if !nodes::exists(&state.pool, &node_id).await? {
-        return Err(ApiError::Forbidden(
-            "unknown node: a proxy polls /dp/v1/config before it reports",
-        ));
-    }
+    reporting_node(&state, &node, &node_id).await?;
     let retention = Duration::from_std(state.config.metrics_retention).unwrap_or(Duration::MAX);
     let mut tx = state.pool.begin().await?;
     if !traffic::claim_batch(&mut tx, report.batch_id, &node_id).await? {
@@ -89,7 +87,7 @@ async fn report(
             .await?
             .into_iter()
             .collect(),
-        keys: traffic::existing_keys(&mut *tx, &key_ids)
+        keys: keys::served(&mut *tx, &key_ids)
             .await?
             .into_iter()
             .collect(),
@@ -124,7 +122,7 @@ fn unique<T: Ord + Copy>(items: impl Iterator<Item = T>) -> Vec<T> {
     items
 }
 
-/// The APIs and keys of a report that exist.
+/// The APIs of a report that exist, and its keys that proxies are sent.
 pub struct Known {
     pub apis: HashSet<uuid::Uuid>,
     pub keys: HashSet<uuid::Uuid>,

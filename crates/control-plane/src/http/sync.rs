@@ -3,7 +3,9 @@
 //! A proxy sends the version it last received. If the deployed version differs, the
 //! snapshot comes back at once; otherwise the request is held until a change is notified
 //! or the wait runs out (304). Each poll also records the node: its id, software version,
-//! address, the config version it serves and the last compile error, if any.
+//! address, the config version it serves and the last compile error, if any. A node id
+//! belongs to the token that first polled with it ([`nodes`]): another token polling or
+//! reporting under it is refused with a 409.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,11 +18,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
-use gatehouse_model::usage::{UsageReport, UsageTotals};
-use serde::Deserialize;
+use gatehouse_model::usage::{UsageReport, UsageTotal, UsageTotals};
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::auth::Node;
+use crate::auth::{bootstrap_node_digest, Node};
 use crate::changes::stopped;
 use crate::error::{ApiError, ApiResult};
 use crate::json::JsonBody;
@@ -124,7 +126,7 @@ pub fn header_text(headers: &HeaderMap, name: &str) -> ApiResult<Option<String>>
 }
 
 async fn poll(
-    _: Node,
+    node: Node,
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<PollQuery>, QueryRejection>,
@@ -139,7 +141,17 @@ async fn poll(
         config_version: query.active,
         config_error: query.error.map(|e| e.chars().take(MAX_ERROR_LEN).collect()),
     };
-    nodes::record(&state.pool, &report).await?;
+    let bootstrap = bootstrap_node_digest(&state);
+    if !nodes::record(
+        &state.pool,
+        &report,
+        &node.token_digest,
+        bootstrap.as_ref().map(|d| d.as_slice()),
+    )
+    .await?
+    {
+        return Err(taken(&report.id));
+    }
 
     let wait = query
         .wait_ms
@@ -189,19 +201,53 @@ fn snapshot_response(encoded: Encoded) -> Response {
     response
 }
 
+/// The refusal of a node id that belongs to another token.
+fn taken(node_id: &str) -> ApiError {
+    tracing::warn!(node = %node_id, "a node id bound to another token was refused");
+    ApiError::conflict(
+        NODE_ID_HEADER,
+        format!(
+            "node {node_id:?} belongs to another node token; give this proxy a node id of its own"
+        ),
+    )
+}
+
+/// Checks that the caller may report as `node_id`: a node that polled with its token.
+pub async fn reporting_node(state: &AppState, node: &Node, node_id: &str) -> ApiResult<()> {
+    let bootstrap = bootstrap_node_digest(state);
+    let bootstrap = bootstrap.as_ref().map(|d| d.as_slice());
+    match nodes::may_act_as(&state.pool, node_id, &node.token_digest, bootstrap).await? {
+        None => Err(ApiError::Forbidden(
+            "unknown node: a proxy polls /dp/v1/config before it reports",
+        )),
+        Some(false) => Err(taken(node_id)),
+        Some(true) => Ok(()),
+    }
+}
+
+/// The answer to a usage report: the totals, with how many entries were counted and how
+/// many were not (naming a key and plan no proxy is sent). Proxies read only the totals.
+#[derive(Debug, Serialize)]
+struct UsageReceipt {
+    totals: Vec<UsageTotal>,
+    accepted: usize,
+    rejected: usize,
+}
+
 /// Most entries one usage report may carry.
 pub const MAX_USAGE_ENTRIES: usize = 20_000;
 
 /// `POST /dp/v1/usage`: a proxy's quota usage since its last report. Answers with the
 /// totals, across all proxies, of every key, plan and period reported.
 async fn report_usage(
-    _: Node,
+    node: Node,
     State(state): State<AppState>,
     headers: HeaderMap,
     JsonBody(report): JsonBody<UsageReport>,
-) -> ApiResult<Json<UsageTotals>> {
+) -> ApiResult<Json<UsageReceipt>> {
     let node_id = header_text(&headers, NODE_ID_HEADER)?
         .ok_or_else(|| ApiError::BadRequest(format!("{NODE_ID_HEADER} is required")))?;
+    reporting_node(&state, &node, &node_id).await?;
     if report.entries.len() > MAX_USAGE_ENTRIES {
         return Err(ApiError::invalid(
             "entries",
@@ -231,7 +277,7 @@ async fn report_usage(
             ));
         }
     }
-    let totals = usage::record(
+    let recorded = usage::record(
         &state.pool,
         report.batch_id,
         &node_id,
@@ -239,7 +285,14 @@ async fn report_usage(
         &report.used_keys,
     )
     .await?;
-    Ok(Json(UsageTotals { totals }))
+    if recorded.rejected > 0 {
+        tracing::warn!(node = %node_id, batch = %report.batch_id, rejected = recorded.rejected, "usage entries of keys and plans no proxy is sent were not counted");
+    }
+    Ok(Json(UsageReceipt {
+        totals: recorded.totals,
+        accepted: recorded.accepted,
+        rejected: recorded.rejected,
+    }))
 }
 
 /// `GET /dp/v1/usage`: the totals of current periods, so a starting proxy knows how much

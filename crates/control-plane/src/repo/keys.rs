@@ -20,6 +20,23 @@ pub struct ApiKey {
 
 const COLUMNS: &str = "id, name, prefix, enabled, created_at, updated_at, last_used_at";
 
+/// Which keys proxies are sent: enabled, and attached to a usage plan that covers a
+/// stage (every stage points at a deployment). Only these can be used, so only these may
+/// appear in what proxies report.
+pub const SERVED: &str = "k.enabled AND EXISTS (
+    SELECT 1 FROM usage_plan_keys pk JOIN usage_plan_stages ps ON ps.plan_id = pk.plan_id
+    WHERE pk.key_id = k.id)";
+
+/// Which of `ids` name keys proxies are sent ([`SERVED`]).
+pub async fn served(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(&format!(
+        "SELECT k.id FROM api_keys k WHERE k.id = ANY($1) AND {SERVED}"
+    ))
+    .bind(ids)
+    .fetch_all(db)
+    .await
+}
+
 /// Stores a key by its hash (hex).
 pub async fn insert(
     db: impl PgExecutor<'_>,

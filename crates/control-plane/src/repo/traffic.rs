@@ -235,14 +235,6 @@ pub async fn existing_apis(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Resul
         .await
 }
 
-/// Which of `ids` name existing API keys.
-pub async fn existing_keys(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar("SELECT id FROM api_keys WHERE id = ANY($1)")
-        .bind(ids)
-        .fetch_all(db)
-        .await
-}
-
 #[derive(sqlx::FromRow)]
 struct StepRow {
     step_start: i64,

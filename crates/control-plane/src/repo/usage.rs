@@ -1,11 +1,13 @@
 //! Quota usage: what proxies report, summed per key, plan and period in `quota_usage`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use gatehouse_model::usage::{UsageEntry, UsageTotal};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use super::keys;
 
 #[derive(sqlx::FromRow)]
 struct TotalRow {
@@ -26,19 +28,56 @@ impl From<TotalRow> for UsageTotal {
     }
 }
 
+/// What came of a usage report.
+#[derive(Debug)]
+pub struct Recorded {
+    /// Across all proxies, of every key, plan and period the report counted in.
+    pub totals: Vec<UsageTotal>,
+    /// Entries counted (or, for a batch seen before, that had been).
+    pub accepted: usize,
+    /// Entries naming a key and plan no proxy is sent: a key not on that plan, a plan on no
+    /// stage, a disabled or unknown key. Not counted, so a node token cannot spend the
+    /// quota of keys it never served.
+    pub rejected: usize,
+}
+
 /// Adds a batch to the totals (once per batch id), marks its keys used, and returns the
-/// totals of every key, plan and period in it. Entries of unknown keys or plans (deleted
-/// since) are dropped.
+/// totals of every key, plan and period in it. Only entries of a key on a plan proxies are
+/// sent it with ([`keys::SERVED`]) count; so do only such keys' uses.
 pub async fn record(
     pool: &PgPool,
     batch_id: Uuid,
     node_id: &str,
     entries: &[UsageEntry],
     used_keys: &[Uuid],
-) -> sqlx::Result<Vec<UsageTotal>> {
+) -> sqlx::Result<Recorded> {
+    let mut tx = pool.begin().await?;
+    let served: HashSet<(Uuid, Uuid)> = {
+        let keys: Vec<Uuid> = entries.iter().map(|e| e.key_id).collect();
+        let plans: Vec<Uuid> = entries.iter().map(|e| e.plan_id).collect();
+        sqlx::query_as::<_, (Uuid, Uuid)>(&format!(
+            "SELECT DISTINCT e.key_id, e.plan_id
+             FROM unnest($1::uuid[], $2::uuid[]) AS e(key_id, plan_id)
+             JOIN usage_plan_keys pk ON pk.key_id = e.key_id AND pk.plan_id = e.plan_id
+             JOIN api_keys k ON k.id = e.key_id
+             WHERE {} AND EXISTS (SELECT 1 FROM usage_plan_stages ps WHERE ps.plan_id = e.plan_id)",
+            keys::SERVED
+        ))
+        .bind(&keys)
+        .bind(&plans)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect()
+    };
     // Merge repeats, so one statement never touches a row twice.
     let mut merged: BTreeMap<(Uuid, Uuid, DateTime<Utc>), i64> = BTreeMap::new();
+    let mut rejected = 0;
     for e in entries {
+        if !served.contains(&(e.key_id, e.plan_id)) {
+            rejected += 1;
+            continue;
+        }
         let count = i64::try_from(e.count).unwrap_or(i64::MAX);
         let slot = merged
             .entry((e.key_id, e.plan_id, e.period_start))
@@ -50,7 +89,6 @@ pub async fn record(
     let periods: Vec<DateTime<Utc>> = merged.keys().map(|k| k.2).collect();
     let counts: Vec<i64> = merged.values().copied().collect();
 
-    let mut tx = pool.begin().await?;
     let fresh = sqlx::query(
         "INSERT INTO usage_batches (id, node_id) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
     )
@@ -65,7 +103,6 @@ pub async fn record(
             "INSERT INTO quota_usage (key_id, plan_id, period_start, used)
              SELECT e.key_id, e.plan_id, e.period_start, e.count
              FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::bigint[]) AS e(key_id, plan_id, period_start, count)
-             JOIN api_keys k ON k.id = e.key_id JOIN usage_plans p ON p.id = e.plan_id
              ON CONFLICT (key_id, plan_id, period_start)
              DO UPDATE SET used = quota_usage.used + EXCLUDED.used, updated_at = now()",
         )
@@ -76,10 +113,11 @@ pub async fn record(
         .execute(&mut *tx)
         .await?;
         // At most one write a minute per key, however busy it is.
-        sqlx::query(
-            "UPDATE api_keys SET last_used_at = now()
-             WHERE id = ANY($1) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-        )
+        sqlx::query(&format!(
+            "UPDATE api_keys k SET last_used_at = now()
+             WHERE k.id = ANY($1) AND {} AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')",
+            keys::SERVED
+        ))
         .bind(used_keys)
         .execute(&mut *tx)
         .await?;
@@ -95,7 +133,11 @@ pub async fn record(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(totals.into_iter().map(UsageTotal::from).collect())
+    Ok(Recorded {
+        totals: totals.into_iter().map(UsageTotal::from).collect(),
+        accepted: entries.len() - rejected,
+        rejected,
+    })
 }
 
 /// The totals of each plan's current period (UTC days; ISO weeks from Monday; months).
