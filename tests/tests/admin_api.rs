@@ -316,3 +316,91 @@ async fn migrating_an_empty_database_names_each_migration_and_only_then_is_up_to
     assert!(again.is_empty(), "{again:?}");
     assert!(summary(&again).contains("up to date"));
 }
+
+/// A client of the control plane whose connections come from `address` (any of
+/// 127.0.0.0/8 reaches a loopback listener).
+fn client_from(address: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .local_address(Some(address.parse().expect("address")))
+        .build()
+        .expect("client")
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_burst_of_token_guesses_is_checked_at_most_thirty_times_and_others_go_on(pool: PgPool) {
+    use gatehouse_control_plane::auth_failures::MAX_FAILURES;
+    let cp = ControlPlane::start(pool).await;
+    let url = format!("{}/api/v1/apis", cp.url());
+    let guesser = client_from("127.0.0.1");
+    // 100 guesses at once, of the bootstrap token and of issued ones, on both APIs.
+    let guesses = (0..100).map(|i| {
+        let (guesser, url) = (guesser.clone(), url.clone());
+        let sync = format!("{}/dp/v1/config", cp.url());
+        async move {
+            let (target, token) = match i % 3 {
+                0 => (url, format!("guess-{i}")),
+                1 => (url, format!("ght_{i:0>43}")),
+                _ => (sync, format!("node-guess-{i}")),
+            };
+            let answer = guesser
+                .get(target)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("answers");
+            let status = answer.status();
+            let retry = answer.headers().get("retry-after").cloned();
+            let body: serde_json::Value = answer.json().await.unwrap_or_default();
+            (status, retry, body)
+        }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let checked = answers
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::UNAUTHORIZED)
+        .count();
+    println!("100 guesses at once: {checked} checked");
+    assert!(
+        checked <= MAX_FAILURES as usize,
+        "{checked} guesses were checked"
+    );
+    for (status, retry, body) in &answers {
+        if *status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(retry.is_some(), "429 without Retry-After");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("Too many failed")),
+                "{body}"
+            );
+        } else {
+            assert_eq!(*status, StatusCode::UNAUTHORIZED);
+        }
+    }
+    // The guessing address is held off, even with the right token...
+    let answer = guesser
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+    // ...while another address is served, and its own wrong guesses are checked.
+    let other = client_from("127.0.0.2");
+    let answer = other
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status(), StatusCode::OK);
+    let answer = other
+        .get(&url)
+        .bearer_auth("another guess")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    cp.stop().await;
+}

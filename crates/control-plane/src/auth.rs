@@ -20,7 +20,7 @@
 
 use std::fmt;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::Method;
@@ -33,7 +33,7 @@ use subtle::ConstantTimeEq;
 use crate::error::ApiError;
 use crate::repo::tokens::{self, TokenRole};
 use crate::repo::users::Role;
-use crate::AppState;
+use crate::{AppState, ClientAddr};
 
 /// A secret string that never shows in `Debug` or `Display` output.
 #[derive(Clone)]
@@ -66,6 +66,34 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(****)")
     }
+}
+
+/// Shortest admin token of the configuration accepted (`GATEHOUSE_ADMIN_TOKEN`).
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
+/// Fewest different characters an admin token of the configuration must hold: a long
+/// run of one or two characters is as easy to guess as a short token.
+const MIN_DISTINCT_CHARS: usize = 10;
+
+/// Why `token` cannot be the admin token of the configuration, in words for the operator;
+/// `None` when it can.
+pub fn admin_token_problem(token: &str) -> Option<String> {
+    let length = token.chars().count();
+    if length < MIN_ADMIN_TOKEN_LEN {
+        return Some(format!(
+            "the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters long (it has {length}); generate one with `openssl rand -hex 32`"
+        ));
+    }
+    let distinct: std::collections::HashSet<char> = token.chars().collect();
+    if distinct.len() < MIN_DISTINCT_CHARS {
+        return Some(format!(
+            "the admin token must hold at least {MIN_DISTINCT_CHARS} different characters (it has {}): it is too easy to guess; generate one with `openssl rand -hex 32`",
+            distinct.len()
+        ));
+    }
+    if token.chars().any(char::is_whitespace) {
+        return Some("the admin token must not hold spaces or other whitespace".to_owned());
+    }
+    None
 }
 
 /// Issued tokens: this prefix, then 43 random letters and digits (256 bits).
@@ -161,6 +189,32 @@ async fn identify(parts: &Parts, state: &AppState, plane: Plane) -> Result<Calle
         }
     }
     let presented = bearer(parts).ok_or(ApiError::Unauthorized)?;
+    // Counted before the token is checked, so guesses sent at once are all counted.
+    let client = client_ip(parts);
+    if let Some(client) = client {
+        if !state.auth_failures.attempt(client) {
+            tracing::warn!(%client, "authentication refused: too many recent failures");
+            return Err(ApiError::TooManyFailures);
+        }
+    }
+    let checked = check_token(state, plane, presented).await;
+    if let (Some(client), Ok(_) | Err(ApiError::Unavailable(_))) = (client, &checked) {
+        // Not a failure: a good token, or one the database could not look up.
+        state.auth_failures.succeeded(client);
+    }
+    checked
+}
+
+/// The address of the client, when the connection tells it.
+fn client_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<ClientAddr>>()
+        .map(|ConnectInfo(ClientAddr(addr))| addr.ip())
+}
+
+/// Who holds `presented` on `plane`, if anyone.
+async fn check_token(state: &AppState, plane: Plane, presented: &str) -> Result<Caller, ApiError> {
     let (bootstrap, bootstrap_actor, bootstrap_role) = match plane {
         Plane::Admin => (
             state.config.admin_token.as_ref(),
@@ -327,6 +381,17 @@ mod tests {
         assert!(!s.matches("abcd"));
         assert!(!s.matches(""));
         assert_eq!(format!("{s:?}"), "Secret(****)");
+    }
+
+    #[test]
+    fn admin_tokens_of_the_configuration_must_be_long_and_varied() {
+        assert!(admin_token_problem("x").is_some());
+        assert!(admin_token_problem("test-admin-token").is_some());
+        assert!(admin_token_problem(&"a".repeat(64)).is_some());
+        assert!(admin_token_problem(&"ab".repeat(40)).is_some());
+        assert!(admin_token_problem("0123456789 abcdefghijklmnopqrstuvwxyz").is_some());
+        assert!(admin_token_problem("0123456789abcdefghijklmnopqrstuv").is_none());
+        assert!(admin_token_problem(&IssuedToken::generate().value).is_none());
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The client's address failed to authenticate too often lately.
+    #[error("too many failed authentications")]
+    TooManyFailures,
     #[error("database unavailable: {0}")]
     Unavailable(sqlx::Error),
     #[error(transparent)]
@@ -109,6 +112,11 @@ impl IntoResponse for ApiError {
                 "Request body too large".into(),
                 vec![],
             ),
+            ApiError::TooManyFailures => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed authentications from this address; try again later".into(),
+                vec![],
+            ),
             ApiError::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");
                 (
@@ -134,6 +142,12 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = crate::auth_failures::WINDOW.as_secs().to_string();
+            if let Ok(wait) = HeaderValue::from_str(&wait) {
+                response.headers_mut().insert(header::RETRY_AFTER, wait);
+            }
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

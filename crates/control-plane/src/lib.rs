@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod auth_failures;
 pub mod changes;
 pub mod config;
 pub mod dashboard;
@@ -44,6 +45,8 @@ pub struct AppState {
     /// Flips to true when the server shuts down, so long polls return at once.
     pub shutdown: watch::Receiver<bool>,
     pub telemetry: Arc<telemetry::Telemetry>,
+    /// Failed authentications by client address, to throttle token guessing.
+    pub auth_failures: Arc<auth_failures::AuthFailures>,
     /// Signs the dashboard's forms shown before sign-in; loaded from the database once.
     pub form_key: Arc<dashboard::form_token::FormKey>,
 }
@@ -101,6 +104,7 @@ pub fn state(
         snapshot_cache: Arc::default(),
         shutdown,
         telemetry: Arc::default(),
+        auth_failures: Arc::default(),
         form_key: Arc::default(),
     }
 }
