@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use gatehouse_control_plane::auth::Secret;
+use gatehouse_control_plane::auth::{admin_token_problem, Secret};
 use gatehouse_control_plane::dashboard::accounts::{self, CreateError};
 use gatehouse_control_plane::repo::users::{self, Role};
 use gatehouse_control_plane::ControlPlaneConfig;
@@ -64,8 +64,11 @@ fn control_plane_config(
     args: &ControlPlaneArgs,
     admin_token: Option<String>,
     node_token: Option<String>,
-) -> ControlPlaneConfig {
-    ControlPlaneConfig {
+) -> anyhow::Result<ControlPlaneConfig> {
+    if let Some(problem) = admin_token.as_deref().and_then(admin_token_problem) {
+        anyhow::bail!("GATEHOUSE_ADMIN_TOKEN (--admin-token) is refused: {problem}");
+    }
+    Ok(ControlPlaneConfig {
         admin_token: admin_token.map(Secret::new),
         node_token: node_token.map(Secret::new),
         long_poll_timeout: Duration::from_secs(args.long_poll_secs),
@@ -74,7 +77,7 @@ fn control_plane_config(
         secure_cookies: args.secure_cookies || control_plane_tls(args).is_some(),
         proxy_url: args.proxy_url.clone(),
         ..ControlPlaneConfig::default()
-    }
+    })
 }
 
 fn proxy_config(
@@ -191,9 +194,10 @@ pub async fn control_plane(cmd: ControlPlaneCommand) -> anyhow::Result<()> {
             "GATEHOUSE_ADMIN_TOKEN is not set: only admin tokens issued earlier are accepted"
         );
     }
+    // Before anything else, so a refused setting is the one error shown.
+    let config = control_plane_config(args, args.admin_token.clone(), args.node_token.clone())?;
     let pool = database::connect(&cmd.database.database_url).await?;
     database::migrate(&pool).await?;
-    let config = control_plane_config(args, args.admin_token.clone(), args.node_token.clone());
     let cp = spawn_control_plane(pool.clone(), config, args).await?;
     tracing::info!(addr = %cp.addr, "control plane listening");
     shutdown_signal().await;
@@ -419,7 +423,7 @@ async fn up_with_database(
         &args.control_plane,
         Some(admin_token.clone()),
         Some(node_token.clone()),
-    );
+    )?;
     if cp_config.proxy_url.is_none() {
         let scheme = scheme(args.proxy.tls_cert.is_some());
         cp_config.proxy_url = Some(format!("{scheme}://{}", args.proxy.proxy_listen));

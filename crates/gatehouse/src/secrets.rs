@@ -43,6 +43,11 @@ mod tests {
         let second = load_or_create(&dir, "admin-token", "gha").expect("read");
         assert_eq!(first, second);
         assert!(first.starts_with("gha_") && first.len() == 4 + 64);
+        // What `up` generates is a valid admin token of the configuration.
+        assert_eq!(
+            gatehouse_control_plane::auth::admin_token_problem(&first),
+            None
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -193,3 +193,31 @@ async fn up_runs_the_whole_product_and_stops_cleanly_on_ctrl_c() {
     assert_eq!(listed["items"][0]["slug"], "pets");
     again.interrupt();
 }
+
+#[test]
+fn a_short_or_repetitive_admin_token_stops_the_control_plane_at_start() {
+    for (token, says) in [
+        ("x", "at least 32 characters"),
+        (&"a".repeat(40)[..], "different characters"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["control-plane", "--control-plane-listen", "127.0.0.1:0"])
+            // Never reached: the token is refused first.
+            .env("DATABASE_URL", "postgres://127.0.0.1:1/none")
+            .env("GATEHOUSE_ADMIN_TOKEN", token)
+            .stdout(Stdio::null())
+            .output()
+            .expect("gatehouse runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "started with {token:?}: {stderr}");
+        assert!(
+            stderr.contains("GATEHOUSE_ADMIN_TOKEN") && stderr.contains(says),
+            "{stderr}"
+        );
+        // (A one-letter token is found in any text.)
+        assert!(
+            token.len() < 8 || !stderr.contains(token),
+            "the refused token is printed: {stderr}"
+        );
+    }
+}
