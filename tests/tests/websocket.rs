@@ -726,6 +726,31 @@ async fn close_code_for_raw_frame(world: &World, frame: &[u8]) -> u16 {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn a_client_close_is_answered_with_its_code_or_1002_for_one_never_sent(pool: PgPool) {
+    let world = chat_world(&pool).await;
+    // Close frames, masked with a zero key: 1000 and 4000 are echoed; 1005 and 1006 are
+    // for reports, never the wire, and 999 is no code at all (RFC 6455 7.4).
+    let close = |code: u16| {
+        let [hi, lo] = code.to_be_bytes();
+        [0x88, 0x82, 0, 0, 0, 0, hi, lo]
+    };
+    for (sent, answered) in [
+        (1000, 1000),
+        (4000, 4000),
+        (1005, 1002),
+        (1006, 1002),
+        (999, 1002),
+    ] {
+        assert_eq!(
+            close_code_for_raw_frame(&world, &close(sent)).await,
+            answered,
+            "close {sent}"
+        );
+    }
+    world.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn malformed_frames_close_with_the_right_code(pool: PgPool) {
     let world = chat_world(&pool).await;
     // A client's frames must be masked (RFC 6455 5.1).

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::{SinkExt, StreamExt as _};
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -496,7 +496,10 @@ impl Session {
                             // The protocol layer has queued the answer (the client's code,
                             // or 1002 for a code no endpoint may send): it leaves with this
                             // flush, so the client sees its close handshake completed.
-                            let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.close(None)).await;
+                            // (The sink's close: the stream's own `close` sends a new frame,
+                            // which the protocol refuses after the peer's.)
+                            let flush = SinkExt::close(stream);
+                            let _ = tokio::time::timeout(CLOSE_TIMEOUT, flush).await;
                             return End::ClientGone;
                         }
                         Some(Err(e)) => {
