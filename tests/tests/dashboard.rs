@@ -610,3 +610,89 @@ async fn a_sign_in_form_served_by_one_replica_works_on_another(pool: PgPool) {
     first.stop().await;
     second.stop().await;
 }
+
+/// Sign-in attempts prepared (form cookie and token fetched) and then posted all at once,
+/// as a guesser would; the status of each.
+async fn sign_ins_at_once(cp: &ControlPlane, attempts: &[(String, String)]) -> Vec<StatusCode> {
+    let mut prepared = Vec::new();
+    for (name, password) in attempts {
+        let client = http();
+        let form = client
+            .get(format!("{}/signin", cp.url()))
+            .send()
+            .await
+            .expect("sign-in page");
+        let cookie = set_cookie(form.headers(), "gatehouse_form").expect("form cookie");
+        let csrf = input_value(&form.text().await.expect("html"), "csrf").expect("csrf");
+        let request = client
+            .post(format!("{}/signin", cp.url()))
+            .header(COOKIE, cookie)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("name", name),
+                ("password", password),
+                ("next", "/"),
+            ]);
+        prepared.push(request);
+    }
+    let sent = prepared
+        .into_iter()
+        .map(|request| async move { request.send().await.expect("answer").status() });
+    futures_util::future::join_all(sent).await
+}
+
+/// Attempts whose password was checked: wrong (401) or right (a redirect).
+fn checked(statuses: &[StatusCode]) -> usize {
+    statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED || **s == StatusCode::SEE_OTHER)
+        .count()
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_burst_of_sign_ins_checks_no_more_passwords_than_the_limits(pool: PgPool) {
+    use gatehouse_control_plane::dashboard::signin::{
+        MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_USER,
+    };
+    let cp = ControlPlane::start(pool.clone()).await;
+    gatehouse_control_plane::dashboard::accounts::create(
+        &pool,
+        "ada",
+        PASSWORD,
+        Role::Admin,
+        false,
+    )
+    .await
+    .expect("ada");
+    // 60 guesses of ada's password at once, the right one among them.
+    let attempts: Vec<(String, String)> = (0..60)
+        .map(|i| {
+            let password = if i == 30 {
+                PASSWORD.to_owned()
+            } else {
+                format!("wrong guess {i}")
+            };
+            ("ada".to_owned(), password)
+        })
+        .collect();
+    let on_ada = sign_ins_at_once(&cp, &attempts).await;
+    // Then 60 guesses of other names, from the same address.
+    let attempts: Vec<(String, String)> = (0..60)
+        .map(|i| (format!("user{i}"), "a wrong guess".to_owned()))
+        .collect();
+    let on_others = sign_ins_at_once(&cp, &attempts).await;
+    println!(
+        "passwords checked: {} of 60 on one name, {} of 60 more from the same address",
+        checked(&on_ada),
+        checked(&on_others)
+    );
+    assert!(
+        checked(&on_ada) <= MAX_FAILURES_PER_USER as usize,
+        "{on_ada:?}"
+    );
+    assert!(
+        checked(&on_ada) + checked(&on_others) <= MAX_FAILURES_PER_ADDRESS as usize,
+        "{on_others:?}"
+    );
+    cp.stop().await;
+}

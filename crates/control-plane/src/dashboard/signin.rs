@@ -5,7 +5,9 @@
 //! ([`super::form_token`]), so neither another site nor anything that can plant cookies
 //! for this host can sign a browser in to an account of its choosing. Failed sign-ins are counted per user name and per address:
 //! past [`MAX_FAILURES_PER_USER`] or [`MAX_FAILURES_PER_ADDRESS`] within
-//! [`FAILURE_WINDOW`], passwords are not even checked until the window has passed.
+//! [`FAILURE_WINDOW`], passwords are not even checked until the window has passed. An
+//! attempt is counted as failed before its password is checked, atomically
+//! ([`sessions::begin_attempt`]), so a burst sent at once checks no more than the limits.
 
 use askama::Template;
 use axum::body::Bytes;
@@ -41,6 +43,11 @@ pub const MAX_FAILURES_PER_USER: i64 = 5;
 pub const MAX_FAILURES_PER_ADDRESS: i64 = 20;
 /// How far back failures count.
 pub const FAILURE_WINDOW: Duration = Duration::minutes(15);
+const SIGN_IN_LIMITS: sessions::FailureLimits = sessions::FailureLimits {
+    per_user: MAX_FAILURES_PER_USER,
+    per_address: MAX_FAILURES_PER_ADDRESS,
+    window_secs: FAILURE_WINDOW.num_seconds(),
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -187,22 +194,15 @@ async fn sign_in(State(state): State<AppState>, parts: Parts, body: Bytes) -> Pa
     }
     // Names are counted as typed (bounded), so a name too long to store cannot dodge the count.
     let counted: String = name.chars().take(accounts::MAX_NAME_LEN).collect();
-    let (by_user, by_address) = sessions::recent_failures(
-        &state.pool,
-        &counted,
-        &address,
-        FAILURE_WINDOW.num_seconds(),
-    )
-    .await?;
-    if by_user >= MAX_FAILURES_PER_USER || by_address >= MAX_FAILURES_PER_ADDRESS {
+    // Counted as failed before the password is checked, atomically: attempts sent at
+    // once are all counted, and at most the limit of them are checked.
+    if !sessions::begin_attempt(&state.pool, &counted, &address, SIGN_IN_LIMITS).await? {
         tracing::warn!(address, "sign-in refused: too many recent failures");
         return Ok(again(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed sign-ins. Wait 15 minutes and try again.",
         ));
     }
-    // Counted as failed until it succeeds, so attempts sent at once are all counted.
-    sessions::record_failure(&state.pool, &counted, &address).await?;
     let password = fields.get("password");
     let plausible = accounts::name_problem(name).is_none() && password.len() <= passwords::MAX_LEN;
     let found = if plausible {
@@ -290,14 +290,13 @@ async fn set_up(State(state): State<AppState>, parts: Parts, body: Bytes) -> Pag
             },
         )
     };
-    let (_, by_address) = sessions::recent_failures(
-        &state.pool,
-        "(setup)",
-        &address,
-        FAILURE_WINDOW.num_seconds(),
-    )
-    .await?;
-    if by_address >= MAX_FAILURES_PER_ADDRESS {
+    // Counted before the token is checked, as sign-ins are; the name is shared by every
+    // address, so only the address has a limit.
+    let limits = sessions::FailureLimits {
+        per_user: i64::MAX,
+        ..SIGN_IN_LIMITS
+    };
+    if !sessions::begin_attempt(&state.pool, "(setup)", &address, limits).await? {
         return Ok(again(
             StatusCode::TOO_MANY_REQUESTS,
             Errors::new(
@@ -312,7 +311,6 @@ async fn set_up(State(state): State<AppState>, parts: Parts, body: Bytes) -> Pag
         .as_ref()
         .is_some_and(|t| t.matches(fields.get("admin_token")));
     if !token_ok {
-        sessions::record_failure(&state.pool, "(setup)", &address).await?;
         let message = if state.config.admin_token.is_some() {
             "not this control plane's admin token"
         } else {

@@ -116,14 +116,41 @@ pub async fn prune(db: &sqlx::PgPool, window_secs: i64) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Failed sign-ins within the last `window_secs`: for this user name, from this address.
-pub async fn recent_failures(
-    db: impl PgExecutor<'_>,
+/// How many failures a name and an address may have within a window.
+#[derive(Debug, Clone, Copy)]
+pub struct FailureLimits {
+    pub per_user: i64,
+    pub per_address: i64,
+    pub window_secs: i64,
+}
+
+/// Counts a sign-in attempt of `user_name` from `address` as failed (until it succeeds,
+/// see [`clear_failures`]), unless the name or the address has used up its failures of
+/// the window: then nothing is counted and `false` says the password must not be checked.
+///
+/// Attempts of one name, or from one address, are counted one at a time (under
+/// transaction-scoped advisory locks), so attempts sent at once cannot all read the same
+/// count: `n` at once check at most the limit. Name locks are taken before address locks,
+/// always, so two attempts never wait on each other in a cycle.
+pub async fn begin_attempt(
+    db: &sqlx::PgPool,
     user_name: &str,
     address: &str,
-    window_secs: i64,
-) -> sqlx::Result<(i64, i64)> {
-    sqlx::query_as(
+    limits: FailureLimits,
+) -> sqlx::Result<bool> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(lower($2)))")
+        .bind(ATTEMPTS_BY_NAME)
+        .bind(user_name)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(ATTEMPTS_BY_ADDRESS)
+        .bind(address)
+        .execute(&mut *tx)
+        .await?;
+    // A statement of its own, after the locks: it sees every attempt committed before.
+    let (by_user, by_address): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE user_name = lower($1)),
                 count(*) FILTER (WHERE address = $2)
          FROM signin_failures
@@ -132,23 +159,24 @@ pub async fn recent_failures(
     )
     .bind(user_name)
     .bind(address)
-    .bind(window_secs as f64)
-    .fetch_one(db)
-    .await
-}
-
-pub async fn record_failure(
-    db: impl PgExecutor<'_>,
-    user_name: &str,
-    address: &str,
-) -> sqlx::Result<()> {
+    .bind(limits.window_secs as f64)
+    .fetch_one(&mut *tx)
+    .await?;
+    if by_user >= limits.per_user || by_address >= limits.per_address {
+        return Ok(false);
+    }
     sqlx::query("INSERT INTO signin_failures (user_name, address) VALUES (lower($1), $2)")
         .bind(user_name)
         .bind(address)
-        .execute(db)
+        .execute(&mut *tx)
         .await?;
-    Ok(())
+    tx.commit().await?;
+    Ok(true)
 }
+
+/// The first keys of the advisory locks of [`begin_attempt`] (by name, by address).
+const ATTEMPTS_BY_NAME: i32 = 0x5349_4e31;
+const ATTEMPTS_BY_ADDRESS: i32 = 0x5349_4e32;
 
 /// Forgets a user's failures after they signed in.
 pub async fn clear_failures(db: impl PgExecutor<'_>, user_name: &str) -> sqlx::Result<()> {
