@@ -1,6 +1,7 @@
 //! Faults in what Gatehouse depends on, for the fault suite: PostgreSQL stopped and
 //! started under a running control plane while a proxy keeps serving traffic, and
-//! upstreams that close the connection in the middle of a response body.
+//! upstreams that close the connection in the middle of a response body; Redis, which
+//! proxies share quotas through, killed, hung and brought back under load.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -430,5 +431,367 @@ async fn upstream_closing_mid_body_gives_the_client_a_broken_response_not_a_hang
         );
     }
     proxy.stop().await;
+    cp.stop().await;
+}
+
+/// A redis-server of the test's own on a free loopback port (never the shared ones), its
+/// counts kept in an append-only file so that a restart keeps them, as a production Redis
+/// would. Killed when dropped, also when the test fails.
+struct OwnRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    async fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = OwnRedis {
+            port,
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        };
+        redis.run().await;
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn run(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (install redis-server)");
+        self.child = Some(child);
+        let answered = eventually(Duration::from_secs(10), || async {
+            (self.cli(&["PING"]).as_deref() == Some("PONG")).then_some(())
+        })
+        .await;
+        assert!(
+            answered.is_some(),
+            "redis-server on {} never answered",
+            self.port
+        );
+    }
+
+    /// Kills Redis: connections to it are refused until [`OwnRedis::run`].
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops (`pause`) or resumes the process: stopped, it accepts connections (the kernel
+    /// does) and answers nothing, as a hung Redis.
+    fn signal(&self, pause: bool) {
+        let child = self.child.as_ref().expect("redis-server runs");
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+        let signal = if pause {
+            rustix::process::Signal::STOP
+        } else {
+            rustix::process::Signal::CONT
+        };
+        rustix::process::kill_process(pid, signal).expect("signal redis-server");
+    }
+
+    fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// The shared count of the one quota counter in this Redis (0 when none).
+    fn quota_count(&self) -> u64 {
+        let keys = self.cli(&["--scan", "--pattern", "gatehouse:quota:*"]);
+        let Some(key) = keys.as_deref().and_then(|k| k.lines().next()) else {
+            return 0;
+        };
+        self.cli(&["GET", key])
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+            }
+        }
+        self.kill();
+    }
+}
+
+/// What a burst of keyed requests got: how many passed, and their latencies, sorted.
+struct Burst {
+    admitted: usize,
+    latencies: Vec<Duration>,
+    took: Duration,
+}
+
+impl Burst {
+    fn percentile(&self, p: usize) -> Duration {
+        let i = (self.latencies.len() * p / 100).min(self.latencies.len().saturating_sub(1));
+        self.latencies.get(i).copied().unwrap_or_default()
+    }
+
+    fn describe(&self, phase: &str) -> String {
+        format!(
+            "{phase}: {} admitted of {}, p50 {:?}, p99 {:?}, {:.0} req/s",
+            self.admitted,
+            self.latencies.len(),
+            self.percentile(50),
+            self.percentile(99),
+            self.latencies.len() as f64 / self.took.as_secs_f64()
+        )
+    }
+}
+
+/// Sends `count` GETs to `url` from `clients` clients at once, with `key` when given.
+async fn burst(url: &str, key: Option<&str>, clients: usize, count: usize) -> Burst {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (url, key) = (url.to_owned(), key.map(str::to_owned));
+            let share = count / clients + usize::from(c < count % clients);
+            tokio::spawn(async move {
+                let http = client();
+                let mut seen = Vec::with_capacity(share);
+                for _ in 0..share {
+                    let mut request = http.get(&url);
+                    if let Some(key) = &key {
+                        request = request.header("x-api-key", key);
+                    }
+                    let sent = Instant::now();
+                    let status = request.send().await.expect("proxy answers").status();
+                    seen.push((status, sent.elapsed()));
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut result = Burst {
+        admitted: 0,
+        latencies: Vec::with_capacity(count),
+        took: Duration::ZERO,
+    };
+    for task in tasks {
+        for (status, latency) in task.await.expect("client") {
+            result.admitted += usize::from(status == StatusCode::OK);
+            result.latencies.push(latency);
+        }
+    }
+    result.took = started.elapsed();
+    result.latencies.sort();
+    result
+}
+
+/// Two proxies sharing one quota through the test's own Redis, a keyed route `GET
+/// /orders` and an open one `GET /open`; returns them with the key.
+async fn quota_shared_through(
+    pool: &PgPool,
+    cp: &ControlPlane,
+    redis: &OwnRedis,
+    limit: u64,
+    dirs: [&std::path::Path; 2],
+) -> ([gatehouse_proxy::RunningProxy; 2], String) {
+    let mut proxies = Vec::new();
+    for dir in dirs {
+        proxies.push(gatehouse_tests::start_proxy_with(&cp.url(), dir, Some(redis.url())).await);
+    }
+    let admin = cp.admin();
+    let api = admin.create_api("shop").await;
+    admin
+        .create(&format!("/apis/{api}/routes"), json!({"route_key": "GET /orders", "api_key_required": true, "integration": mock("orders")}))
+        .await;
+    admin.add_route(&api, "GET /open", mock("open")).await;
+    admin.deploy_stage(&api, "prod", json!({})).await;
+    let plan = admin
+        .create("/usage-plans", json!({"name": "metered", "quota": {"limit": limit, "period": "DAY"}, "stages": [{"api_id": api, "stage": "prod"}]}))
+        .await;
+    let key = admin.create("/keys", json!({"name": "shared"})).await;
+    let plan = plan["id"].as_str().expect("plan id");
+    admin
+        .create(
+            &format!("/usage-plans/{plan}/keys"),
+            json!({"key_id": key["id"]}),
+        )
+        .await;
+    let version = config_version(pool).await;
+    for proxy in &proxies {
+        wait_for_version(proxy, version, Duration::from_secs(5)).await;
+        assert!(
+            redis_up_within(proxy, Duration::from_secs(5))
+                .await
+                .is_some(),
+            "the proxy never counted in Redis"
+        );
+    }
+    let proxies: [_; 2] = proxies.try_into().unwrap_or_else(|_| unreachable!());
+    (
+        proxies,
+        key["value"].as_str().expect("key value").to_owned(),
+    )
+}
+
+/// How long until `proxy` counts quotas in Redis again (`None`: not within `limit`).
+async fn redis_up_within(
+    proxy: &gatehouse_proxy::RunningProxy,
+    limit: Duration,
+) -> Option<Duration> {
+    let status = proxy.status_addr;
+    eventually(limit, || async move {
+        (gatehouse_tests::proxy_metric(status, "gatehouse_proxy_redis_up").await == Some(1.0))
+            .then_some(())
+    })
+    .await
+    .map(|((), took)| took)
+}
+
+/// Keyed requests of 16 clients never wait on a Redis that is gone (refusing connections)
+/// or hung (accepting and never answering); when it returns, the proxies count in it
+/// again within a second, having added what they admitted meanwhile, so that the shared
+/// quota is exact: a second proxy admits exactly what is left of it.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn redis_gone_or_hung_costs_keyed_requests_no_wait_and_the_quota_is_exact_when_back(
+    pool: PgPool,
+) {
+    const LIMIT: u64 = 1000;
+    const CLIENTS: usize = 16;
+    let mut redis = OwnRedis::start().await;
+    let cp = ControlPlane::start(pool.clone()).await;
+    let dirs = [
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    ];
+    let ([a, b], key) =
+        quota_shared_through(&pool, &cp, &redis, LIMIT, [dirs[0].path(), dirs[1].path()]).await;
+    let a_keyed = format!("http://{}/shop/prod/orders", a.addr);
+    let a_open = format!("http://{}/shop/prod/open", a.addr);
+    let b_keyed = format!("http://{}/shop/prod/orders", b.addr);
+    let mut admitted = 0;
+    let mut report = Vec::new();
+
+    let before = burst(&a_keyed, Some(&key), CLIENTS, 160).await;
+    report.push(before.describe("Redis up"));
+    admitted += before.admitted;
+    assert_eq!(redis.quota_count(), admitted as u64, "counted in Redis");
+
+    // Gone: connections refused.
+    redis.kill();
+    let open = burst(&a_open, None, CLIENTS, 320).await;
+    report.push(open.describe("Redis gone, unkeyed"));
+    let gone = burst(&a_keyed, Some(&key), CLIENTS, 320).await;
+    report.push(gone.describe("Redis gone, keyed"));
+    admitted += gone.admitted;
+
+    redis.run().await;
+    let back = redis_up_within(&a, Duration::from_secs(10)).await;
+    report.push(format!(
+        "back in use {back:?} after Redis returned; Redis counts {}",
+        redis.quota_count()
+    ));
+    eprintln!("{}", report.join("\n"));
+    assert_eq!(gone.admitted, 320, "{}", report.join("\n"));
+    assert!(
+        gone.percentile(50) < Duration::from_millis(50),
+        "{}",
+        report.join("\n")
+    );
+    assert!(
+        back.is_some_and(|t| t < Duration::from_secs(1)),
+        "{}",
+        report.join("\n")
+    );
+    assert_eq!(
+        redis.quota_count(),
+        admitted as u64,
+        "reconciled: {}",
+        report.join("\n")
+    );
+
+    // Hung: the process stopped; the kernel still accepts connections.
+    redis.signal(true);
+    let hung = burst(&a_keyed, Some(&key), CLIENTS, 320).await;
+    report.push(hung.describe("Redis hung, keyed"));
+    admitted += hung.admitted;
+    redis.signal(false);
+    let back = redis_up_within(&a, Duration::from_secs(10)).await;
+    report.push(format!(
+        "back in use {back:?} after Redis resumed; Redis counts {}",
+        redis.quota_count()
+    ));
+    eprintln!("{}", report.join("\n"));
+    assert_eq!(hung.admitted, 320, "{}", report.join("\n"));
+    assert!(
+        hung.percentile(50) < Duration::from_millis(50),
+        "{}",
+        report.join("\n")
+    );
+    assert!(
+        back.is_some_and(|t| t < Duration::from_secs(1)),
+        "{}",
+        report.join("\n")
+    );
+    // The calls in flight when Redis hung were counted by Redis too, once it resumed, and
+    // locally: the count may be over by those (at most one per client), never under.
+    let counted = redis.quota_count();
+    assert!(
+        (admitted as u64..=(admitted + CLIENTS) as u64).contains(&counted),
+        "Redis counts {counted} of {admitted} admitted"
+    );
+
+    // Proxy B learns of A's use from Redis at once, and admits exactly what is left.
+    let rest = burst(&b_keyed, Some(&key), CLIENTS, LIMIT as usize).await;
+    report.push(rest.describe("Redis back, keyed on the other proxy"));
+    eprintln!("{}", report.join("\n"));
+    assert_eq!(
+        rest.admitted as u64,
+        LIMIT - counted,
+        "{}",
+        report.join("\n")
+    );
+    assert!(
+        rest.percentile(50) < Duration::from_millis(50),
+        "{}",
+        report.join("\n")
+    );
+    assert!(
+        gatehouse_tests::proxy_metric(a.status_addr, "gatehouse_proxy_redis_fallbacks_total").await
+            >= Some(640.0)
+    );
+    assert!(
+        gatehouse_tests::proxy_metric(
+            a.status_addr,
+            "gatehouse_proxy_redis_reconciled_requests_total"
+        )
+        .await
+            >= Some(640.0)
+    );
+    a.stop().await;
+    b.stop().await;
     cp.stop().await;
 }

@@ -93,7 +93,7 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
         body_timeout: config.limits.body_timeout,
         quotas: QuotaLedger::default(),
         key_use: KeyUse::default(),
-        shared_counters: Arc::new(SharedCounters::default()),
+        shared_counters: Arc::new(SharedCounters::new(telemetry.redis.clone())),
         metrics_enabled: config.metrics,
         meters: MeterRegistry::default(),
         key_events: key_events(),

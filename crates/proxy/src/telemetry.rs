@@ -16,6 +16,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry, TextEncoder};
 
 use crate::handler::Shared;
 use crate::meters::RouteMeter;
+use crate::shared_quota::RedisMetrics;
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// Exposed bucket bounds: 2^6 µs (64 µs) to 2^26 µs (67 s).
@@ -38,6 +39,8 @@ pub struct Telemetry {
     pub websocket_refused: IntCounter,
     pub client_connections: IntGauge,
     pub connections_refused: IntCounter,
+    /// Redis, when quotas are shared through it: up or down, fallbacks, probes.
+    pub redis: RedisMetrics,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -134,6 +137,7 @@ impl Default for Telemetry {
                 "gatehouse_proxy_client_connections_refused_total",
                 "Client connections refused because the proxy held its most connections.",
             ),
+            redis: RedisMetrics::registered(r),
             registry,
         }
     }
