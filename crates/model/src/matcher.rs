@@ -137,7 +137,9 @@ impl<T> RouteTable<T> {
                 m if m == own => true,
                 Method::Get => own == Method::Head && !named(Method::Head, shape),
                 Method::Any => {
-                    !named(own, shape) && !(own == Method::Head && named(Method::Get, shape))
+                    let taken =
+                        named(own, shape) || own == Method::Head && named(Method::Get, shape);
+                    !taken
                 }
                 _ => false,
             };
