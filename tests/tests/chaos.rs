@@ -417,3 +417,62 @@ async fn a_redeploy_every_100_ms_under_load_fails_no_request() {
     eprintln!("{deploys} deploys in {length:?} under {sent} requests, none failed");
     world.stop().await;
 }
+
+/// A control plane URL that is not one URL (a list, or words) stops the proxy at start
+/// with an error saying so, from the flag and from the environment alike, instead of a
+/// proxy that retries an address that can never answer.
+#[tokio::test]
+async fn a_proxy_given_a_list_or_not_a_url_for_its_control_plane_refuses_to_start() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        ("http://127.0.0.1:8001,http://127.0.0.1:8002", "one URL"),
+        ("http://127.0.0.1:8001 http://127.0.0.1:8002", "one URL"),
+        ("not a url", "one URL"),
+        ("localhost:8001", "http://"),
+    ];
+    for (url, why) in cases {
+        for from_env in [false, true] {
+            let mut launch = gatehouse_tests::bench::proxy(url, data.path(), None, &[]);
+            if from_env {
+                let args: Vec<_> = launch.command.get_args().map(|a| a.to_owned()).collect();
+                let mut command = std::process::Command::new(launch.command.get_program());
+                let flag = args.iter().position(|a| a == "--control-plane-url");
+                for (i, arg) in args.iter().enumerate() {
+                    if flag.is_some_and(|f| i == f || i == f + 1) {
+                        continue;
+                    }
+                    command.arg(arg);
+                }
+                command.env("GATEHOUSE_CONTROL_PLANE_URL", url);
+                launch.command = command;
+            }
+            let mut child = launch
+                .command
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("gatehouse runs");
+            let started = Instant::now();
+            let status = loop {
+                if let Some(status) = child.try_wait().expect("wait") {
+                    break status;
+                }
+                if started.elapsed() > START {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("{url:?} (env: {from_env}): the proxy still runs after {START:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            assert!(!status.success(), "{url:?}: exited {status}");
+            assert!(
+                stderr.contains("--control-plane-url") && stderr.contains(why),
+                "{url:?} (env: {from_env}): {stderr}"
+            );
+        }
+    }
+}

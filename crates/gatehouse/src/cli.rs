@@ -146,6 +146,14 @@ pub struct ControlPlaneArgs {
     /// marked Secure anyway).
     #[arg(long, env = "GATEHOUSE_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Seconds a client of the control plane has to send a request's headers (also how
+    /// long an idle keep-alive connection stays open); then it is closed.
+    #[arg(long, env = "GATEHOUSE_CONTROL_PLANE_HEADER_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub control_plane_header_timeout_secs: u64,
+    /// Most client connections the control plane holds at once; more get 503 and are
+    /// closed [lowered to what the open-files limit allows].
+    #[arg(long, env = "GATEHOUSE_CONTROL_PLANE_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub control_plane_max_connections: u64,
 }
 
 #[derive(Debug, Args)]
@@ -203,7 +211,7 @@ pub struct ProxyArgs {
     #[arg(long, env = "GATEHOUSE_CONTROL_PLANE_CA")]
     pub control_plane_ca: Option<PathBuf>,
     /// Most client connections one proxy holds at once (HTTP and WebSocket); more get 503
-    /// and are closed.
+    /// and are closed [lowered to what the open-files limit allows].
     #[arg(long, env = "GATEHOUSE_MAX_CONNECTIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_connections: u64,
     /// Largest request line and headers together, in bytes; more gets 431.
@@ -238,11 +246,12 @@ pub struct ProxyCommand {
     pub proxy: ProxyArgs,
     #[command(flatten)]
     pub data: DataDirArgs,
-    /// Base URL of the control plane.
+    /// Base URL of the control plane: one http:// or https:// URL (a list is refused).
     #[arg(
         long,
         env = "GATEHOUSE_CONTROL_PLANE_URL",
-        default_value = "http://127.0.0.1:8001"
+        default_value = "http://127.0.0.1:8001",
+        value_parser = gatehouse_proxy::config::parse_control_plane_url
     )]
     pub control_plane_url: String,
     /// Token presented to the control plane (its GATEHOUSE_NODE_TOKEN).

@@ -120,6 +120,52 @@ impl Default for ClientLimits {
     }
 }
 
+/// Checks that `raw` is one base URL of a control plane, `http` or `https` with a host
+/// and nothing after the path; returns it without its trailing slashes. A list of URLs is
+/// refused by name (several control planes are not supported yet), as is anything that
+/// would make the proxy retry forever against an address that can never answer.
+pub fn parse_control_plane_url(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err("the control plane URL is empty".to_owned());
+    }
+    if trimmed.contains(',') || trimmed.contains(char::is_whitespace) {
+        return Err(format!(
+            "the control plane URL must be one URL, without spaces or commas: {raw:?} (a list of several control planes is not supported yet)"
+        ));
+    }
+    let uri: http::Uri = trimmed
+        .parse()
+        .map_err(|e| format!("the control plane URL {raw:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => {
+            return Err(format!(
+                "the control plane URL {raw:?} must start with http:// or https://"
+            ))
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("the control plane URL {raw:?} has no host"));
+    }
+    // The parser takes any characters after the host's colon; the connector would not.
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let port = match host_port.rsplit_once(':') {
+        Some((host, port)) if !host.starts_with('[') || host.ends_with(']') => Some(port),
+        _ => None,
+    };
+    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err(format!("the control plane URL {raw:?} has an invalid port"));
+    }
+    if uri.query().is_some() {
+        return Err(format!(
+            "the control plane URL {raw:?} must not have a query: it is a base URL"
+        ));
+    }
+    Ok(trimmed.trim_end_matches('/').to_owned())
+}
+
 impl ProxyConfig {
     /// Defaults for a proxy of `control_plane_url` authenticated by `node_token`.
     pub fn new(control_plane_url: impl Into<String>, node_token: impl Into<String>) -> ProxyConfig {
@@ -170,5 +216,43 @@ impl fmt::Debug for ProxyConfig {
             .field("tls", &self.tls)
             .field("control_plane_ca", &self.control_plane_ca)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_control_plane_url;
+
+    #[test]
+    fn one_http_or_https_url_is_a_control_plane_url() {
+        for (raw, base) in [
+            ("http://127.0.0.1:8001", "http://127.0.0.1:8001"),
+            ("https://cp.example.com/", "https://cp.example.com"),
+            (
+                " http://[::1]:8001/gatehouse/ ",
+                "http://[::1]:8001/gatehouse",
+            ),
+        ] {
+            assert_eq!(parse_control_plane_url(raw).as_deref(), Ok(base), "{raw}");
+        }
+    }
+
+    #[test]
+    fn lists_and_what_is_not_a_url_are_refused_with_why() {
+        for (raw, why) in [
+            ("http://a:8001,http://b:8001", "one URL"),
+            ("http://a:8001, http://b:8001", "one URL"),
+            ("http://a:8001 http://b:8001", "one URL"),
+            ("not a url", "one URL"),
+            ("not-a-url", "must start with http"),
+            ("", "empty"),
+            ("ftp://a", "must start with http"),
+            ("http://", "not a URL"),
+            ("http://a:8001/?x=1", "query"),
+            ("http://a:port", "invalid port"),
+        ] {
+            let refused = parse_control_plane_url(raw).expect_err(raw);
+            assert!(refused.contains(why), "{raw}: {refused}");
+        }
     }
 }

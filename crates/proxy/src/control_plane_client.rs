@@ -39,7 +39,8 @@ impl ControlPlaneClient {
                     gatehouse_tls::client_roots(config.control_plane_ca.as_deref())?,
                 )?,
             ),
-            base_url: config.control_plane_url.trim_end_matches('/').to_owned(),
+            base_url: crate::config::parse_control_plane_url(&config.control_plane_url)
+                .map_err(anyhow::Error::msg)?,
             token: HeaderValue::try_from(format!("Bearer {}", config.node_token))
                 .map_err(|_| anyhow::anyhow!("the node token must be printable ASCII"))?,
             node_id: HeaderValue::try_from(config.node_id.as_str())

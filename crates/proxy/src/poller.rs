@@ -84,7 +84,11 @@ impl Poller {
                     failures += 1;
                     self.shared.telemetry.sync_errors.inc();
                     if failures == 1 || failures.is_power_of_two() {
-                        tracing::warn!(error = %e, failures, "config poll failed; serving the last good snapshot");
+                        if self.shared.config.load().is_some() {
+                            tracing::warn!(error = %e, failures, "config poll failed; serving the last good snapshot");
+                        } else {
+                            tracing::warn!(error = %e, failures, "config poll failed; no snapshot yet, so API traffic gets 503 until one arrives");
+                        }
                     }
                     let jitter = Duration::from_millis(rand::random::<u64>() % 100);
                     tokio::select! {
