@@ -53,21 +53,40 @@ chaos:
     CHAOS_REDEPLOY_SECS="${CHAOS_REDEPLOY_SECS:-60}" cargo test --locked -p gatehouse-tests \
         --test chaos --test chaos_dependencies --test hostile_input -- --nocapture
 
-# Licenses, banned crates and sources must pass. The advisories need the RustSec database
-# from github.com: where it cannot be fetched the recipe fails, unless AUDIT_OFFLINE_OK=1,
-# which checks the rest and says loudly that advisories were not checked.
+# Licenses, banned crates and sources must pass, and so must the RustSec advisories: from
+# github.com, or where it cannot be reached from the snapshot ../shared/rustsec-advisory-db.bundle
+# (RUSTSEC_BUNDLE), whose date is printed. Without either the recipe fails, unless
+# AUDIT_OFFLINE_OK=1, which checks the rest and says loudly that advisories were not checked.
 # The dependency policy of deny.toml, with cargo-deny.
 audit:
     #!/usr/bin/env bash
     set -euo pipefail
     command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
     cargo deny --locked check bans licenses sources
+    # Where cargo-deny keeps its databases (deny.toml's db-path reads this).
+    export GATEHOUSE_ADVISORY_DBS="$PWD/target/advisory-dbs"
     if cargo deny fetch db; then
-        cargo deny --locked check --disable-fetch advisories
+        cargo deny --locked --offline check advisories
+        exit 0
+    fi
+    bundle="${RUSTSEC_BUNDLE:-../shared/rustsec-advisory-db.bundle}"
+    if [ -f "$bundle" ]; then
+        # A fresh clone of the snapshot where cargo-deny looks for its copy of the default
+        # database (github.com/rustsec/advisory-db): a folder named by that URL's last
+        # segment and hash. Should cargo-deny name it otherwise, the check fails: loudly.
+        export GATEHOUSE_ADVISORY_DBS="$PWD/target/advisory-dbs-offline"
+        db="$GATEHOUSE_ADVISORY_DBS/advisory-db-3157b0e258782691"
+        rm -rf "$db"
+        mkdir -p "$GATEHOUSE_ADVISORY_DBS"
+        git -c init.defaultBranch=main clone --quiet "$bundle" "$db"
+        echo "the RustSec advisory database is unreachable: checking against the snapshot in $bundle, of $(git -C "$db" log -1 --format=%cI)" >&2
+        # Offline, cargo-deny reads the crate graph from the local registry only.
+        cargo fetch --locked --quiet
+        cargo deny --locked --offline check advisories
     elif [ "${AUDIT_OFFLINE_OK:-}" = 1 ]; then
-        echo "WARNING: the RustSec advisory database is unreachable; known advisories were NOT checked" >&2
+        echo "WARNING: the RustSec advisory database is unreachable and $bundle is missing; known advisories were NOT checked" >&2
     else
-        echo "the RustSec advisory database is unreachable; AUDIT_OFFLINE_OK=1 checks the rest only" >&2
+        echo "the RustSec advisory database is unreachable and $bundle is missing; AUDIT_OFFLINE_OK=1 checks the rest only" >&2
         exit 1
     fi
 
