@@ -42,14 +42,24 @@ impl ControlPlane {
 
     /// Starts on a given address (to restart where proxies expect it).
     pub async fn start_on(pool: PgPool, addr: SocketAddr) -> ControlPlane {
+        Self::start_tuned(pool, addr, |_| {}).await
+    }
+
+    /// Starts on `addr` with `tune` applied to the configuration last.
+    pub async fn start_tuned(
+        pool: PgPool,
+        addr: SocketAddr,
+        tune: impl FnOnce(&mut ControlPlaneConfig),
+    ) -> ControlPlane {
         let listener = TcpListener::bind(addr).await.expect("bind control plane");
         let addr = listener.local_addr().expect("local addr");
-        let config = ControlPlaneConfig {
+        let mut config = ControlPlaneConfig {
             admin_token: Some(Secret::new(ADMIN_TOKEN)),
             node_token: Some(Secret::new(NODE_TOKEN)),
             long_poll_timeout: Duration::from_secs(5),
             ..ControlPlaneConfig::default()
         };
+        tune(&mut config);
         let (stop, stop_rx) = watch::channel(false);
         let state = gatehouse_control_plane::state(pool.clone(), config, stop_rx);
         let task = tokio::spawn(gatehouse_control_plane::serve(listener, state));

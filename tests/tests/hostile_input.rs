@@ -1,6 +1,7 @@
-//! What the proxy does with clients that send too much, too many or too slowly, or hold
-//! too many connections: each limit has its clear answer, and the proxy goes on serving
-//! everyone else. Requests are written byte for byte on raw sockets, as an attacker would.
+//! What the proxy and the control plane do with clients that send too much, too many or
+//! too slowly, or hold too many connections: each limit has its clear answer, and they go
+//! on serving everyone else, also when the process can open few files. Requests are
+//! written byte for byte on raw sockets, as an attacker would.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -320,4 +321,140 @@ fn limits_that_would_refuse_everything_are_refused_at_start() {
     ] {
         assert!(broken.check().is_err(), "{broken:?}");
     }
+}
+
+/// A control plane holding at most 4 connections, giving clients `header_timeout` for
+/// their headers.
+async fn small_control_plane(pool: PgPool, header_timeout: Duration) -> ControlPlane {
+    ControlPlane::start_tuned(pool, "127.0.0.1:0".parse().expect("addr"), |config| {
+        config.header_timeout = header_timeout;
+        config.max_connections = 4;
+    })
+    .await
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_control_plane_closes_silent_and_idle_connections_after_its_header_timeout(
+    pool: PgPool,
+) {
+    let cp = small_control_plane(pool, Duration::from_secs(1)).await;
+    // Silent from the start.
+    let mut silent = TcpStream::connect(cp.addr).await.expect("connect");
+    let (_, closed) = read_until_closed(&mut silent, Instant::now()).await;
+    println!("a silent connection was closed after {closed:?}");
+    assert!(
+        closed.is_some_and(|took| took < Duration::from_secs(4)),
+        "a silent connection stays open: {closed:?}"
+    );
+    // Idle after an answer on a keep-alive connection.
+    let mut idle = TcpStream::connect(cp.addr).await.expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: cp\r\n\r\n")
+        .await
+        .expect("write");
+    let (response, closed) = read_until_closed(&mut idle, Instant::now()).await;
+    assert_eq!(status_line(&response), "HTTP/1.1 200 OK", "{response}");
+    assert!(
+        closed.is_some_and(|took| took < Duration::from_secs(4)),
+        "an idle keep-alive connection stays open: {closed:?}"
+    );
+    cp.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn connections_over_the_control_planes_limit_get_503_and_the_held_ones_go_on(pool: PgPool) {
+    let cp = small_control_plane(pool, Duration::from_secs(30)).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(TcpStream::connect(cp.addr).await.expect("connect"));
+    }
+    let mut refused = 0;
+    for _ in 0..20 {
+        let (response, closed) = exchange(cp.addr, &get("/readyz", "")).await;
+        assert_eq!(
+            status_line(&response),
+            "HTTP/1.1 503 Service Unavailable",
+            "{response}"
+        );
+        assert_eq!(body(&response), r#"{"message":"Too Many Connections"}"#);
+        assert!(closed.is_some(), "a refused connection is closed");
+        refused += 1;
+    }
+    // Each held connection is served: readiness, and the admin API.
+    let mut served = 0;
+    for (i, mut stream) in held.into_iter().enumerate() {
+        let request = if i % 2 == 0 {
+            get("/readyz", "")
+        } else {
+            get(
+                "/api/v1/apis",
+                &format!("Authorization: Bearer {}\r\n", gatehouse_tests::ADMIN_TOKEN),
+            )
+        };
+        stream.write_all(&request).await.expect("write");
+        let (response, _) = read_until_closed(&mut stream, Instant::now()).await;
+        assert_eq!(status_line(&response), "HTTP/1.1 200 OK", "{response}");
+        served += 1;
+    }
+    println!("4 connections held: {refused} more refused with 503, {served} held ones served");
+    // Slots freed, new connections come in.
+    let ready = gatehouse_tests::eventually(Duration::from_secs(3), || async {
+        let (response, _) = exchange(cp.addr, &get("/readyz", "")).await;
+        (status_line(&response) == "HTTP/1.1 200 OK").then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "a freed slot is not reused");
+    cp.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_proxy_started_with_few_open_files_refuses_connections_past_them_with_503(pool: PgPool) {
+    use gatehouse::open_files::{cap, for_connections, PER_PROXY_CONNECTION};
+    const OPEN_FILES: u64 = 256;
+    let cp = ControlPlane::start(pool.clone()).await;
+    let admin = cp.admin();
+    let api = admin.create_api("edge").await;
+    admin
+        .add_route(&api, "GET /hello", gatehouse_tests::mock("hello"))
+        .await;
+    admin
+        .deploy_stage(&api, "prod", serde_json::json!({}))
+        .await;
+    let data = tempfile::tempdir().expect("tempdir");
+    // The real binary, under a low open-files limit, hard and soft.
+    let mut launch = gatehouse_tests::bench::proxy(&cp.url(), data.path(), None, &[]);
+    let mut limited = std::process::Command::new("sh");
+    limited
+        .arg("-c")
+        .arg(format!("ulimit -n {OPEN_FILES} && exec \"$0\" \"$@\""))
+        .arg(launch.command.get_program())
+        .args(launch.command.get_args());
+    launch.command = limited;
+    let proxy = launch.spawn();
+    proxy.wait_ready(Duration::from_secs(20)).await;
+
+    // Left of the default 100,000: what the open files hold.
+    let limit = cap(100_000, for_connections(OPEN_FILES), PER_PROXY_CONNECTION);
+    let mut held = Vec::new();
+    for _ in 0..limit {
+        held.push(TcpStream::connect(proxy.addr).await.expect("connect"));
+    }
+    for _ in 0..20 {
+        let (response, _) = exchange(proxy.addr, &get("/edge/prod/hello", "")).await;
+        assert_eq!(
+            status_line(&response),
+            "HTTP/1.1 503 Service Unavailable",
+            "connection over {limit}: {response}"
+        );
+    }
+    // A held connection still gets its answer.
+    let mut first = held.remove(0);
+    first
+        .write_all(&get("/edge/prod/hello", ""))
+        .await
+        .expect("write");
+    let (response, _) = read_until_closed(&mut first, Instant::now()).await;
+    assert_eq!(status_line(&response), "HTTP/1.1 200 OK", "{response}");
+    println!("under ulimit -n {OPEN_FILES}: {limit} connections held, 20 more refused with 503, a held one served");
+    drop(proxy);
+    cp.stop().await;
 }

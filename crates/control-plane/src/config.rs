@@ -25,6 +25,11 @@ pub struct ControlPlaneConfig {
     /// Where clients reach the proxies (`https://api.example.com`), for the invoke URLs the
     /// dashboard shows; without it, the address of the proxy seen last.
     pub proxy_url: Option<String>,
+    /// Longest wait for a request's headers, counted from the connection's opening or the
+    /// end of the previous answer on it: also how long an idle keep-alive connection stays.
+    pub header_timeout: Duration,
+    /// Most client connections held at once; more are answered 503 and closed.
+    pub max_connections: usize,
 }
 
 impl Default for ControlPlaneConfig {
@@ -38,6 +43,8 @@ impl Default for ControlPlaneConfig {
             metrics_retention: Duration::from_secs(90 * 24 * 3600),
             secure_cookies: false,
             proxy_url: None,
+            header_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod http;
 pub mod json;
 pub mod maintenance;
 pub mod repo;
+mod server;
 pub mod telemetry;
 pub mod tls_listener;
 
@@ -78,15 +79,18 @@ pub fn serve_tls(
 async fn serve_on<L>(listener: L, state: AppState) -> std::io::Result<()>
 where
     L: axum::serve::Listener<Addr = std::net::SocketAddr>,
-    for<'a> ClientAddr: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
-    let mut shutdown = state.shutdown.clone();
-    let app = router(state).into_make_service_with_connect_info::<ClientAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
+    let shutdown = state.shutdown.clone();
+    let (header_timeout, max_connections) =
+        (state.config.header_timeout, state.config.max_connections);
+    server::serve(
+        listener,
+        router(state),
+        header_timeout,
+        max_connections,
+        shutdown,
+    )
+    .await
 }
 
 /// Builds the state for a pool: starts the change listener that wakes long polls.

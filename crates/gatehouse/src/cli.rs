@@ -21,7 +21,7 @@ pub struct Cli {
 pub enum Command {
     /// Everything on one machine: PostgreSQL (private, unless DATABASE_URL is set), the
     /// control plane, one proxy and a demo upstream. Ctrl-C stops all of it.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Run the control plane: admin API, proxy sync and health endpoints.
     ControlPlane(ControlPlaneCommand),
     /// Run a proxy that polls a control plane and serves API traffic.

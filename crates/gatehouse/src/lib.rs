@@ -7,5 +7,6 @@ pub mod cli;
 pub mod database;
 pub mod demo;
 pub mod embedded_pg;
+pub mod open_files;
 pub mod run;
 pub mod secrets;

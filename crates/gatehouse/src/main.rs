@@ -51,7 +51,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Up(args) => run::up(args).await,
+            Command::Up(args) => run::up(*args).await,
             Command::ControlPlane(cmd) => run::control_plane(cmd).await,
             Command::Proxy(cmd) => run::proxy(cmd).await,
             Command::Migrate(args) => run::migrate(args).await,

@@ -21,7 +21,7 @@ use crate::cli::{
     OptionalDatabaseArgs, PostgresCommand, ProxyArgs, ProxyCommand, UpArgs,
 };
 use crate::embedded_pg::{self, EmbeddedPostgres};
-use crate::{database, demo, secrets};
+use crate::{database, demo, open_files, secrets};
 
 /// Prints a line for the person at the terminal. Unlike `println!`, a closed stdout (the
 /// reader went away) is not worth a panic.
@@ -76,6 +76,8 @@ fn control_plane_config(
         metrics_retention: Duration::from_secs(args.metrics_retention_days * 86_400),
         secure_cookies: args.secure_cookies || control_plane_tls(args).is_some(),
         proxy_url: args.proxy_url.clone(),
+        header_timeout: Duration::from_secs(args.control_plane_header_timeout_secs),
+        max_connections: usize::try_from(args.control_plane_max_connections).unwrap_or(usize::MAX),
         ..ControlPlaneConfig::default()
     })
 }
@@ -195,7 +197,14 @@ pub async fn control_plane(cmd: ControlPlaneCommand) -> anyhow::Result<()> {
         );
     }
     // Before anything else, so a refused setting is the one error shown.
-    let config = control_plane_config(args, args.admin_token.clone(), args.node_token.clone())?;
+    let mut config = control_plane_config(args, args.admin_token.clone(), args.node_token.clone())?;
+    let files = open_files::raise_limit().map(open_files::for_connections);
+    config.max_connections = open_files::fit(
+        "control plane",
+        config.max_connections,
+        files,
+        open_files::PER_CONTROL_PLANE_CONNECTION,
+    );
     let pool = database::connect(&cmd.database.database_url).await?;
     database::migrate(&pool).await?;
     let cp = spawn_control_plane(pool.clone(), config, args).await?;
@@ -208,11 +217,18 @@ pub async fn control_plane(cmd: ControlPlaneCommand) -> anyhow::Result<()> {
 }
 
 pub async fn proxy(cmd: ProxyCommand) -> anyhow::Result<()> {
-    let config = proxy_config(
+    let mut config = proxy_config(
         &cmd.proxy,
         cmd.control_plane_url.clone(),
         cmd.node_token.clone(),
         &cmd.data.data_dir,
+    );
+    let files = open_files::raise_limit().map(open_files::for_connections);
+    config.limits.max_connections = open_files::fit(
+        "proxy",
+        config.limits.max_connections,
+        files,
+        open_files::PER_PROXY_CONNECTION,
     );
     let running = gatehouse_proxy::start(config).await?;
     shutdown_signal().await;
@@ -424,6 +440,15 @@ async fn up_with_database(
         Some(admin_token.clone()),
         Some(node_token.clone()),
     )?;
+    // One process serves both: the control plane gets a quarter of the descriptors.
+    let files = open_files::raise_limit().map(open_files::for_connections);
+    cp_config.max_connections = open_files::fit(
+        "control plane",
+        cp_config.max_connections,
+        files.map(|files| files / 4),
+        open_files::PER_CONTROL_PLANE_CONNECTION,
+    );
+    let proxy_files = files.map(|files| files - files / 4);
     if cp_config.proxy_url.is_none() {
         let scheme = scheme(args.proxy.tls_cert.is_some());
         cp_config.proxy_url = Some(format!("{scheme}://{}", args.proxy.proxy_listen));
@@ -440,6 +465,12 @@ async fn up_with_database(
         let (demo_addr, demo_task) = spawn_demo(args.demo.demo_listen, demo_stop_rx).await?;
         let mut proxy_cfg = proxy_config(&args.proxy, cp_url, node_token, data_dir);
         proxy_cfg.management_token = Some(management_token.clone());
+        proxy_cfg.limits.max_connections = open_files::fit(
+            "proxy",
+            proxy_cfg.limits.max_connections,
+            proxy_files,
+            open_files::PER_PROXY_CONNECTION,
+        );
         let proxy = gatehouse_proxy::start(proxy_cfg).await?;
         anyhow::Ok((demo_addr, demo_task, proxy))
     }
@@ -470,7 +501,7 @@ async fn up_with_database(
         &admin_token,
         &management_token,
     );
-    print_sign_in(&cp_base, has_users);
+    print_sign_in(&cp_base, has_users, embedded.is_some().then_some(data_dir));
 
     shutdown_signal().await;
     say!("\nStopping Gatehouse ...");
@@ -482,16 +513,39 @@ async fn up_with_database(
     Ok(())
 }
 
-/// `cp`: the control plane's base URL.
-fn print_sign_in(cp: &str, has_users: bool) {
+/// `cp`: the control plane's base URL; `private_data`: the data folder of the private
+/// PostgreSQL, when `up` runs one.
+fn print_sign_in(cp: &str, has_users: bool, private_data: Option<&Path>) {
     if has_users {
-        say!("\nDashboard: {cp}/ (sign in; `gatehouse admin create-user` adds users).");
+        let create_user = create_user_command(private_data, "<name>");
+        say!("\nDashboard: {cp}/ (sign in; `{create_user}` adds users).");
     } else {
+        let create_user = create_user_command(private_data, "<you>");
         say!(
             "\nDashboard: {cp}/setup creates the first admin: paste the admin token above.
-  Or, in another terminal: gatehouse admin create-user --name <you>"
+  Or, in another terminal: {create_user}"
         );
     }
+}
+
+/// `gatehouse admin create-user` as it runs from the folder `up` was started in: this
+/// very binary (`target/release/gatehouse` under `just run`, which is not on the PATH),
+/// with the data folder of the private PostgreSQL when it is not the default.
+fn create_user_command(private_data: Option<&Path>, name: &str) -> String {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "gatehouse".into());
+    let exe = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or(exe);
+    let database = match private_data {
+        Some(dir) if dir == Path::new(".gatehouse") => String::new(),
+        Some(dir) => format!(" --data-dir {}", dir.display()),
+        None => "   (with the same DATABASE_URL)".to_owned(),
+    };
+    format!(
+        "{} admin create-user --name {name}{database}",
+        exe.display()
+    )
 }
 
 /// `cp` and `proxy_base`: the base URLs of the control plane and the proxy.

@@ -8,6 +8,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod connection_limit;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
