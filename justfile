@@ -7,9 +7,12 @@ default:
     @just --list
 
 # PostgreSQL (private under .gatehouse/, or $DATABASE_URL), the control plane on :8001,
-# one proxy on :8000 (status :8100) and a demo upstream on :8080.
+# one proxy on :8000 (status :8100) and a demo upstream on :8080. The first run compiles
+# a release build: about 8 minutes on 2 cores. The binary is then target/release/gatehouse
+# (`gatehouse admin ...` from the README is that binary, or `cargo run -q -p gatehouse --`).
 # Start everything.
 run *ARGS:
+    @[ -x target/release/gatehouse ] || echo "First run: compiling a release build of Gatehouse, about 8 minutes on 2 cores." >&2
     cargo run --release --locked -p gatehouse -- up {{ARGS}}
 
 # Without $DATABASE_URL, a private PostgreSQL is started under target/; without
