@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use gatehouse_model::{ApiSlug, Protocol, RouteSelection};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::{Admin, Reader};
@@ -24,39 +24,44 @@ pub fn router() -> Router<AppState> {
         .route("/apis/{api_id}", get(read).patch(update).delete(remove))
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateApi {
     #[schema(value_type = Name)]
-    name: String,
+    pub(crate) name: String,
     #[schema(value_type = ApiSlug)]
-    slug: String,
+    pub(crate) slug: String,
     #[serde(default = "http_protocol")]
     #[schema(value_type = Protocol, default = "HTTP")]
-    protocol: String,
+    pub(crate) protocol: String,
     #[serde(default)]
     #[schema(value_type = Description)]
-    description: String,
+    pub(crate) description: String,
     /// WebSocket APIs: `$request.body.<field>`; `$request.body.action` when left out.
-    route_selection_expression: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) route_selection_expression: Option<String>,
 }
 
 fn http_protocol() -> String {
     "HTTP".to_owned()
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateApi {
     #[schema(value_type = Option<Name>)]
-    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
     /// A new slug changes every invoke URL of the API.
     #[schema(value_type = Option<ApiSlug>)]
-    slug: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) slug: Option<String>,
     #[schema(value_type = Option<Description>)]
-    description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) description: Option<String>,
     /// WebSocket APIs only.
-    route_selection_expression: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) route_selection_expression: Option<String>,
 }
 
 fn parse_selection(raw: &str, errors: &mut Vec<FieldError>) -> Option<RouteSelection> {

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use gatehouse_model::{DeployedRoute, Protocol, RouteKey, RouteTable};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::{Admin, Reader};
@@ -28,12 +28,12 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-#[derive(Deserialize, Default, ToSchema)]
+#[derive(Serialize, Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateDeployment {
     #[serde(default)]
     #[schema(value_type = Description)]
-    description: String,
+    pub(crate) description: String,
 }
 
 /// Freezes the API's current routes into a new deployment.

@@ -31,29 +31,32 @@ pub fn router() -> Router<AppState> {
         .route("/keys/{key_id}", get(read).patch(update).delete(remove))
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateKey {
     #[schema(value_type = Name)]
-    name: String,
+    pub(crate) name: String,
     /// An existing key to import; generated when absent.
     #[schema(min_length = 20, max_length = 128, pattern = "^[A-Za-z0-9._~-]+$")]
-    value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) value: Option<String>,
     #[serde(default = "enabled_by_default")]
-    enabled: bool,
+    pub(crate) enabled: bool,
 }
 
 fn enabled_by_default() -> bool {
     true
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateKey {
     #[schema(value_type = Option<Name>)]
-    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
     /// A disabled key is refused by every proxy.
-    enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) enabled: Option<bool>,
 }
 
 /// The one response that carries the key's value.

@@ -43,33 +43,35 @@ pub fn router() -> Router<AppState> {
 }
 
 /// An API stage the plan covers.
-#[derive(Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StageRef {
-    api_id: Uuid,
+    pub(crate) api_id: Uuid,
     #[schema(value_type = StageName)]
-    stage: String,
+    pub(crate) stage: String,
     /// Route key of the API -> throttle, overriding the plan's for that route.
     #[serde(default)]
-    route_throttles: BTreeMap<String, Throttle>,
+    pub(crate) route_throttles: BTreeMap<String, Throttle>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreatePlan {
     #[schema(value_type = Name)]
-    name: String,
+    pub(crate) name: String,
     #[serde(default)]
     #[schema(value_type = Description)]
-    description: String,
+    pub(crate) description: String,
     /// Per key; none when absent.
-    throttle: Option<Throttle>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) throttle: Option<Throttle>,
     /// Per key; none when absent.
-    quota: Option<Quota>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) quota: Option<Quota>,
     /// Each API stage once.
     #[serde(default)]
     #[schema(max_items = 100)]
-    stages: Vec<StageRef>,
+    pub(crate) stages: Vec<StageRef>,
 }
 
 /// `null` clears a field; an absent field keeps it.
@@ -80,28 +82,39 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 }
 
 /// Absent fields are kept; `null` removes the throttle or the quota.
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdatePlan {
     #[schema(value_type = Option<Name>)]
-    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
     #[schema(value_type = Option<Description>)]
-    description: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) description: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<Throttle>)]
-    throttle: Option<Option<Throttle>>,
-    #[serde(default, deserialize_with = "present")]
+    pub(crate) throttle: Option<Option<Throttle>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<Quota>)]
-    quota: Option<Option<Quota>>,
+    pub(crate) quota: Option<Option<Quota>>,
     /// Replaces the stages the plan covers.
     #[schema(max_items = 100)]
-    stages: Option<Vec<StageRef>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) stages: Option<Vec<StageRef>>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AttachKey {
-    key_id: Uuid,
+    pub(crate) key_id: Uuid,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use gatehouse_model::{Integration, Protocol, RouteKey, RouteTable};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -35,24 +35,27 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateRoute {
     #[schema(value_type = RouteKey)]
-    route_key: String,
+    pub(crate) route_key: String,
     /// Whether clients must send an API key (on WebSocket APIs: `$connect` only).
     #[serde(default)]
-    api_key_required: bool,
-    integration: Integration,
+    pub(crate) api_key_required: bool,
+    pub(crate) integration: Integration,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateRoute {
     #[schema(value_type = Option<RouteKey>)]
-    route_key: Option<String>,
-    api_key_required: Option<bool>,
-    integration: Option<Integration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) route_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) api_key_required: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) integration: Option<Integration>,
 }
 
 fn parse_key(protocol: Protocol, raw: &str) -> ApiResult<RouteKey> {

@@ -36,41 +36,47 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateStage {
     #[schema(value_type = StageName)]
-    name: String,
+    pub(crate) name: String,
     /// A deployment of this API.
-    deployment_id: Uuid,
+    pub(crate) deployment_id: Uuid,
     #[serde(default)]
     #[schema(value_type = StageVariables)]
-    variables: BTreeMap<String, String>,
+    pub(crate) variables: BTreeMap<String, String>,
     #[serde(default)]
     #[schema(value_type = Description)]
-    description: String,
+    pub(crate) description: String,
     /// Throttle for all the stage's traffic; AWS's default when absent.
-    throttle: Option<Throttle>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) throttle: Option<Throttle>,
     /// One JSON line per request in the proxies' access logs.
     #[serde(default)]
-    access_log: bool,
+    pub(crate) access_log: bool,
     /// WebSocket APIs: limits of each connection; AWS's for any left out.
-    websocket: Option<LimitsInput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) websocket: Option<LimitsInput>,
 }
 
 /// WebSocket limits as sent: each one optional, the others kept.
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LimitsInput {
     #[schema(minimum = 1024, maximum = 16_777_216)]
-    max_message_bytes: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_message_bytes: Option<u32>,
     /// At most `max_message_bytes`.
     #[schema(minimum = 1024, maximum = 16_777_216)]
-    max_frame_bytes: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_frame_bytes: Option<u32>,
     #[schema(minimum = 1, maximum = 86_400)]
-    idle_timeout_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) idle_timeout_seconds: Option<u32>,
     #[schema(minimum = 1, maximum = 86_400)]
-    max_connection_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_connection_seconds: Option<u32>,
 }
 
 impl LimitsInput {
@@ -101,18 +107,24 @@ fn check_limits(limits: &WebSocketLimits) -> ApiResult<()> {
     }
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateStage {
     /// Deploys (or rolls back to) this deployment of the API.
-    deployment_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) deployment_id: Option<Uuid>,
     #[schema(value_type = Option<StageVariables>)]
-    variables: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) variables: Option<BTreeMap<String, String>>,
     #[schema(value_type = Option<Description>)]
-    description: Option<String>,
-    throttle: Option<Throttle>,
-    access_log: Option<bool>,
-    websocket: Option<LimitsInput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) throttle: Option<Throttle>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) access_log: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) websocket: Option<LimitsInput>,
 }
 
 /// A stage with the path clients call it on.
