@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::Router;
 use gatehouse_model::Protocol;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::charts::{Range, RangeQuery, Traffic};
@@ -23,6 +22,7 @@ use super::invoke;
 use super::render::{self, page_with, Failure, Frame, PageResult, Section};
 use super::routes::RouteRow;
 use super::session::SignedIn;
+use crate::http::apis::{CreateApi, UpdateApi};
 use crate::repo::apis::{self, Api};
 use crate::repo::{deployments, routes, stages};
 use crate::AppState;
@@ -50,11 +50,11 @@ const FORM_FIELDS: [&str; 5] = [
 
 /// The route selection expression the form sent, for a WebSocket API; `null` leaves the
 /// API's own (or the default) in place.
-fn selection_of(fields: &Fields, protocol: &str) -> serde_json::Value {
+fn selection_of(fields: &Fields, protocol: &str) -> Option<String> {
     match fields.trimmed("route_selection_expression") {
-        "" => serde_json::Value::Null,
-        _ if protocol != "WEBSOCKET" => serde_json::Value::Null,
-        raw => raw.into(),
+        "" => None,
+        _ if protocol != "WEBSOCKET" => None,
+        raw => Some(raw.to_owned()),
     }
 }
 
@@ -195,14 +195,14 @@ async fn create(State(state): State<AppState>, posted: AdminPosted) -> PageResul
         "" => "HTTP",
         chosen => chosen,
     };
-    let body = json!({
-        "name": fields.trimmed("name"),
-        "slug": fields.trimmed("slug"),
-        "protocol": protocol,
-        "route_selection_expression": selection_of(&fields, protocol),
-        "description": fields.trimmed("description"),
-    });
-    match dispatch::call(&state, &user, Method::POST, "/apis", Some(body)).await {
+    let body = CreateApi {
+        name: fields.trimmed("name").to_owned(),
+        slug: fields.trimmed("slug").to_owned(),
+        protocol: protocol.to_owned(),
+        route_selection_expression: selection_of(&fields, protocol),
+        description: fields.trimmed("description").to_owned(),
+    };
+    match dispatch::call(&state, &user, Method::POST, "/apis", &body).await {
         Ok(api) => {
             let id = api["id"].as_str().unwrap_or_default();
             Ok(Redirect::to(&format!("/apis/{id}")).into_response())
@@ -249,14 +249,14 @@ async fn save(
 ) -> PageResult {
     let AdminPosted { user, fields } = posted;
     let api = find_api(&state, &user, &api_id).await?;
-    let body = json!({
-        "name": fields.trimmed("name"),
-        "slug": fields.trimmed("slug"),
-        "description": fields.trimmed("description"),
-        "route_selection_expression": selection_of(&fields, &api.protocol),
-    });
+    let body = UpdateApi {
+        name: Some(fields.trimmed("name").to_owned()),
+        slug: Some(fields.trimmed("slug").to_owned()),
+        description: Some(fields.trimmed("description").to_owned()),
+        route_selection_expression: selection_of(&fields, &api.protocol),
+    };
     let path = format!("/apis/{}", api.id);
-    match dispatch::call(&state, &user, Method::PATCH, &path, Some(body)).await {
+    match dispatch::call(&state, &user, Method::PATCH, &path, &body).await {
         Ok(_) => Ok(Redirect::to(&path).into_response()),
         Err(Refusal::Invalid(errors)) => {
             let errors = explain(errors, &FORM_FIELDS, "The API was not saved.");
@@ -276,7 +276,7 @@ async fn delete(
     let user = posted.user;
     let api = find_api(&state, &user, &api_id).await?;
     let path = format!("/apis/{}", api.id);
-    match dispatch::call(&state, &user, Method::DELETE, &path, None).await {
+    match dispatch::delete(&state, &user, &path).await {
         Ok(_) => Ok(Redirect::to("/apis").into_response()),
         Err(refusal) => Ok(refusal.into_page(&user)),
     }

@@ -17,7 +17,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use gatehouse_model::{DeployedRoute, StageName};
 use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::apis::{api_page, explain, find_api, short_id, ApiForms};
@@ -28,6 +27,8 @@ use super::render::{self, page_with, Failure, Frame, PageResult, Section};
 use super::routes::summary;
 use super::session::SignedIn;
 use crate::error::FieldError;
+use crate::http::deployments::CreateDeployment;
+use crate::http::stages::{CreateStage, UpdateStage};
 use crate::repo::apis::Api;
 use crate::repo::deployments::{self, Deployment, DeploymentDetail};
 use crate::repo::stages::{self, Stage};
@@ -329,7 +330,7 @@ async fn delete(
     let api = find_api(&state, user, &api_id).await?;
     let this = find_deployment(&state, user, &api, &deployment_id).await?;
     let path = format!("/apis/{}/deployments/{}", api.id, this.deployment.id);
-    let reason = match dispatch::call(&state, user, Method::DELETE, &path, None).await {
+    let reason = match dispatch::delete(&state, user, &path).await {
         Ok(_) => {
             let history = format!("/apis/{}/deployments?done=deleted", api.id);
             return Ok(Redirect::to(&history).into_response());
@@ -424,8 +425,10 @@ async fn deploy(
     }
     let existing = stages::get(&state.pool, api.id, &stage).await?;
     let path = format!("/apis/{}/deployments", api.id);
-    let body = json!({ "description": fields.trimmed("description") });
-    let created = match dispatch::call(&state, &user, Method::POST, &path, Some(body)).await {
+    let body = CreateDeployment {
+        description: fields.trimmed("description").to_owned(),
+    };
+    let created = match dispatch::call(&state, &user, Method::POST, &path, &body).await {
         Ok(created) => created,
         Err(Refusal::Invalid(errors)) => {
             return deploy_refused(&state, &user, api, fields, errors).await
@@ -440,13 +443,24 @@ async fn deploy(
     let pointed = match existing {
         Some(_) => {
             let path = format!("/apis/{}/stages/{stage}", api.id);
-            let body = json!({ "deployment_id": deployment_id });
-            dispatch::call(&state, &user, Method::PATCH, &path, Some(body)).await
+            let body = UpdateStage {
+                deployment_id: Some(deployment_id),
+                ..UpdateStage::default()
+            };
+            dispatch::call(&state, &user, Method::PATCH, &path, &body).await
         }
         None => {
             let path = format!("/apis/{}/stages", api.id);
-            let body = json!({ "name": stage, "deployment_id": deployment_id });
-            dispatch::call(&state, &user, Method::POST, &path, Some(body)).await
+            let body = CreateStage {
+                name: stage.clone(),
+                deployment_id,
+                variables: BTreeMap::new(),
+                description: String::new(),
+                throttle: None,
+                access_log: false,
+                websocket: None,
+            };
+            dispatch::call(&state, &user, Method::POST, &path, &body).await
         }
     };
     match pointed {

@@ -6,7 +6,7 @@ use axum::body::{to_bytes, Body};
 use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -35,23 +35,39 @@ struct ErrorBody {
     errors: Vec<FieldError>,
 }
 
-/// Calls `method path` of the admin API (path without `/api/v1`) as `user`. Returns the
-/// JSON answer (`null` for 204) or why it was refused.
-pub async fn call(
+/// Calls `method path` of the admin API (path without `/api/v1`) as `user`, sending
+/// `body`: one of the admin API's own request structs, so a form can only send what the
+/// handler reads. Returns the JSON answer (`null` for 204) or why it was refused.
+pub async fn call<B: Serialize>(
     state: &AppState,
     user: &SignedIn,
     method: Method,
     path: &str,
-    body: Option<Value>,
+    body: &B,
 ) -> Result<Value, Refusal> {
-    let mut request = Request::builder().method(method).uri(path);
-    let body = match body {
-        Some(json) => {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-            Body::from(json.to_string())
-        }
-        None => Body::empty(),
+    let json = match serde_json::to_vec(body) {
+        Ok(json) => json,
+        Err(e) => return Err(Refusal::Page(render::internal(&anyhow::Error::new(e)))),
     };
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json");
+    send(state, user, request, Body::from(json)).await
+}
+
+/// Deletes `path` of the admin API (path without `/api/v1`) as `user`.
+pub async fn delete(state: &AppState, user: &SignedIn, path: &str) -> Result<Value, Refusal> {
+    let request = Request::builder().method(Method::DELETE).uri(path);
+    send(state, user, request, Body::empty()).await
+}
+
+async fn send(
+    state: &AppState,
+    user: &SignedIn,
+    request: axum::http::request::Builder,
+    body: Body,
+) -> Result<Value, Refusal> {
     let Ok(mut request) = request.body(body) else {
         return Err(Refusal::Page(render::not_found(Some(user), "page")));
     };

@@ -15,7 +15,6 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use gatehouse_model::usage::UsageTotal;
 use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::apis::explain;
@@ -25,6 +24,7 @@ use super::form::{AdminPosted, Errors, Fields};
 use super::plans::{quota_text, throttle_text};
 use super::render::{self, grouped, when, Failure, Frame, PageResult, Section};
 use super::session::SignedIn;
+use crate::http::keys::{CreateKey, UpdateKey};
 use crate::repo::keys::{self, ApiKey};
 use crate::repo::plans::{self, PlanView};
 use crate::repo::usage;
@@ -170,11 +170,16 @@ async fn list(user: SignedIn, State(state): State<AppState>) -> PageResult {
 /// The fields of the create form the page shows errors next to.
 const CREATE_FIELDS: [&str; 2] = ["name", "value"];
 
-/// The create body: the name, and the value to import when one was typed.
-fn create_body(fields: &Fields) -> serde_json::Value {
-    match fields.trimmed("value") {
-        "" => json!({ "name": fields.trimmed("name") }),
-        value => json!({ "name": fields.trimmed("name"), "value": value }),
+/// The create request: the name, and the value to import when one was typed.
+fn create_body(fields: &Fields) -> CreateKey {
+    let value = match fields.trimmed("value") {
+        "" => None,
+        value => Some(value.to_owned()),
+    };
+    CreateKey {
+        name: fields.trimmed("name").to_owned(),
+        value,
+        enabled: true,
     }
 }
 
@@ -182,7 +187,7 @@ fn create_body(fields: &Fields) -> serde_json::Value {
 /// redirect: the value must not travel in a URL, and this answer is never cached.
 async fn create(State(state): State<AppState>, posted: AdminPosted) -> PageResult {
     let body = create_body(&posted.fields);
-    let answer = dispatch::call(&state, &posted.user, Method::POST, "/keys", Some(body)).await;
+    let answer = dispatch::call(&state, &posted.user, Method::POST, "/keys", &body).await;
     let created = match answer {
         Ok(created) => created,
         Err(Refusal::Invalid(errors)) => {
@@ -303,8 +308,11 @@ async fn rename(
         return Ok(render::not_found(Some(&user), "API key"));
     };
     let path = format!("/keys/{id}");
-    let body = json!({ "name": fields.trimmed("name") });
-    let errors = match dispatch::call(&state, &user, Method::PATCH, &path, Some(body)).await {
+    let body = UpdateKey {
+        name: Some(fields.trimmed("name").to_owned()),
+        enabled: None,
+    };
+    let errors = match dispatch::call(&state, &user, Method::PATCH, &path, &body).await {
         Ok(_) => return Ok(Redirect::to(&path).into_response()),
         Err(Refusal::Invalid(errors)) => explain(errors, &["name"], "The key was not renamed."),
         Err(Refusal::Page(page)) => return Ok(page),
@@ -343,9 +351,12 @@ async fn set_enabled(
     let Ok(id) = Uuid::parse_str(key_id) else {
         return render::not_found(Some(&posted.user), "API key");
     };
-    let body = json!({ "enabled": enabled });
+    let body = UpdateKey {
+        name: None,
+        enabled: Some(enabled),
+    };
     let path = format!("/keys/{id}");
-    match dispatch::call(state, &posted.user, Method::PATCH, &path, Some(body)).await {
+    match dispatch::call(state, &posted.user, Method::PATCH, &path, &body).await {
         Ok(_) => Redirect::to(&path).into_response(),
         Err(refusal) => refusal.into_page(&posted.user),
     }
@@ -360,7 +371,7 @@ async fn delete(
         return render::not_found(Some(&posted.user), "API key");
     };
     let path = format!("/keys/{id}");
-    match dispatch::call(&state, &posted.user, Method::DELETE, &path, None).await {
+    match dispatch::delete(&state, &posted.user, &path).await {
         Ok(_) => Redirect::to("/keys").into_response(),
         Err(refusal) => refusal.into_page(&posted.user),
     }

@@ -21,17 +21,19 @@ use gatehouse_model::{
     DEFAULT_STAGE_THROTTLE,
 };
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::charts::{Range, RangeQuery, Traffic};
 use super::dispatch::{self, Refusal};
+use super::field_map::FieldMap;
 use super::form::{AdminPosted, Errors, Fields};
 use super::invoke;
+use super::model_rules;
 use super::render::{self, grouped, millis, when, Failure, Frame, PageResult, Section};
 use super::session::SignedIn;
 use crate::error::FieldError;
 use crate::http::metrics::{self, Figures, RawQuery};
+use crate::http::stages::{CreateStage, LimitsInput, UpdateStage};
 use crate::repo::apis::Api;
 use crate::repo::deployments::{self, Deployment};
 use crate::repo::stages::{self, Stage};
@@ -208,8 +210,15 @@ const NEW_STAGE_FIELDS: [&str; 4] = [
     "new.variables",
 ];
 
-/// The `POST /stages` body for the new stage form, or what is wrong with it, by field.
-fn new_stage_body(fields: &Fields) -> Result<Value, Vec<FieldError>> {
+/// The new stage form's fields are the admin API's with `new.` in front.
+const NEW_STAGE_MAP: FieldMap = FieldMap::prefixed("new.");
+
+/// The settings form's fields are the admin API's; a throttle refused as a whole shows
+/// by its rate.
+const SETTINGS_MAP: FieldMap = FieldMap::new(&[("throttle", "throttle.rate")]);
+
+/// The `POST /stages` request for the new stage form, or what is wrong with it, by field.
+fn new_stage_body(fields: &Fields) -> Result<CreateStage, Vec<FieldError>> {
     let mut errors = Vec::new();
     let deployment_id = Uuid::parse_str(fields.trimmed("new.deployment_id"))
         .map_err(|_| {
@@ -227,12 +236,15 @@ fn new_stage_body(fields: &Fields) -> Result<Value, Vec<FieldError>> {
     else {
         return Err(errors);
     };
-    Ok(json!({
-        "name": fields.trimmed("new.name"),
-        "deployment_id": deployment_id,
-        "variables": variables,
-        "description": fields.trimmed("new.description"),
-    }))
+    Ok(CreateStage {
+        name: fields.trimmed("new.name").to_owned(),
+        deployment_id,
+        variables,
+        description: fields.trimmed("new.description").to_owned(),
+        throttle: None,
+        access_log: false,
+        websocket: None,
+    })
 }
 
 /// Adds a stage on an existing deployment; the new stage's page follows, or the API's
@@ -247,19 +259,12 @@ async fn create(
     let refused = match new_stage_body(&fields) {
         Ok(body) => {
             let path = format!("/apis/{}/stages", api.id);
-            match dispatch::call(&state, &user, Method::POST, &path, Some(body)).await {
+            match dispatch::call(&state, &user, Method::POST, &path, &body).await {
                 Ok(stage) => {
                     let name = stage["name"].as_str().unwrap_or_default();
                     return Ok(Redirect::to(&format!("{path}/{name}")).into_response());
                 }
-                Err(Refusal::Invalid(errors)) => Errors {
-                    summary: errors.summary,
-                    fields: errors
-                        .fields
-                        .into_iter()
-                        .map(|e| FieldError::new(format!("new.{}", e.field), e.message))
-                        .collect(),
-                },
+                Err(Refusal::Invalid(errors)) => NEW_STAGE_MAP.place(errors),
                 Err(Refusal::Page(page)) => return Ok(page),
             }
         }
@@ -304,9 +309,10 @@ async fn save(
         }
     };
     let path = format!("/apis/{}/stages/{}", api.id, stage.name);
-    match dispatch::call(&state, user, Method::PATCH, &path, Some(body)).await {
+    match dispatch::call(&state, user, Method::PATCH, &path, &body).await {
         Ok(_) => Ok(Redirect::to(&format!("{path}?done=settings")).into_response()),
-        Err(Refusal::Invalid(mut errors)) => {
+        Err(Refusal::Invalid(errors)) => {
+            let mut errors = SETTINGS_MAP.place(errors);
             if !errors.fields.is_empty() {
                 errors.summary = Some("Check the fields below.".to_owned());
             }
@@ -343,8 +349,11 @@ async fn roll_back(
         return Err(not_found(user, "deployment"));
     }
     let path = format!("/apis/{}/stages/{}", api.id, stage.name);
-    let body = json!({ "deployment_id": deployment_id });
-    match dispatch::call(&state, user, Method::PATCH, &path, Some(body)).await {
+    let body = UpdateStage {
+        deployment_id: Some(deployment_id),
+        ..UpdateStage::default()
+    };
+    match dispatch::call(&state, user, Method::PATCH, &path, &body).await {
         Ok(_) => Ok(Redirect::to(&format!("{path}?done=deployment")).into_response()),
         Err(Refusal::Invalid(errors)) => {
             let view = View {
@@ -374,7 +383,7 @@ async fn delete(
     let user = &posted.user;
     let (api, stage) = find(&state, user, &api_id, &name).await?;
     let path = format!("/apis/{}/stages/{}", api.id, stage.name);
-    match dispatch::call(&state, user, Method::DELETE, &path, None).await {
+    match dispatch::delete(&state, user, &path).await {
         Ok(_) => Ok(Redirect::to(&format!("/apis/{}", api.id)).into_response()),
         Err(refusal) => Ok(refusal.into_page(user)),
     }
@@ -547,21 +556,27 @@ fn stage_fields(stage: &Stage, protocol: Protocol) -> Fields {
     }
 }
 
-/// The `PATCH` body for the settings form, or what is wrong with it, by field.
-fn settings_body(fields: &Fields, protocol: Protocol) -> Result<Value, Vec<FieldError>> {
+/// The `PATCH` request for the settings form, or what is wrong with it, by field.
+fn settings_body(fields: &Fields, protocol: Protocol) -> Result<UpdateStage, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let mut limits = Map::new();
-    if protocol == Protocol::Websocket {
-        for (name, _) in LIMIT_FIELDS {
+    let websocket = (protocol == Protocol::Websocket).then(|| {
+        let mut limit = |name: &str| {
             let field = format!("websocket.{name}");
             match fields.trimmed(&field).parse::<u32>() {
-                Ok(value) => {
-                    limits.insert(name.to_owned(), value.into());
+                Ok(value) => Some(value),
+                Err(_) => {
+                    errors.push(FieldError::new(field, "must be a whole number"));
+                    None
                 }
-                Err(_) => errors.push(FieldError::new(field, "must be a whole number")),
             }
+        };
+        LimitsInput {
+            max_message_bytes: limit("max_message_bytes"),
+            max_frame_bytes: limit("max_frame_bytes"),
+            idle_timeout_seconds: limit("idle_timeout_seconds"),
+            max_connection_seconds: limit("max_connection_seconds"),
         }
-    }
+    });
     let variables = parse_variables(fields.get("variables"))
         .map_err(|e| errors.push(FieldError::new("variables", e)))
         .ok();
@@ -573,18 +588,14 @@ fn settings_body(fields: &Fields, protocol: Protocol) -> Result<Value, Vec<Field
     let (Some(variables), Some(throttle), true) = (variables, throttle, errors.is_empty()) else {
         return Err(errors);
     };
-    let mut body = Map::new();
-    body.insert("description".into(), fields.trimmed("description").into());
-    body.insert("variables".into(), json!(variables));
-    body.insert(
-        "throttle".into(),
-        json!({ "rate": throttle.rate, "burst": throttle.burst }),
-    );
-    body.insert("access_log".into(), fields.checked("access_log").into());
-    if !limits.is_empty() {
-        body.insert("websocket".into(), Value::Object(limits));
-    }
-    Ok(Value::Object(body))
+    Ok(UpdateStage {
+        deployment_id: None,
+        description: Some(fields.trimmed("description").to_owned()),
+        variables: Some(variables),
+        throttle: Some(throttle),
+        access_log: Some(fields.checked("access_log")),
+        websocket,
+    })
 }
 
 /// Stage variables typed one `name=value` per line (blank lines skipped). An error names
@@ -668,8 +679,13 @@ fn parse_throttle(rate: &str, burst: &str, errors: &mut Vec<FieldError>) -> Opti
     };
     let (rate, burst) = (rate?, burst?);
     // The model's own rules (highest rate, longest refill), worded as the API words them.
-    serde_json::from_value::<Throttle>(json!({ "rate": rate, "burst": burst }))
-        .map_err(|e| errors.push(FieldError::new("throttle.rate", e.to_string())))
+    model_rules::throttle(rate, i64::from(burst))
+        .map_err(|parts| {
+            for (part, message) in parts {
+                let field = format!("throttle.{}", part.name());
+                errors.push(FieldError::new(field, message));
+            }
+        })
         .ok()
 }
 
