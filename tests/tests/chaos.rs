@@ -1,16 +1,19 @@
 //! Faults under traffic, on real processes: the `gatehouse` binary as control plane and
 //! proxies, killed, restarted and stopped while requests flow, with counts of every
 //! request sent. `just chaos` runs these at full length (`CHAOS_REDEPLOY_SECS=60`);
-//! `just test` runs them shorter.
+//! `just test` runs them shorter. Here too, the README's tutorial run twice, verbatim,
+//! against `gatehouse up`.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use gatehouse_tests::bench::{
-    spawn_control_plane, spawn_control_plane_on, spawn_proxy, wait_until_ok, Process,
+    free_port, gatehouse_binary, spawn_control_plane, spawn_control_plane_on, spawn_proxy,
+    wait_until_ok, Process,
 };
 use gatehouse_tests::{
     bench_database, client, config_version, http_proxy, mock, proxy_metric, Admin, ScratchDatabase,
@@ -475,4 +478,239 @@ async fn a_proxy_given_a_list_or_not_a_url_for_its_control_plane_refuses_to_star
             );
         }
     }
+}
+
+/// A child process killed (and reaped) when dropped, also when a test fails half way.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A command of the tutorial with a promise in its comment: `curl ... # 200`.
+struct Promise {
+    /// The command as the README shows it (its first line).
+    command: String,
+    /// What follows `#` on its last line.
+    comment: String,
+}
+
+/// The shell blocks of the README's tutorial as one script, each commented `curl` or
+/// `for` command framed by `@@promise <n>` and `@@end` lines in its output, with the
+/// promises in order.
+fn tutorial_script(readme: &str) -> (String, Vec<Promise>) {
+    let start = readme
+        .find("\n## Tutorial")
+        .expect("the README has a tutorial");
+    let section = &readme[start + 1..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let mut lines = Vec::new();
+    let mut in_block = false;
+    for line in section.lines() {
+        match (in_block, line.trim_end()) {
+            (false, "```sh") => in_block = true,
+            (true, "```") => in_block = false,
+            (true, _) => lines.push(line),
+            _ => {}
+        }
+    }
+    let (mut script, mut promises) = (String::new(), Vec::new());
+    let mut i = 0;
+    while i < lines.len() {
+        let first = i;
+        // A command goes on while its lines end with a backslash.
+        while lines[i].ends_with('\\') && i + 1 < lines.len() {
+            i += 1;
+        }
+        let command = lines[first..=i].join("\n");
+        let checked = lines[first].starts_with("curl ") || lines[first].starts_with("for ");
+        match lines[i].split_once("  # ") {
+            Some((_, comment)) if checked => {
+                script.push_str(&format!("printf '\\n@@promise {}\\n'\n", promises.len()));
+                script.push_str(&command);
+                script.push_str("\nprintf '\\n@@end\\n'\n");
+                promises.push(Promise {
+                    command: lines[first].to_owned(),
+                    comment: comment.trim().to_owned(),
+                });
+            }
+            _ => {
+                script.push_str(&command);
+                script.push('\n');
+            }
+        }
+        i += 1;
+    }
+    (script, promises)
+}
+
+/// Checks `output` (what a command printed) against what its README comment promises;
+/// says whether the comment promised anything. A promise is the comment's first word when
+/// it is a status code, JSON (`...` standing for anything) or the whole comment; a run of
+/// status codes is the throttle loop. Other comments are prose.
+fn check_promise(promise: &Promise, output: &str) -> bool {
+    let words: Vec<&str> = promise.comment.split_whitespace().collect();
+    let is_status = |w: &str| w.len() == 3 && w.bytes().all(|b| b.is_ascii_digit());
+    let context = format!(
+        "`{}` # {}\nprinted: {output}",
+        promise.command, promise.comment
+    );
+    if words.len() > 1 && words.iter().all(|w| is_status(w)) {
+        // The throttle loop: the README explains that one request more may pass, when a
+        // token comes back while the loop runs.
+        let got: Vec<&str> = output.split_whitespace().collect();
+        let promised_ok = words.iter().filter(|w| **w == "200").count();
+        let ok = got.iter().filter(|w| **w == "200").count();
+        assert_eq!(got.len(), words.len(), "{context}");
+        assert!(got[..promised_ok].iter().all(|w| *w == "200"), "{context}");
+        assert!(got.iter().all(|w| *w == "200" || *w == "429"), "{context}");
+        assert!(ok == promised_ok || ok == promised_ok + 1, "{context}");
+        assert_eq!(got.last(), Some(&"429"), "{context}");
+        return true;
+    }
+    let first = words
+        .first()
+        .copied()
+        .unwrap_or_default()
+        .trim_end_matches(',');
+    if is_status(first) {
+        let status_line = output.trim_start().lines().next().unwrap_or_default();
+        assert!(
+            status_line.starts_with(&format!("HTTP/1.1 {first} ")),
+            "{context}"
+        );
+        if promise.comment.contains("RateLimit headers") {
+            let head = output.to_ascii_lowercase();
+            assert!(
+                head.contains("\nratelimit-policy: ") && head.contains("\nratelimit: "),
+                "{context}"
+            );
+        }
+        return true;
+    }
+    if first.starts_with('{') || words.len() == 1 {
+        for part in first.split("...").filter(|p| !p.is_empty()) {
+            assert!(output.contains(part), "{context}");
+        }
+        return true;
+    }
+    false
+}
+
+/// Runs the tutorial script once in bash; its standard output, or a panic with both
+/// outputs when it fails or takes longer than `limit`.
+async fn run_tutorial(script: &Path, limit: Duration) -> String {
+    let folder = script.parent().expect("script folder");
+    let (out, err) = (folder.join("stdout"), folder.join("stderr"));
+    let mut bash = Child(
+        std::process::Command::new("bash")
+            .arg("-e")
+            .arg(script)
+            .current_dir(folder)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
+            .stderr(std::fs::File::create(&err).expect("stderr file"))
+            .spawn()
+            .expect("bash runs"),
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = bash.0.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    drop(bash);
+    let stdout = std::fs::read_to_string(&out).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    let status = status.unwrap_or_else(|| panic!("still running after {limit:?}; {context}"));
+    assert!(status.success(), "the tutorial exited {status}; {context}");
+    assert!(
+        stderr.trim().is_empty(),
+        "the tutorial complained; {context}"
+    );
+    assert!(
+        !stdout.contains("\"errors\":["),
+        "the admin API refused a step; {context}"
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_tutorial_runs_verbatim_twice_against_gatehouse_up_and_shows_what_it_promises() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let (script, promises) = tutorial_script(&readme);
+    let database = bench_database("tutorial").await.expect("scratch database");
+    let folder = tempfile::tempdir().expect("tempdir");
+    let data = folder.path().join("data");
+    let (cp, proxy, status, demo) = (free_port(), free_port(), free_port(), free_port());
+    // The README's fixed ports, as `just run` uses them, become free ones.
+    let script = script
+        .replace("127.0.0.1:8001", &cp.to_string())
+        .replace("127.0.0.1:8000", &proxy.to_string())
+        .replace("127.0.0.1:8100", &status.to_string())
+        .replace("127.0.0.1:8080", &demo.to_string())
+        .replace(
+            "$(cat .gatehouse/admin-token)",
+            &format!("$(cat {}/admin-token)", data.display()),
+        );
+    assert!(
+        !script.contains(":8001") && !script.contains(".gatehouse/"),
+        "{script}"
+    );
+    let script_path = folder.path().join("tutorial.sh");
+    std::fs::write(&script_path, &script).expect("write the script");
+
+    let mut up = std::process::Command::new(gatehouse_binary());
+    up.arg("up")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--control-plane-listen", &cp.to_string()])
+        .args(["--proxy-listen", &proxy.to_string()])
+        .args(["--status-listen", &status.to_string()])
+        .args(["--demo-listen", &demo.to_string()])
+        .env("DATABASE_URL", database.url())
+        .env("RUST_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    for name in [
+        "GATEHOUSE_ADMIN_TOKEN",
+        "GATEHOUSE_NODE_TOKEN",
+        "GATEHOUSE_DATA_DIR",
+        "REDIS_URL",
+    ] {
+        up.env_remove(name);
+    }
+    let up = Child(up.spawn().expect("gatehouse up starts"));
+    wait_until_ok(&format!("http://{cp}/readyz"), START).await;
+    wait_until_ok(&format!("http://{status}/healthz"), START).await;
+
+    for run in 1..=2 {
+        let output = run_tutorial(&script_path, Duration::from_secs(60)).await;
+        let mut checked = 0;
+        for (n, promise) in promises.iter().enumerate() {
+            let begin = format!("\n@@promise {n}\n");
+            let from = output.find(&begin).expect("the command ran") + begin.len();
+            let printed = &output[from..];
+            let printed = &printed[..printed.find("\n@@end\n").expect("the command ended")];
+            if check_promise(promise, printed) {
+                checked += 1;
+            }
+        }
+        assert!(checked >= 9, "run {run}: only {checked} promises checked");
+    }
+
+    drop(up);
+    database
+        .drop_now()
+        .await
+        .expect("drop the scratch database");
 }
