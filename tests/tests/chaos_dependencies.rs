@@ -657,6 +657,19 @@ async fn quota_shared_through(
     )
 }
 
+/// During an outage every keyed request was admitted without waiting on Redis, and the
+/// proxy used Redis again within a second of its return.
+fn served_at_once_then_back(outage: &Burst, back: Option<Duration>, report: &[String]) {
+    let report = report.join("\n");
+    eprintln!("{report}");
+    assert_eq!(outage.admitted, 320, "{report}");
+    assert!(
+        outage.percentile(50) < Duration::from_millis(50),
+        "{report}"
+    );
+    assert!(back.is_some_and(|t| t < Duration::from_secs(1)), "{report}");
+}
+
 /// How long until `proxy` counts quotas in Redis again (`None`: not within `limit`).
 async fn redis_up_within(
     proxy: &gatehouse_proxy::RunningProxy,
@@ -714,18 +727,7 @@ async fn redis_gone_or_hung_costs_keyed_requests_no_wait_and_the_quota_is_exact_
         "back in use {back:?} after Redis returned; Redis counts {}",
         redis.quota_count()
     ));
-    eprintln!("{}", report.join("\n"));
-    assert_eq!(gone.admitted, 320, "{}", report.join("\n"));
-    assert!(
-        gone.percentile(50) < Duration::from_millis(50),
-        "{}",
-        report.join("\n")
-    );
-    assert!(
-        back.is_some_and(|t| t < Duration::from_secs(1)),
-        "{}",
-        report.join("\n")
-    );
+    served_at_once_then_back(&gone, back, &report);
     assert_eq!(
         redis.quota_count(),
         admitted as u64,
@@ -744,18 +746,7 @@ async fn redis_gone_or_hung_costs_keyed_requests_no_wait_and_the_quota_is_exact_
         "back in use {back:?} after Redis resumed; Redis counts {}",
         redis.quota_count()
     ));
-    eprintln!("{}", report.join("\n"));
-    assert_eq!(hung.admitted, 320, "{}", report.join("\n"));
-    assert!(
-        hung.percentile(50) < Duration::from_millis(50),
-        "{}",
-        report.join("\n")
-    );
-    assert!(
-        back.is_some_and(|t| t < Duration::from_secs(1)),
-        "{}",
-        report.join("\n")
-    );
+    served_at_once_then_back(&hung, back, &report);
     // The calls in flight when Redis hung were counted by Redis too, once it resumed, and
     // locally: the count may be over by those (at most one per client), never under.
     let counted = redis.quota_count();
