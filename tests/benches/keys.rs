@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatehouse_model::ConfigSnapshot;
-use gatehouse_proxy::compiled::CompiledConfig;
-use gatehouse_proxy::quota::QuotaLedger;
+use gatehouse_proxy::CompiledConfig;
+use gatehouse_proxy::QuotaLedger;
 use gatehouse_tests::bench::{free_port, spawn_proxy, Process};
 use gatehouse_tests::{
     bench_database, client, config_version, id_of, mock, ControlPlane, NODE_TOKEN,

@@ -19,11 +19,11 @@ use gatehouse_model::route_key::{PathPattern, Segment};
 use gatehouse_model::{
     ConfigSnapshot, RouteKey, RouteSelection, RouteTable, StageVariables, UriTemplate,
 };
-use gatehouse_proxy::compiled::CompiledConfig;
-use gatehouse_proxy::handler::{has_dot_segment, makes_dot_segment};
-use gatehouse_proxy::meters::MeterRegistry;
-use gatehouse_proxy::quota::QuotaLedger;
+use gatehouse_proxy::CompiledConfig;
+use gatehouse_proxy::MeterRegistry;
+use gatehouse_proxy::QuotaLedger;
 use gatehouse_proxy::RunningProxy;
+use gatehouse_proxy::{has_dot_segment, makes_dot_segment};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -538,7 +538,7 @@ impl FuzzProxy {
                 .expect("snapshot stored");
             let proxy = crate::start_proxy_tuned("http://127.0.0.1:9", dir.path(), |config| {
                 config.access_log =
-                    gatehouse_proxy::access_log::AccessLogTarget::File("/dev/null".into());
+                    gatehouse_proxy::config::AccessLogTarget::File("/dev/null".into());
                 config.management_token = Some("fuzz-management-token".to_owned());
                 config.connect_timeout = Duration::from_millis(500);
                 config.max_body_bytes = 64 * 1024;

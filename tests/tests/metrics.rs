@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DurationRound, Utc};
-use gatehouse_proxy::access_log::AccessLogTarget;
+use gatehouse_proxy::config::AccessLogTarget;
 use gatehouse_tests::{
     client, config_version, eventually, http_proxy, id_of, mock, start_proxy_tuned,
     wait_for_version, ControlPlane, Upstream, NODE_TOKEN,

@@ -98,7 +98,7 @@ async fn served_certificate(addr: SocketAddr, ca: &Path) -> CertificateDer<'stat
 async fn https_get(url: &str, ca: &Path) -> (u16, String) {
     let roots = gatehouse_tls::client_roots(Some(ca)).expect("roots");
     let connector =
-        gatehouse_proxy::forward::connector_trusting(Duration::from_secs(2), roots).expect("tls");
+        gatehouse_proxy::connector_trusting(Duration::from_secs(2), roots).expect("tls");
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, Empty<Bytes>>(connector);
     let response = client

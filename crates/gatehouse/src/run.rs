@@ -9,7 +9,7 @@ use gatehouse_control_plane::auth::{admin_token_problem, Secret};
 use gatehouse_control_plane::dashboard::accounts::{self, CreateError};
 use gatehouse_control_plane::repo::users::{self, Role};
 use gatehouse_control_plane::ControlPlaneConfig;
-use gatehouse_proxy::access_log::AccessLogTarget;
+use gatehouse_proxy::config::AccessLogTarget;
 use gatehouse_proxy::config::{CertificateFiles, ClientLimits};
 use gatehouse_proxy::{ProxyConfig, RunningProxy};
 use tokio::net::TcpListener;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 pub use gatehouse_tls::CertificateFiles;
 
-use crate::access_log::AccessLogTarget;
+pub use crate::traffic::access_log::AccessLogTarget;
 
 /// How a proxy runs.
 #[derive(Clone)]

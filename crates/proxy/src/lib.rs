@@ -2,46 +2,42 @@
 //! configuration, which it long-polls from the control plane and keeps on disk.
 //!
 //! The request path touches no lock and no database: it loads the compiled snapshot
-//! from one `ArcSwap`, finds the stage by hash and the route in a prefix tree, and either
-//! answers a mock or streams the request to the upstream over a pooled client.
+//! from one `ArcSwap`, finds the stage by hash and the route in a prefix tree, runs the
+//! phases the route was compiled with, and either answers a mock or streams the request
+//! to the upstream over a pooled client. `docs/ARCHITECTURE.md` walks the modules:
+//!
+//! - [`request`]: the pipeline every request goes through, phase by phase;
+//! - `admission`: API keys, throttles, quotas and their `RateLimit` headers;
+//! - `snapshot`: the deployed configuration compiled for lookups;
+//! - `sync`: keeping that snapshot current (poller, control-plane client, disk cache);
+//! - `traffic`: what is measured (meters, recordings, access logs, telemetry, reports);
+//! - `upstream`: the pooled client and the header rewriting owed to both sides;
+//! - `websocket`: WebSocket APIs, `@connections` and pass-through upgrades;
+//! - `server`: listeners, connection limits, drain and the status port;
+//! - `state`: what every request and background task shares.
 
 #![forbid(unsafe_code)]
 
-pub mod access_log;
-pub mod admission;
-pub mod body_timeout;
-pub mod cache;
-pub mod client_body;
-pub mod compiled;
+mod admission;
 pub mod config;
-pub mod connection_limit;
-pub mod control_plane_client;
-pub mod counted_connector;
-pub mod drain;
-pub mod errors;
-pub mod forward;
-pub mod handler;
-pub mod handoff;
-pub mod limiter;
-pub mod meters;
-pub mod metrics_outbox;
-pub mod metrics_reporter;
-pub mod passthrough;
-pub mod poller;
-pub mod quota;
-pub mod ratelimit_headers;
-pub mod recording;
-pub mod request_id;
-pub mod server;
-pub mod shared_quota;
-pub mod sigv4;
-pub mod status;
-pub mod telemetry;
-pub mod usage_reporter;
-pub mod websocket;
-pub mod well_formed;
-pub mod ws_connections;
-pub mod ws_events;
+mod request;
+mod server;
+mod snapshot;
+mod state;
+mod sync;
+mod traffic;
+mod upstream;
+mod websocket;
 
 pub use config::ProxyConfig;
 pub use server::{start, RunningProxy};
+/// The disk cache's format, for tools and tests that seed a proxy with a snapshot.
+pub use sync::cache;
+
+/// What the benchmarks and fuzzers drive directly: compiling a snapshot, and the checks
+/// that keep request paths from climbing out of their upstream's path.
+pub use admission::quota::QuotaLedger;
+pub use request::dot_segments::{has_dot_segment, makes_dot_segment};
+pub use snapshot::CompiledConfig;
+pub use traffic::meters::MeterRegistry;
+pub use upstream::connector_trusting;

@@ -6,6 +6,12 @@
 //! Each connection is one task holding one small read buffer. Routes and limits are read
 //! from the snapshot in use at each event, so a redeploy applies to open connections.
 
+pub mod connections;
+pub mod events;
+pub mod passthrough;
+mod session;
+pub mod sigv4;
+
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,18 +32,16 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::admission::{self, Call, X_API_KEY};
-use crate::compiled::{CompiledRoute, CompiledStage, WsStage};
-use crate::drain::Token;
-use crate::errors::{ProxyBody, Reject};
-use crate::forward::{event_client, EventClient};
-use crate::handler::Shared;
-use crate::passthrough;
-use crate::recording::{Recording, Tally as _};
-use crate::telemetry::Telemetry;
-use crate::ws_connections::{self, Connection, ConnectionId, Connections, Outbound};
-use crate::ws_events::{self, Answer, CallError, Event, EventType, Target};
+use crate::request::errors::{ProxyBody, Reject};
+use crate::server::drain::Token;
+use crate::snapshot::{CompiledRoute, CompiledStage, WsStage};
+use crate::state::Shared;
+use crate::traffic::recording::{Recording, Tally as _};
+use crate::traffic::telemetry::Telemetry;
+use crate::upstream::{event_client, EventClient};
+use crate::websocket::connections::{Connection, ConnectionId, Connections, Outbound};
+use crate::websocket::events::{Answer, CallError, Event, EventType, Target};
 
-mod session;
 use session::Session;
 
 /// Bytes read from the socket at a time. Small: most connections are idle, and a
@@ -107,7 +111,7 @@ pub async fn serve(
             limits.unwrap_or(0) as usize
         };
         let ws = &shared.websockets;
-        return ws_connections::manage(
+        return connections::manage(
             &ws.connections,
             ws.management_token.as_deref(),
             &stage_key,
@@ -192,9 +196,10 @@ async fn connect(
         let mut recording = start_recording(shared, stage, route, start);
         let call = Call {
             route: route.map(|r| r.index),
-            key_required: route.is_some_and(|r| r.api_key_required),
+            key_required: route.is_some_and(CompiledRoute::requires_key),
         };
-        let admitted = admission::admit(config, stage, call, req.headers(), shared, &mut recording);
+        let admitted =
+            admission::admit_call(config, stage, call, req.headers(), shared, &mut recording);
         let admitted = match admitted {
             Ok(admitted) => admitted,
             Err(refusal) => return refused(recording, refusal.response()),
@@ -222,7 +227,7 @@ async fn connect(
     if let Err(refusal) = admission::take_shared_quota(shared, plan.admitted).await {
         return refused(recording, refusal.response());
     }
-    let id = ws_connections::new_id();
+    let id = connections::new_id();
     let id_text = HeaderValue::from_str(&hex::encode(id)).unwrap_or(HeaderValue::from_static("0"));
     let mut protocol = None;
     if let Some(target) = plan.target {
@@ -236,7 +241,7 @@ async fn connect(
             headers: req.headers().clone(),
             body: Bytes::new(),
         };
-        let answer = ws_events::call(&ws.client, target, event, plan.max_message_bytes).await;
+        let answer = events::call(&ws.client, target, event, plan.max_message_bytes).await;
         note_latency(&mut recording, &answer);
         match answer {
             Ok(answer) if answer.status.is_success() => {
@@ -330,6 +335,6 @@ fn note_latency(recording: &mut Option<Recording>, answer: &Result<Answer, CallE
         }),
     ) = (recording.as_mut(), answer)
     {
-        recording.integration_us = Some(crate::recording::micros(*latency));
+        recording.integration_us = Some(crate::traffic::recording::micros(*latency));
     }
 }

@@ -253,7 +253,8 @@ impl Session {
         };
         let no_headers = HeaderMap::new();
         let headers = self.key_headers.as_ref().unwrap_or(&no_headers);
-        let admitted = admission::admit(config, stage, call, headers, &self.shared, &mut recording);
+        let admitted =
+            admission::admit_call(config, stage, call, headers, &self.shared, &mut recording);
         let admitted = match admitted {
             Ok(admitted) => admitted,
             Err(refusal) => return Ok(Some(self.refuse(recording, refusal.reject(), &request_id))),
@@ -290,7 +291,7 @@ impl Session {
                     &request_id,
                 ));
             }
-            let answer = ws_events::call(&shared.websockets.client, target, event, max).await;
+            let answer = events::call(&shared.websockets.client, target, event, max).await;
             note_latency(&mut recording, &answer);
             match answer {
                 Ok(answer) => {
@@ -298,7 +299,7 @@ impl Session {
                         recording.status = answer.status.as_u16();
                         recording.add(answer.body.len() as u64);
                     }
-                    (!answer.body.is_empty()).then(|| ws_connections::message_of(answer.body))
+                    (!answer.body.is_empty()).then(|| connections::message_of(answer.body))
                 }
                 Err(e) => Some(refuse_message(
                     recording,
@@ -360,7 +361,7 @@ impl Session {
             headers: HeaderMap::new(),
             body: Bytes::new(),
         };
-        let answer = ws_events::call(&self.shared.websockets.client, target, event, max).await;
+        let answer = events::call(&self.shared.websockets.client, target, event, max).await;
         note_latency(&mut recording, &answer);
         if let Some(recording) = recording.as_mut() {
             recording.status = match answer {

@@ -14,9 +14,9 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
 
-use crate::handoff::{Handoff, Reader};
-use crate::meters::Outcome;
-use crate::recording::LogDraft;
+use crate::traffic::handoff::{Handoff, Reader};
+use crate::traffic::meters::Outcome;
+use crate::traffic::recording::LogDraft;
 
 /// Lines waiting for the writer at most.
 const QUEUE_LINES: usize = 65_536;

@@ -34,7 +34,7 @@ impl ControlPlaneClient {
     pub fn new(config: &ProxyConfig) -> anyhow::Result<ControlPlaneClient> {
         Ok(ControlPlaneClient {
             client: Client::builder(TokioExecutor::new()).build(
-                crate::forward::connector_trusting(
+                crate::upstream::connector_trusting(
                     config.connect_timeout,
                     gatehouse_tls::client_roots(config.control_plane_ca.as_deref())?,
                 )?,

@@ -14,9 +14,9 @@ use gatehouse_model::metrics::{bucket_index, Latency};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry, TextEncoder};
 
-use crate::handler::Shared;
-use crate::meters::RouteMeter;
-use crate::shared_quota::RedisMetrics;
+use crate::admission::shared_quota::RedisMetrics;
+use crate::state::Shared;
+use crate::traffic::meters::RouteMeter;
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// Exposed bucket bounds: 2^6 µs (64 µs) to 2^26 µs (67 s).

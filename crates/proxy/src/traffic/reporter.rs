@@ -15,12 +15,12 @@ use gatehouse_model::metrics::Traffic;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::control_plane_client::ControlPlaneClient;
-use crate::handler::Shared;
-use crate::handoff::Reader;
-use crate::meters::KeyEvent;
-use crate::metrics_outbox::{EntryKey, Outbox};
 use crate::server::stopped;
+use crate::state::Shared;
+use crate::sync::control_plane::ControlPlaneClient;
+use crate::traffic::handoff::Reader;
+use crate::traffic::meters::KeyEvent;
+use crate::traffic::outbox::{EntryKey, Outbox};
 
 /// How often key events are drained from their queue.
 const DRAIN_EVERY: Duration = Duration::from_millis(250);

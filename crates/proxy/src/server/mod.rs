@@ -2,13 +2,16 @@
 //! cache, start the poller, accept connections until told to stop, then let requests in
 //! flight finish within a grace period.
 
+pub mod connection_limit;
+pub mod drain;
+pub mod status;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwapOption;
 use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -17,23 +20,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::access_log::AccessLog;
-use crate::compiled::CompiledConfig;
+use crate::admission::usage_reports::UsageReporter;
 use crate::config::{ClientLimits, ProxyConfig};
-use crate::connection_limit::ConnectionLimit;
-use crate::control_plane_client::ControlPlaneClient;
-use crate::drain::Drain;
-use crate::handler::{handle, Shared};
-use crate::meters::{key_events, MeterRegistry, Unmatched};
-use crate::metrics_reporter::MetricsReporter;
-use crate::poller::Poller;
-use crate::quota::{KeyUse, QuotaLedger};
-use crate::request_id::RequestIds;
-use crate::shared_quota::SharedCounters;
-use crate::telemetry::Telemetry;
-use crate::usage_reporter::UsageReporter;
-use crate::websocket::WebSockets;
-use crate::{cache, forward, status};
+use crate::request::handle;
+use crate::server::connection_limit::ConnectionLimit;
+use crate::snapshot::CompiledConfig;
+use crate::state::Shared;
+use crate::sync::cache;
+use crate::sync::control_plane::ControlPlaneClient;
+use crate::sync::poller::Poller;
+use crate::traffic::reporter::MetricsReporter;
 
 /// A started proxy. Dropping it does not stop it; call [`RunningProxy::stop`].
 pub struct RunningProxy {
@@ -83,31 +79,7 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
     let addr = listener.local_addr()?;
     let status_addr = status_listener.local_addr()?;
 
-    let telemetry = Telemetry::default();
-    let shared = Arc::new(Shared {
-        config: ArcSwapOption::empty(),
-        client: forward::upstream_client(config.connect_timeout, &telemetry),
-        request_ids: RequestIds::default(),
-        max_body_bytes: config.max_body_bytes,
-        max_uri_bytes: config.limits.max_uri_bytes,
-        body_timeout: config.limits.body_timeout,
-        quotas: QuotaLedger::default(),
-        key_use: KeyUse::default(),
-        shared_counters: Arc::new(SharedCounters::new(telemetry.redis.clone())),
-        metrics_enabled: config.metrics,
-        meters: MeterRegistry::default(),
-        key_events: key_events(),
-        unmatched: Unmatched::default(),
-        access_log: AccessLog::default(),
-        websockets: WebSockets::new(
-            config.management_token.clone(),
-            config.max_websocket_connections,
-            config.connect_timeout,
-            &telemetry,
-        ),
-        drain: Drain::default(),
-        telemetry,
-    });
+    let shared = Arc::new(Shared::new(&config));
     if config.metrics {
         shared
             .access_log
@@ -265,7 +237,7 @@ async fn serve_traffic(
                 let client = Client {
                     shared: shared.clone(),
                     http: http.clone(),
-                    ip: forward::client_ip_header(peer),
+                    ip: crate::upstream::client_ip_header(peer),
                     stop: stop.clone(),
                 };
                 let token = shared.drain.token();
@@ -319,7 +291,7 @@ impl Client {
             ip,
             mut stop,
         } = self;
-        let peer = forward::Peer { ip, https };
+        let peer = crate::upstream::Peer { ip, https };
         let service = service_fn(move |req| {
             let shared = shared.clone();
             let peer = peer.clone();

@@ -5,8 +5,8 @@ use gatehouse_tls::connection_limit::{self, Admitted as Permit};
 use prometheus::IntGauge;
 use tokio::net::TcpStream;
 
-use crate::errors::Reject;
-use crate::telemetry::Telemetry;
+use crate::request::errors::Reject;
+use crate::traffic::telemetry::Telemetry;
 
 pub struct ConnectionLimit(connection_limit::ConnectionLimit);
 

@@ -9,9 +9,9 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Full, Limited};
 
-use crate::compiled::{Action, CompiledRoute};
-use crate::forward::{strip_hop_by_hop, EventClient, X_FORWARDED_FOR};
-use crate::request_id::REQUEST_ID;
+use crate::request::request_id::REQUEST_ID;
+use crate::snapshot::{Action, CompiledRoute};
+use crate::upstream::{strip_hop_by_hop, EventClient, X_FORWARDED_FOR};
 
 pub const CONNECTION_ID: HeaderName = HeaderName::from_static("x-gatehouse-connection-id");
 pub const ROUTE_KEY: HeaderName = HeaderName::from_static("x-gatehouse-route-key");

@@ -6,7 +6,7 @@ use http::{header, HeaderMap, HeaderValue};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::drain::Token;
+use crate::server::drain::Token;
 
 /// The `Upgrade` value of a request asking for a WebSocket, `None` for other requests.
 pub fn websocket_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {

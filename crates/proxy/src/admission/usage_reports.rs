@@ -17,10 +17,10 @@ use http::{Method, StatusCode};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::control_plane_client::ControlPlaneClient;
-use crate::handler::Shared;
-use crate::quota::QuotaCounter;
+use crate::admission::quota::QuotaCounter;
 use crate::server::stopped;
+use crate::state::Shared;
+use crate::sync::control_plane::ControlPlaneClient;
 
 /// Most batches kept while the control plane is away.
 const MAX_QUEUED_BATCHES: usize = 1000;

@@ -17,9 +17,9 @@ use http::{HeaderValue, Method, Version};
 use http_body::{Body, Frame, SizeHint};
 use uuid::Uuid;
 
-use crate::access_log::AccessLogLine;
-use crate::handler::Shared;
-use crate::meters::{KeyEvent, Outcome, RouteMeter};
+use crate::state::Shared;
+use crate::traffic::access_log::AccessLogLine;
+use crate::traffic::meters::{KeyEvent, Outcome, RouteMeter};
 
 /// What the client closing early is recorded as.
 pub const CLIENT_CLOSED: u16 = 499;

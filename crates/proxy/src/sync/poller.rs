@@ -13,11 +13,11 @@ use gatehouse_model::ConfigSnapshot;
 use http::{HeaderValue, Method, StatusCode};
 use tokio::sync::watch;
 
-use crate::cache;
-use crate::compiled::CompiledConfig;
-use crate::control_plane_client::ControlPlaneClient;
-use crate::handler::Shared;
 use crate::server::stopped;
+use crate::snapshot::CompiledConfig;
+use crate::state::Shared;
+use crate::sync::cache;
+use crate::sync::control_plane::ControlPlaneClient;
 
 /// Largest snapshot accepted from the control plane.
 const MAX_SNAPSHOT_BYTES: usize = 512 * 1024 * 1024;

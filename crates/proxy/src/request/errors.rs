@@ -6,7 +6,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::body_timeout::IdleTimeout;
+use crate::request::body_timeout::IdleTimeout;
 
 /// The body of every proxy response: the upstream's, streamed (and cut off if the
 /// upstream sends nothing for the route's timeout), or one of ours.

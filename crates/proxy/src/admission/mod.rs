@@ -1,23 +1,32 @@
 //! Who may pass: the API key check (`x-api-key`, by hash, in O(1)), the throttles (the
 //! key's plan or its route throttle, then the stage's), each a lock-free bucket, and the
 //! key's quota. Keyed responses say where they stand in `RateLimit` headers.
+//!
+//! The request pipeline runs the key check as its authenticate phase and the rest as its
+//! admit phase ([`crate::request::phases`]); WebSocket events call [`admit_call`].
+
+pub mod api_key;
+pub mod limiter;
+pub mod quota;
+pub mod rate_headers;
+pub mod shared_quota;
+pub mod usage_reports;
 
 use std::sync::Arc;
 
 use chrono::Utc;
-use gatehouse_model::usage::{hash_key, is_valid_key};
-use http::{HeaderMap, HeaderName, HeaderValue, Response};
+use http::{HeaderMap, HeaderValue, Response};
 use uuid::Uuid;
 
-use crate::compiled::{CompiledConfig, CompiledRoute, CompiledStage};
-use crate::errors::{ProxyBody, Reject};
-use crate::handler::Shared;
-use crate::limiter::{now_ns, Decision, Rate};
-use crate::quota::{KeyUse, QuotaCounter};
-use crate::ratelimit_headers::{PolicyState, RateHeaders};
-use crate::recording::Recording;
+use crate::admission::limiter::{now_ns, Decision, Rate};
+use crate::admission::quota::QuotaCounter;
+use crate::admission::rate_headers::{PolicyState, RateHeaders};
+use crate::request::errors::{ProxyBody, Reject};
+use crate::snapshot::{CompiledConfig, CompiledStage, Membership};
+use crate::state::Shared;
+use crate::traffic::recording::Recording;
 
-pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+pub use api_key::X_API_KEY;
 
 /// Why a request was turned away.
 #[derive(Debug)]
@@ -129,20 +138,10 @@ pub struct Call {
     pub key_required: bool,
 }
 
-impl Call {
-    /// A request to `route`.
-    pub fn to(route: &CompiledRoute) -> Call {
-        Call {
-            route: Some(route.index),
-            key_required: route.api_key_required,
-        }
-    }
-}
-
-/// Checks the API key (when the call needs one), the throttles, and the quota: here when
-/// counted locally, or handed back as [`SharedQuota`] when Redis counts quotas. The key's
-/// id goes on `recording` as soon as the key is known, refused or not.
-pub fn admit(
+/// Checks a call's API key (when it needs one), then admits it: the request pipeline
+/// runs the two as phases of its own; WebSocket connections and messages, here. The
+/// key's id goes on `recording` as soon as the key is known, refused or not.
+pub fn admit_call(
     config: &CompiledConfig,
     stage: &CompiledStage,
     call: Call,
@@ -150,43 +149,33 @@ pub fn admit(
     shared: &Shared,
     recording: &mut Option<Recording>,
 ) -> Result<Admitted, Refusal> {
-    let mut key_seen = None;
-    let admitted = check(
-        config,
-        stage,
-        call,
-        headers,
-        now_ns(),
-        shared,
-        &mut key_seen,
-    );
-    if let Some(recording) = recording.as_mut() {
-        recording.key_id = key_seen;
-    }
-    admitted
+    let membership = if call.key_required {
+        let key = api_key::find(config, headers, &shared.key_use).ok_or(Refusal::Forbidden)?;
+        if let Some(recording) = recording.as_mut() {
+            recording.key_id = Some(key.id);
+        }
+        Some(api_key::membership(key, stage).ok_or(Refusal::Forbidden)?)
+    } else {
+        None
+    };
+    admit(config, stage, call.route, membership, shared)
 }
 
-fn check(
+/// The admit step: the throttle of the key's plan (or its throttle for `route`), then the
+/// stage's, then the key's quota: here when counted locally, or handed back as
+/// [`SharedQuota`] when Redis counts quotas. `membership` is the authenticated key's
+/// plan, when the request has one.
+pub fn admit(
     config: &CompiledConfig,
     stage: &CompiledStage,
-    call: Call,
-    headers: &HeaderMap,
-    now: u64,
+    route: Option<u32>,
+    membership: Option<&Membership>,
     shared: &Shared,
-    key_seen: &mut Option<Uuid>,
 ) -> Result<Admitted, Refusal> {
-    let mut admitted = if call.key_required {
-        admit_key(
-            config,
-            stage,
-            call.route,
-            headers,
-            now,
-            &shared.key_use,
-            key_seen,
-        )?
-    } else {
-        Admitted::default()
+    let now = now_ns();
+    let mut admitted = match membership {
+        Some(membership) => admit_plan(config, stage, route, membership, now)?,
+        None => Admitted::default(),
     };
     if let Decision::Limited { retry_after_ns } = stage.bucket.check(&stage.rate, now) {
         return Err(Refusal::Throttled {
@@ -244,34 +233,15 @@ pub async fn take_shared_quota(
     }
 }
 
-fn admit_key(
+/// The plan's throttle (or its throttle of `route`) and quota for a key in it.
+fn admit_plan(
     config: &CompiledConfig,
     stage: &CompiledStage,
     route: Option<u32>,
-    headers: &HeaderMap,
+    membership: &Membership,
     now: u64,
-    key_use: &KeyUse,
-    key_seen: &mut Option<Uuid>,
 ) -> Result<Admitted, Refusal> {
-    let forbidden = || Refusal::Forbidden;
-    // Two keys would leave the upstream to guess which one was checked.
-    let mut sent = headers.get_all(X_API_KEY).iter();
-    let value = sent
-        .next()
-        .filter(|_| sent.next().is_none())
-        .map(HeaderValue::as_bytes)
-        .filter(|v| is_valid_key(v))
-        .ok_or_else(forbidden)?;
-    let key = config.key(&hash_key(value)).ok_or_else(forbidden)?;
-    key_use.note(key.id, &key.used_in);
-    *key_seen = Some(key.id);
-    let membership = key
-        .memberships
-        .iter()
-        .find(|m| stage.plans.contains(&m.plan))
-        .ok_or_else(forbidden)?;
     let plan = &config.plans[membership.plan as usize];
-
     let mut rate_headers = RateHeaders::default();
     let (rate, policy, bucket) = match stage
         .overrides
@@ -313,7 +283,7 @@ fn admit_key(
         (Some(quota), Some(counter), Some(policy)) => {
             let (start, end) = quota.period.bounds(Utc::now());
             Some(SharedQuota {
-                key_id: key.id,
+                key_id: membership.key_id,
                 plan_id: plan.id,
                 limit: quota.limit,
                 period_start: start.timestamp(),

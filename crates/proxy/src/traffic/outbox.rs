@@ -18,11 +18,11 @@ use http::{Method, StatusCode};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
-use crate::cache;
-use crate::control_plane_client::ControlPlaneClient;
-use crate::handler::Shared;
 use crate::server::stopped;
-use crate::telemetry::Telemetry;
+use crate::state::Shared;
+use crate::sync::cache;
+use crate::sync::control_plane::ControlPlaneClient;
+use crate::traffic::telemetry::Telemetry;
 
 /// Most entries in one batch.
 const MAX_BATCH_ENTRIES: usize = 5_000;

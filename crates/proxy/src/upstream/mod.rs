@@ -2,6 +2,8 @@
 //! rewriting a reverse proxy owes both sides (hop-by-hop headers dropped, `X-Forwarded-*`
 //! added). Bodies stream through in both directions; the request body is capped.
 
+pub mod counted_connector;
+
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +16,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::body_timeout::IdleTimeout;
-use crate::client_body::ClientBody;
-use crate::counted_connector::CountedConnector;
-use crate::recording::Counted;
-use crate::telemetry::Telemetry;
+use crate::request::body_timeout::IdleTimeout;
+use crate::request::client_body::ClientBody;
+use crate::traffic::recording::Counted;
+use crate::traffic::telemetry::Telemetry;
+use crate::upstream::counted_connector::CountedConnector;
 
 /// The client every upstream request goes through.
 pub type UpstreamClient = Client<

@@ -9,10 +9,18 @@
 
 use http::{header, HeaderMap, Method, Request, Version};
 
-use crate::errors::Reject;
+use crate::request::errors::Reject;
 
-/// `Ok` when the request may be routed, else the gateway's answer.
-pub fn check<B>(req: &Request<B>) -> Result<(), Reject> {
+/// `Ok` when the request may be routed, else the gateway's answer. The first phase of
+/// every request; a target longer than `max_uri_bytes` is refused before anything else.
+pub fn check<B>(req: &Request<B>, max_uri_bytes: usize) -> Result<(), Reject> {
+    let target_len = req
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if target_len > max_uri_bytes {
+        return Err(Reject::UriTooLong);
+    }
     check_method(req.method())?;
     check_host(req.version(), req.headers())?;
     check_transfer_coding(req.headers())
@@ -72,6 +80,18 @@ mod tests {
         builder.body(()).expect("request")
     }
 
+    /// Checked with room for any target.
+    fn check_all<B>(req: &Request<B>) -> Result<(), Reject> {
+        check(req, usize::MAX)
+    }
+
+    #[test]
+    fn a_target_over_the_limit_is_refused_first() {
+        let req = request("get", Version::HTTP_11, &[]);
+        assert_eq!(check(&req, 5), Err(Reject::UriTooLong));
+        assert_eq!(check(&req, 6), Err(Reject::BadRequest));
+    }
+
     #[test]
     fn methods_must_be_upper_case_and_routable() {
         let host = [("host", "example.com")];
@@ -85,7 +105,7 @@ mod tests {
             ("TRACE", Err(Reject::MethodNotAllowed)),
         ] {
             assert_eq!(
-                check(&request(method, Version::HTTP_11, &host)),
+                check_all(&request(method, Version::HTTP_11, &host)),
                 answer,
                 "{method}"
             );
@@ -96,18 +116,18 @@ mod tests {
     fn an_http_1_1_request_has_exactly_one_host() {
         let one = [("host", "a")];
         let two = [("host", "a"), ("host", "b")];
-        assert_eq!(check(&request("GET", Version::HTTP_11, &one)), Ok(()));
+        assert_eq!(check_all(&request("GET", Version::HTTP_11, &one)), Ok(()));
         assert_eq!(
-            check(&request("GET", Version::HTTP_11, &[])),
+            check_all(&request("GET", Version::HTTP_11, &[])),
             Err(Reject::BadRequest)
         );
         assert_eq!(
-            check(&request("GET", Version::HTTP_11, &two)),
+            check_all(&request("GET", Version::HTTP_11, &two)),
             Err(Reject::BadRequest)
         );
-        assert_eq!(check(&request("GET", Version::HTTP_10, &[])), Ok(()));
+        assert_eq!(check_all(&request("GET", Version::HTTP_10, &[])), Ok(()));
         assert_eq!(
-            check(&request("GET", Version::HTTP_10, &two)),
+            check_all(&request("GET", Version::HTTP_10, &two)),
             Err(Reject::BadRequest)
         );
     }
@@ -115,7 +135,7 @@ mod tests {
     #[test]
     fn only_the_chunked_coding_is_forwarded() {
         let with = |te: &str| {
-            check(&request(
+            check_all(&request(
                 "POST",
                 Version::HTTP_11,
                 &[("host", "a"), ("transfer-encoding", te)],

@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::handoff::Handoff;
+use crate::traffic::handoff::Handoff;
 
 use gatehouse_model::metrics::{
     bucket_index, Histogram, Latency, Traffic, HISTOGRAM_BUCKETS, MAX_LATENCY_US,

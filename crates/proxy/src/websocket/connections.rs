@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::errors::{ProxyBody, Reject};
-use crate::sigv4;
+use crate::request::errors::{ProxyBody, Reject};
+use crate::websocket::sigv4;
 
 /// Messages waiting for a client: beyond this, the client is not reading and is closed.
 pub const OUTBOUND_QUEUE: usize = 64;

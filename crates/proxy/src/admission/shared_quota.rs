@@ -29,9 +29,9 @@ use redis::AsyncConnectionConfig;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
+use crate::admission::limiter::EverySecond;
+use crate::admission::quota::QuotaCounter;
 use crate::admission::SharedQuota;
-use crate::limiter::EverySecond;
-use crate::quota::QuotaCounter;
 use crate::server::stopped;
 
 /// Longest wait for Redis before counting locally instead (and opening the breaker).

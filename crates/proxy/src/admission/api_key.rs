@@ -1,0 +1,36 @@
+//! API keys: the `x-api-key` header names an enabled key by its SHA-256 (one hash-map
+//! lookup, no comparison that leaks timing), and the key must belong to a plan covering
+//! the stage. What the key's plan allows is the admit step's business.
+
+use gatehouse_model::usage::{hash_key, is_valid_key};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::admission::quota::KeyUse;
+use crate::snapshot::{CompiledConfig, CompiledKey, CompiledStage, Membership};
+
+pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// The enabled key the request names, noted as used; `None` when it names none, or more
+/// than one (which would leave the upstream to guess which one was checked).
+pub fn find<'c>(
+    config: &'c CompiledConfig,
+    headers: &HeaderMap,
+    key_use: &KeyUse,
+) -> Option<&'c CompiledKey> {
+    let mut sent = headers.get_all(X_API_KEY).iter();
+    let value = sent
+        .next()
+        .filter(|_| sent.next().is_none())
+        .map(HeaderValue::as_bytes)
+        .filter(|v| is_valid_key(v))?;
+    let key = config.key(&hash_key(value))?;
+    key_use.note(key.id, &key.used_in);
+    Some(key)
+}
+
+/// The key's membership of a plan that covers `stage`.
+pub fn membership<'c>(key: &'c CompiledKey, stage: &CompiledStage) -> Option<&'c Membership> {
+    key.memberships
+        .iter()
+        .find(|m| stage.plans.contains(&m.plan))
+}

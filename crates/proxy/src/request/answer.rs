@@ -1,0 +1,73 @@
+//! The rewrite phase: what answers a matched request, decided while the snapshot is
+//! held. A mock's response is copied from the one prebuilt at compile; a forwarded
+//! request gets its upstream URI, rendered from the route's template with the request's
+//! path parameters and query, and refused when its values would build a dot segment.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+
+use crate::request::dot_segments::makes_dot_segment;
+use crate::request::errors::{ProxyBody, Reject};
+use crate::request::resolve::Matched;
+use crate::snapshot::Action;
+use crate::websocket::passthrough;
+
+/// How a request is answered, once the snapshot is let go.
+pub enum Answer {
+    Mock(Response<ProxyBody>),
+    Forward(Upstream),
+    /// A WebSocket API's stage (`slug/stage`) and the rest of the path.
+    WebSocket(Box<str>, String),
+}
+
+/// Where and how a request is forwarded.
+pub struct Upstream {
+    pub uri: http::Uri,
+    /// The route's timeout: for the upstream's answer, then for each part of its body.
+    pub timeout: Duration,
+    /// The `Upgrade` header of a WebSocket upgrade the route passes through.
+    pub upgrade: Option<HeaderValue>,
+}
+
+/// How `matched` answers `req`.
+pub fn prepare<B>(matched: &Matched<'_, '_>, req: &Request<B>) -> Result<Answer, Reject> {
+    let route = matched.route();
+    match &route.action {
+        Action::Mock {
+            status,
+            headers,
+            body,
+        } => Ok(Answer::Mock(mock(*status, headers, body))),
+        Action::Proxy {
+            uri,
+            timeout,
+            websocket_upgrade,
+        } => {
+            let upgrade = websocket_upgrade
+                .then(|| passthrough::websocket_upgrade(req.headers()))
+                .flatten();
+            match uri.render(|i| matched.found.param(i), req.uri().query()) {
+                Ok(upstream) if makes_dot_segment(uri, &upstream) => Err(Reject::BadRequest),
+                Ok(uri) => Ok(Answer::Forward(Upstream {
+                    uri,
+                    timeout: *timeout,
+                    upgrade,
+                })),
+                Err(e) => {
+                    tracing::warn!(route = %route.route_key, error = %e, "integration URI invalid for this request");
+                    Err(Reject::BadGateway)
+                }
+            }
+        }
+    }
+}
+
+fn mock(status: StatusCode, headers: &HeaderMap, body: &Bytes) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(body.clone())));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers.clone();
+    response
+}

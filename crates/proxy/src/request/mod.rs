@@ -1,0 +1,132 @@
+//! The request path: every request goes through the same phases over one
+//! [`RequestContext`], each in its own module.
+//!
+//! 1. screen ([`well_formed`]): refuse what a backend could read otherwise than the
+//!    gateway (target length, method case, `Host`, transfer codings);
+//! 2. resolve ([`resolve`]): normalise the path, find the stage and the route, start
+//!    measuring the request;
+//! 3. the route's phases ([`phases`]), chosen when the snapshot was compiled:
+//!    authenticate (the API key) and admit (throttles, quota);
+//! 4. rewrite ([`answer`]): decide the answer, rendering the upstream URI;
+//! 5. the admit phase's network part: a quota shared through Redis;
+//! 6. answer: a mock, [`forward`] to the upstream, or a WebSocket API's handshake;
+//! 7. respond: the `RateLimit` headers of a keyed request;
+//! 8. record ([`RequestContext::finish`]): the request id, the status, the recording.
+//!
+//! Phases 1 to 4 run while the snapshot is held, and never await: the guard is gone
+//! before the first await, so a request never pins a snapshot while it waits on the
+//! network. A phase that refuses ends the pipeline with the gateway's own answer.
+
+pub mod answer;
+pub mod body_timeout;
+pub mod client_body;
+pub mod context;
+pub mod dot_segments;
+pub mod errors;
+pub mod forward;
+pub mod phases;
+pub mod request_id;
+pub mod resolve;
+pub mod well_formed;
+
+use std::sync::Arc;
+
+use gatehouse_model::request_path;
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::admission::{self, Refusal};
+use crate::request::answer::Answer;
+use crate::request::context::{RequestContext, ResponseBody};
+use crate::request::errors::{ProxyBody, Reject};
+use crate::request::resolve::Resolved;
+use crate::state::Shared;
+use crate::upstream::Peer;
+use crate::websocket;
+
+/// Serves one request; never fails (errors become responses). `peer` is the connection it
+/// came on, described once per connection.
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: Peer,
+) -> Response<ResponseBody> {
+    let mut cx = RequestContext::new(shared, peer);
+    let response = match run(&mut cx, req).await {
+        Ok(response) => response,
+        Err(stop) => {
+            cx.note_refusal(stop.reject());
+            stop.response()
+        }
+    };
+    cx.finish(response)
+}
+
+/// Why the pipeline ended before an answer: the gateway answers itself.
+enum Stop {
+    Reject(Reject),
+    /// Admission's refusals carry `Retry-After` and `RateLimit` headers.
+    Refused(Refusal),
+}
+
+impl Stop {
+    fn reject(&self) -> Reject {
+        match self {
+            Stop::Reject(reject) => *reject,
+            Stop::Refused(refusal) => refusal.reject(),
+        }
+    }
+
+    fn response(self) -> Response<ProxyBody> {
+        match self {
+            Stop::Reject(reject) => reject.response(),
+            Stop::Refused(refusal) => refusal.response(),
+        }
+    }
+}
+
+impl From<Reject> for Stop {
+    fn from(reject: Reject) -> Stop {
+        Stop::Reject(reject)
+    }
+}
+
+impl From<Refusal> for Stop {
+    fn from(refusal: Refusal) -> Stop {
+        Stop::Refused(refusal)
+    }
+}
+
+async fn run(cx: &mut RequestContext, req: Request<Incoming>) -> Result<Response<ProxyBody>, Stop> {
+    well_formed::check(&req, cx.shared.max_uri_bytes)?;
+    let answer = {
+        // Routes are matched on the normalised path, and upstreams sent what matched.
+        let path = request_path::normalize(req.uri().path()).map_err(|_| Reject::BadRequest)?;
+        let guard = cx.shared.config.load();
+        let config = guard.as_ref().ok_or(Reject::NotReady)?;
+        match resolve::resolve(cx, config, &path, &req)? {
+            Resolved::WebSocket(stage, rest) => Answer::WebSocket(stage, rest),
+            Resolved::Route(mut matched) => {
+                for phase in matched.route().phases.iter() {
+                    phase.run(cx, &mut matched, req.headers())?;
+                }
+                answer::prepare(&matched, &req)?
+            }
+        }
+    };
+    let admitted = std::mem::take(&mut cx.admitted);
+    let rate_headers = admission::take_shared_quota(&cx.shared, admitted).await?;
+    let mut response = match answer {
+        Answer::Mock(response) => response,
+        Answer::Forward(upstream) => forward::forward(cx, req, upstream).await?,
+        Answer::WebSocket(stage, rest) => {
+            cx.records_itself = true;
+            let (shared, ip) = (cx.shared.clone(), cx.peer.ip.clone());
+            return Ok(
+                websocket::serve(&shared, req, stage, &rest, ip, &cx.request_id, cx.start).await,
+            );
+        }
+    };
+    rate_headers.apply(response.headers_mut());
+    Ok(response)
+}
