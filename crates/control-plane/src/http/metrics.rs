@@ -181,11 +181,13 @@ impl RawQuery {
     }
 }
 
-/// `t` moved down (or up) to a multiple of `step` seconds since the epoch.
+/// `t` moved down (or up) to a multiple of `step` seconds since the epoch. Moved up,
+/// a time a fraction of a second past a step ends at the next one: `12:35:00.3` is in
+/// the minute of `12:35`, which a range ending there would leave out.
 fn aligned(t: DateTime<Utc>, step: i64, up: bool) -> DateTime<Utc> {
     let secs = t.timestamp();
     let mut start = secs.div_euclid(step) * step;
-    if up && start < secs {
+    if up && (start < secs || t.timestamp_subsec_nanos() > 0) {
         start += step;
     }
     DateTime::from_timestamp(start, 0).unwrap_or(t)
@@ -373,6 +375,21 @@ mod tests {
         assert_eq!(q.step, 60);
         assert_eq!(q.from.to_rfc3339(), "2026-11-24T11:34:00+00:00");
         assert_eq!(q.to.to_rfc3339(), "2026-11-24T12:35:00+00:00");
+    }
+
+    #[test]
+    fn a_range_ending_just_past_a_minute_holds_that_minute() {
+        let at = |t: &str| {
+            DateTime::parse_from_rfc3339(t)
+                .expect("time")
+                .with_timezone(&Utc)
+        };
+        let up = |t: &str| aligned(at(t), 60, true).to_rfc3339();
+        assert_eq!(up("2026-11-24T12:35:00.300Z"), "2026-11-24T12:36:00+00:00");
+        assert_eq!(up("2026-11-24T12:35:00Z"), "2026-11-24T12:35:00+00:00");
+        assert_eq!(up("2026-11-24T12:35:59Z"), "2026-11-24T12:36:00+00:00");
+        let down = aligned(at("2026-11-24T12:35:00.300Z"), 60, false).to_rfc3339();
+        assert_eq!(down, "2026-11-24T12:35:00+00:00");
     }
 
     #[test]

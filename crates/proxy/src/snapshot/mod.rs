@@ -5,8 +5,6 @@
 
 mod compile;
 
-pub use compile::CompileFailure;
-
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
@@ -221,6 +219,7 @@ pub fn split_stage(path: &str) -> Option<(&str, &str)> {
 mod tests {
     use gatehouse_model::{ConfigSnapshot, DeployedStage};
 
+    use super::compile::CompileFailure;
     use super::*;
     use crate::admission::quota::QuotaLedger;
 
