@@ -17,7 +17,6 @@ use tokio::net::TcpStream;
 
 const MIGRATOR: &sqlx::migrate::Migrator = &gatehouse_control_plane::MIGRATOR;
 
-#[path = "hostile_input/routing.rs"]
 mod routing;
 
 /// Small limits, so that tests reach them quickly.
