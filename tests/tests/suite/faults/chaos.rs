@@ -498,9 +498,25 @@ struct Promise {
     comment: String,
 }
 
+/// Run before each command whose output is checked, not in the README: waits (5 s at
+/// most) until every proxy serves the control plane's latest config. A person typing the
+/// next command gives the proxy far longer than the few milliseconds it takes; a script
+/// running alone on an idle machine does not, and would see the stage before it arrives.
+const SETTLE: &str = r#"settle() {
+  for _ in $(seq 100); do
+    curl -s -H "Authorization: Bearer $(cat .gatehouse/admin-token)" http://127.0.0.1:8001/api/v1/nodes \
+      | python3 -c 'import json,sys
+n = [x for x in json.load(sys.stdin)["items"] if x["status"] == "live"]
+sys.exit(not n or any(x["config_version"] != x["current_config_version"] for x in n))' && return
+    sleep 0.05
+  done
+}
+"#;
+
 /// The shell blocks of the README's tutorial as one script, each commented `curl` or
 /// `for` command framed by `@@promise <n>` and `@@end` lines in its output, with the
-/// promises in order.
+/// promises in order. Before each such command the script waits for the proxies to
+/// settle ([`SETTLE`]).
 fn tutorial_script(readme: &str) -> (String, Vec<Promise>) {
     let start = readme
         .find("\n## Tutorial")
@@ -517,7 +533,7 @@ fn tutorial_script(readme: &str) -> (String, Vec<Promise>) {
             _ => {}
         }
     }
-    let (mut script, mut promises) = (String::new(), Vec::new());
+    let (mut script, mut promises) = (SETTLE.to_owned(), Vec::new());
     let mut i = 0;
     while i < lines.len() {
         let first = i;
@@ -529,6 +545,7 @@ fn tutorial_script(readme: &str) -> (String, Vec<Promise>) {
         let checked = lines[first].starts_with("curl ") || lines[first].starts_with("for ");
         match lines[i].split_once("  # ") {
             Some((_, comment)) if checked => {
+                script.push_str("settle\n");
                 script.push_str(&format!("printf '\\n@@promise {}\\n'\n", promises.len()));
                 script.push_str(&command);
                 script.push_str("\nprintf '\\n@@end\\n'\n");
