@@ -15,6 +15,7 @@ use gatehouse_tests::bench::{
     free_port, gatehouse_binary, spawn_control_plane, spawn_control_plane_on, spawn_proxy,
     wait_until_ok, Process,
 };
+use gatehouse_tests::serial::heavy;
 use gatehouse_tests::{
     bench_database, client, config_version, http_proxy, mock, proxy_metric, Admin, ScratchDatabase,
     Upstream,
@@ -182,6 +183,7 @@ fn shop_url(proxy: &Process) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_killed_under_traffic_loses_no_request_and_no_count() {
+    let _heavy = heavy().await;
     let mut world = World::start().await;
     let upstream = Upstream::start().await;
     let api = deploy_shop(&world.admin, &upstream).await;
@@ -220,6 +222,7 @@ async fn control_plane_killed_under_traffic_loses_no_request_and_no_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_restarted_without_its_control_plane_serves_its_cache_at_once_unless_damaged() {
+    let _heavy = heavy().await;
     let mut world = World::start().await;
     let upstream = Upstream::start().await;
     deploy_shop(&world.admin, &upstream).await;
@@ -275,6 +278,7 @@ async fn a_proxy_restarted_without_its_control_plane_serves_its_cache_at_once_un
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_requests_in_flight_closes_websockets_and_exits_0() {
+    let _heavy = heavy().await;
     let world = World::start().await;
     let upstream = Upstream::start().await;
     let api = world.admin.create_api("shop").await;
@@ -376,6 +380,7 @@ fn redeploy_for() -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redeploy_every_100_ms_under_load_fails_no_request() {
+    let _heavy = heavy().await;
     let world = World::start().await;
     let upstream = Upstream::start().await;
     let api = deploy_shop(&world.admin, &upstream).await;
@@ -662,6 +667,7 @@ async fn run_tutorial(script: &Path, limit: Duration) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_tutorial_runs_verbatim_twice_against_gatehouse_up_and_shows_what_it_promises() {
+    let _heavy = heavy().await;
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
         .expect("README.md");
     let (script, promises) = tutorial_script(&readme);
