@@ -18,12 +18,13 @@ run *ARGS:
 # Without $DATABASE_URL, a private PostgreSQL is started under target/; without
 # $REDIS_URL, a private Redis on 127.0.0.1:6391. Browser tests (screenshots in
 # target/tmp/dashboard-screenshots) need Chromium and chromedriver, installed here when
-# root with apt-get.
+# root with apt-get. The end-to-end tests are one binary, `suite` (tests/tests/suite),
+# whose modules follow the product: `cargo test -p gatehouse-tests --test suite -- keys::`
+# runs a part of it. Every test binary runs, and a summary line ends the output.
 # Run every test.
 test:
     #!/usr/bin/env bash
     set -euo pipefail
-    source tests/scripts/services.sh
     if [ ! -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] || [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             apt-get install -y -q chromium chromium-driver >/dev/null \
@@ -38,10 +39,16 @@ test:
             || { echo "the SigV4 test needs AWS's botocore: pip install botocore" >&2; exit 1; }
     fi
     mkdir -p target
-    # The fault tests run the binary itself as separate processes.
-    cargo build --locked -q -p gatehouse
-    cargo test --workspace --locked --lib --bins --tests 2>&1 | tee target/test-output.txt
+    # The test binaries, and with them target/debug/gatehouse (it starts the private
+    # PostgreSQL, and the fault tests run it as separate processes), in one build with
+    # cargo's progress shown: from scratch it takes minutes.
+    [ -x target/debug/gatehouse ] || echo "First run: building Gatehouse and its tests, about 8 minutes on 2 cores." >&2
+    cargo build --workspace --locked --bins --tests
+    source tests/scripts/services.sh
+    status=0
+    cargo test --workspace --locked --no-fail-fast --lib --bins --tests 2>&1 | tee target/test-output.txt || status=$?
     awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' target/test-output.txt
+    exit "$status"
 
 # Control plane killed under traffic through two proxies, proxy restarts on a disk cache
 # (whole and damaged), PostgreSQL stopped and started, upstreams failing mid-body, SIGTERM
@@ -51,10 +58,12 @@ test:
 chaos:
     #!/usr/bin/env bash
     set -euo pipefail
+    # Built as `just test` builds them (the workspace's features), so that neither
+    # recompiles what the other built.
+    cargo build --workspace --locked --bin gatehouse --test suite
     source tests/scripts/services.sh
-    cargo build --locked -q -p gatehouse
-    CHAOS_REDEPLOY_SECS="${CHAOS_REDEPLOY_SECS:-60}" cargo test --locked -p gatehouse-tests \
-        --test chaos --test chaos_dependencies --test hostile_input -- --nocapture
+    CHAOS_REDEPLOY_SECS="${CHAOS_REDEPLOY_SECS:-60}" cargo test --workspace --locked \
+        --test suite -- faults:: --nocapture
 
 # Licenses, banned crates and sources must pass, and so must the RustSec advisories: from
 # github.com, or where it cannot be reached from the snapshot ../shared/rustsec-advisory-db.bundle
@@ -93,10 +102,15 @@ audit:
         exit 1
     fi
 
+# With the binary `just test` built: `cargo run -p gatehouse` would build it again, with
+# other features.
 # Stop the private PostgreSQL and Redis that `just test` started.
 test-db-stop:
-    cargo run --locked -q -p gatehouse -- postgres --data-dir target/test-data --stop
-    -redis-cli -p 6391 shutdown nosave
+    #!/usr/bin/env bash
+    set -euo pipefail
+    [ -x target/debug/gatehouse ] || cargo build --locked -p gatehouse
+    target/debug/gatehouse postgres --data-dir target/test-data --stop
+    redis-cli -p 6391 shutdown nosave || true
 
 # Formatting and lints, warnings as errors.
 lint:

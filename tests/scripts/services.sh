@@ -1,9 +1,15 @@
-# Sourced by the test recipes: makes sure DATABASE_URL and REDIS_URL point at running
-# servers. Without DATABASE_URL, a private PostgreSQL is started under target/test-data
-# from the machine's own binaries; without REDIS_URL, a private Redis on 127.0.0.1:6391.
+# Sourced by the test recipes once they have built the tests: makes sure DATABASE_URL and
+# REDIS_URL point at running servers. Without DATABASE_URL, a private PostgreSQL is started
+# under target/test-data from the machine's own binaries; without REDIS_URL, a private
+# Redis on 127.0.0.1:6391.
 
 if [ -z "${DATABASE_URL:-}" ]; then
-    cargo build --locked -q -p gatehouse
+    # target/debug/gatehouse starts it. The recipes build it with the tests, with the
+    # features the tests resolve, so that no crate is compiled twice; sourced on its own,
+    # this builds it (and the end-to-end tests) when it is missing.
+    if [ ! -x target/debug/gatehouse ]; then
+        cargo build --workspace --locked --bin gatehouse --test suite
+    fi
     DATABASE_URL="$(target/debug/gatehouse postgres --data-dir target/test-data)"
     export DATABASE_URL
 fi

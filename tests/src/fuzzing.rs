@@ -1,6 +1,6 @@
 //! The bodies of the fuzz targets under `fuzz/` (`just fuzz`), here so that
-//! `tests/fuzz_regressions.rs` replays the committed seeds and crashers through the very
-//! same checks under a stable `cargo test`.
+//! `tests/suite/fuzz_regressions.rs` replays the committed seeds and crashers through the
+//! very same checks under a stable `cargo test`.
 //!
 //! Each target takes the fuzzer's raw bytes. Refusing an input is always fine; a panic is
 //! a finding: either the code panicked, or a property it promises broke (each assertion

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod browser;
 pub mod dashboard;
 pub mod fuzzing;
+pub mod serial;
 
 use std::future::Future;
 use std::net::SocketAddr;

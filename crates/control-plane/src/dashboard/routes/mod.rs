@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use self::form::{defaults, fields_of, route_body, update_body, FIELD_MAP, FORM_FIELDS, MOCK};
 use super::apis::{explain, find_api};
-use super::charts::{RangeQuery, Traffic};
+use super::charts::{Range, RangeQuery, Traffic};
 use super::dispatch::{self, Refusal};
 use super::form::{AdminPosted, Errors, Fields};
 use super::render::{self, page_with, Frame, PageResult, Section};
@@ -152,27 +152,60 @@ async fn create(
 ) -> PageResult {
     let AdminPosted { user, fields } = posted;
     let api = find_api(&state, &user, &api_id).await?;
-    let path = format!("/apis/{}/routes", api.id);
-    let sent = match route_body(&fields, api.protocol()) {
-        Ok(body) => dispatch::call(&state, &user, Method::POST, &path, &body).await,
-        Err(errors) => Err(Refusal::Invalid(Errors::new("", errors))),
+    submit(&state, &user, api, None, fields).await
+}
+
+async fn save(
+    State(state): State<AppState>,
+    Path((api_id, route_id)): Path<(String, String)>,
+    posted: AdminPosted,
+) -> PageResult {
+    let AdminPosted { user, fields } = posted;
+    let api = find_api(&state, &user, &api_id).await?;
+    let route = find_route(&state, &user, &api, &route_id).await?;
+    submit(&state, &user, api, Some(route), fields).await
+}
+
+/// Sends the route form as a new route of `api`, or as a change of `route`; the API's page
+/// follows, or the form again as typed with what was wrong next to its fields.
+async fn submit(
+    state: &AppState,
+    user: &SignedIn,
+    api: Api,
+    route: Option<Route>,
+    fields: Fields,
+) -> PageResult {
+    let sent = match (route_body(&fields, api.protocol()), &route) {
+        (Ok(body), None) => {
+            let path = format!("/apis/{}/routes", api.id);
+            dispatch::call(state, user, Method::POST, &path, &body).await
+        }
+        (Ok(body), Some(route)) => {
+            let path = format!("/apis/{}/routes/{}", api.id, route.id);
+            let body = update_body(body);
+            dispatch::call(state, user, Method::PATCH, &path, &body).await
+        }
+        (Err(errors), _) => Err(Refusal::Invalid(Errors::new("", errors))),
     };
     match sent {
         Ok(_) => Ok(Redirect::to(&format!("/apis/{}", api.id)).into_response()),
         Err(Refusal::Invalid(errors)) => {
-            let errors = explain(
-                FIELD_MAP.place(errors),
-                &FORM_FIELDS,
-                "The route was not added.",
-            );
-            let page = form_page(&user, api, None, fields, errors, None);
+            let what = match route {
+                None => "The route was not added.",
+                Some(_) => "The route was not saved.",
+            };
+            let errors = explain(FIELD_MAP.place(errors), &FORM_FIELDS, what);
+            let traffic = route
+                .as_ref()
+                .map(|route| route_traffic(&api, route, Range::default()));
+            let page = form_page(user, api, route.as_ref(), fields, errors, traffic);
             Ok(page_with(StatusCode::UNPROCESSABLE_ENTITY, &page))
         }
         Err(Refusal::Page(page)) => Ok(page),
     }
 }
 
-fn route_traffic(api: &Api, route: &Route, range: super::charts::Range) -> Traffic {
+fn route_traffic(api: &Api, route: &Route, range: Range) -> Traffic {
     let (api_id, route_id) = (api.id.to_string(), route.id.to_string());
     Traffic::new(
         &format!("/apis/{api_id}/routes/{route_id}"),
@@ -200,38 +233,6 @@ async fn show(
         Some(traffic),
     );
     Ok(render::page(&page))
-}
-
-async fn save(
-    State(state): State<AppState>,
-    Path((api_id, route_id)): Path<(String, String)>,
-    posted: AdminPosted,
-) -> PageResult {
-    let AdminPosted { user, fields } = posted;
-    let api = find_api(&state, &user, &api_id).await?;
-    let route = find_route(&state, &user, &api, &route_id).await?;
-    let path = format!("/apis/{}/routes/{}", api.id, route.id);
-    let sent = match route_body(&fields, api.protocol()) {
-        Ok(body) => {
-            let body = update_body(body);
-            dispatch::call(&state, &user, Method::PATCH, &path, &body).await
-        }
-        Err(errors) => Err(Refusal::Invalid(Errors::new("", errors))),
-    };
-    match sent {
-        Ok(_) => Ok(Redirect::to(&format!("/apis/{}", api.id)).into_response()),
-        Err(Refusal::Invalid(errors)) => {
-            let errors = explain(
-                FIELD_MAP.place(errors),
-                &FORM_FIELDS,
-                "The route was not saved.",
-            );
-            let traffic = route_traffic(&api, &route, super::charts::Range::default());
-            let page = form_page(&user, api, Some(&route), fields, errors, Some(traffic));
-            Ok(page_with(StatusCode::UNPROCESSABLE_ENTITY, &page))
-        }
-        Err(Refusal::Page(page)) => Ok(page),
-    }
 }
 
 async fn delete(

@@ -2,7 +2,33 @@
 //! typed fields back into the admin API's update, with the variable lines and throttle
 //! numbers checked here, where the API could not say which line or number was wrong.
 
-use super::*;
+use std::collections::BTreeMap;
+
+use gatehouse_model::{Protocol, StageVariables, Throttle, DEFAULT_STAGE_THROTTLE};
+
+use super::super::field_map::FieldMap;
+use super::super::form::Fields;
+use super::super::model_rules;
+use crate::error::FieldError;
+use crate::http::stages::{LimitsInput, UpdateStage};
+use crate::repo::stages::Stage;
+
+/// Largest burst the API accepts.
+const MAX_BURST: u32 = 1_000_000_000;
+/// Longest piece of a bad line quoted back in an error.
+const MAX_QUOTED: usize = 40;
+
+/// The WebSocket limits the settings form edits: (field, label).
+pub(super) const LIMIT_FIELDS: [(&str, &str); 4] = [
+    ("max_message_bytes", "Largest message, bytes"),
+    ("max_frame_bytes", "Largest frame, bytes"),
+    ("idle_timeout_seconds", "Idle timeout, seconds"),
+    ("max_connection_seconds", "Longest connection, seconds"),
+];
+
+/// The settings form's fields are the admin API's; a throttle refused as a whole shows
+/// by its rate.
+pub(super) const SETTINGS_MAP: FieldMap = FieldMap::new(&[("throttle", "throttle.rate")]);
 
 /// The settings form filled with the stage's current values.
 pub(super) fn stage_fields(stage: &Stage, protocol: Protocol) -> Fields {
@@ -115,7 +141,7 @@ pub(super) fn parse_variables(raw: &str) -> Result<BTreeMap<String, String>, Str
 }
 
 /// The start of `text`, for an error message.
-pub(super) fn quoted(text: &str) -> String {
+fn quoted(text: &str) -> String {
     if text.chars().count() <= MAX_QUOTED {
         text.to_owned()
     } else {
@@ -124,11 +150,7 @@ pub(super) fn quoted(text: &str) -> String {
 }
 
 /// The stage's throttle from the form: both numbers, or neither for the default.
-pub(super) fn parse_throttle(
-    rate: &str,
-    burst: &str,
-    errors: &mut Vec<FieldError>,
-) -> Option<Throttle> {
+fn parse_throttle(rate: &str, burst: &str, errors: &mut Vec<FieldError>) -> Option<Throttle> {
     if rate.is_empty() && burst.is_empty() {
         return Some(DEFAULT_STAGE_THROTTLE);
     }
@@ -178,35 +200,48 @@ pub(super) fn parse_throttle(
         .ok()
 }
 
-/// `10000 requests/s, burst 5000`.
-pub(super) fn throttle_text(throttle: Throttle) -> String {
-    format!("{} requests/s, burst {}", throttle.rate, throttle.burst)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The stage's throttle, noting when it is the default.
-pub(super) fn describe_throttle(throttle: Throttle) -> String {
-    let text = throttle_text(throttle);
-    if throttle == DEFAULT_STAGE_THROTTLE {
-        format!("{text} (the default)")
-    } else {
-        text
+    #[test]
+    fn variables_are_read_one_per_line_skipping_blank_ones() {
+        let vars = parse_variables("host=10.0.0.5\r\n\n  port = 9000 \n").expect("valid");
+        assert_eq!(vars.get("host").map(String::as_str), Some("10.0.0.5"));
+        assert_eq!(vars.get("port").map(String::as_str), Some("9000"));
+        assert_eq!(vars.len(), 2);
     }
-}
 
-/// A refusal's messages as one sentence.
-pub(super) fn sentence(errors: &Errors) -> String {
-    let details = errors.fields.iter().map(|e| {
-        if e.field.is_empty() {
-            e.message.clone()
-        } else {
-            format!("{}: {}", e.field, e.message)
-        }
-    });
-    errors
-        .summary
-        .iter()
-        .cloned()
-        .chain(details)
-        .collect::<Vec<_>>()
-        .join(". ")
+    #[test]
+    fn a_bad_variables_line_is_named() {
+        let e = parse_variables("a=1\njust text").expect_err("invalid");
+        assert!(e.starts_with("line 2:"), "{e}");
+        let e = parse_variables("a=1\nbad name=2").expect_err("invalid");
+        assert!(e.starts_with("line 2:"), "{e}");
+        let e = parse_variables("a=1\na=2").expect_err("invalid");
+        assert!(e.contains("set twice"), "{e}");
+    }
+
+    #[test]
+    fn throttle_needs_both_numbers_or_neither() {
+        let mut errors = Vec::new();
+        assert_eq!(
+            parse_throttle("", "", &mut errors),
+            Some(DEFAULT_STAGE_THROTTLE)
+        );
+        assert_eq!(
+            parse_throttle("0.5", "2", &mut errors),
+            Some(Throttle {
+                rate: 0.5,
+                burst: 2
+            })
+        );
+        assert!(errors.is_empty());
+        assert_eq!(parse_throttle("10", "", &mut errors), None);
+        assert_eq!(errors[0].field, "throttle.burst");
+        errors.clear();
+        assert_eq!(parse_throttle("fast", "0", &mut errors), None);
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["throttle.rate", "throttle.burst"]);
+    }
 }

@@ -15,6 +15,7 @@ use gatehouse_tests::bench::{
     free_port, gatehouse_binary, spawn_control_plane, spawn_control_plane_on, spawn_proxy,
     wait_until_ok, Process,
 };
+use gatehouse_tests::serial::heavy;
 use gatehouse_tests::{
     bench_database, client, config_version, http_proxy, mock, proxy_metric, Admin, ScratchDatabase,
     Upstream,
@@ -182,6 +183,7 @@ fn shop_url(proxy: &Process) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_killed_under_traffic_loses_no_request_and_no_count() {
+    let _heavy = heavy().await;
     let mut world = World::start().await;
     let upstream = Upstream::start().await;
     let api = deploy_shop(&world.admin, &upstream).await;
@@ -220,6 +222,7 @@ async fn control_plane_killed_under_traffic_loses_no_request_and_no_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_restarted_without_its_control_plane_serves_its_cache_at_once_unless_damaged() {
+    let _heavy = heavy().await;
     let mut world = World::start().await;
     let upstream = Upstream::start().await;
     deploy_shop(&world.admin, &upstream).await;
@@ -275,6 +278,7 @@ async fn a_proxy_restarted_without_its_control_plane_serves_its_cache_at_once_un
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_requests_in_flight_closes_websockets_and_exits_0() {
+    let _heavy = heavy().await;
     let world = World::start().await;
     let upstream = Upstream::start().await;
     let api = world.admin.create_api("shop").await;
@@ -376,6 +380,7 @@ fn redeploy_for() -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redeploy_every_100_ms_under_load_fails_no_request() {
+    let _heavy = heavy().await;
     let world = World::start().await;
     let upstream = Upstream::start().await;
     let api = deploy_shop(&world.admin, &upstream).await;
@@ -498,9 +503,25 @@ struct Promise {
     comment: String,
 }
 
+/// Run before each command whose output is checked, not in the README: waits (5 s at
+/// most) until every proxy serves the control plane's latest config. A person typing the
+/// next command gives the proxy far longer than the few milliseconds it takes; a script
+/// running alone on an idle machine does not, and would see the stage before it arrives.
+const SETTLE: &str = r#"settle() {
+  for _ in $(seq 100); do
+    curl -s -H "Authorization: Bearer $(cat .gatehouse/admin-token)" http://127.0.0.1:8001/api/v1/nodes \
+      | python3 -c 'import json,sys
+n = [x for x in json.load(sys.stdin)["items"] if x["status"] == "live"]
+sys.exit(not n or any(x["config_version"] != x["current_config_version"] for x in n))' && return
+    sleep 0.05
+  done
+}
+"#;
+
 /// The shell blocks of the README's tutorial as one script, each commented `curl` or
 /// `for` command framed by `@@promise <n>` and `@@end` lines in its output, with the
-/// promises in order.
+/// promises in order. Before each such command the script waits for the proxies to
+/// settle ([`SETTLE`]).
 fn tutorial_script(readme: &str) -> (String, Vec<Promise>) {
     let start = readme
         .find("\n## Tutorial")
@@ -517,7 +538,7 @@ fn tutorial_script(readme: &str) -> (String, Vec<Promise>) {
             _ => {}
         }
     }
-    let (mut script, mut promises) = (String::new(), Vec::new());
+    let (mut script, mut promises) = (SETTLE.to_owned(), Vec::new());
     let mut i = 0;
     while i < lines.len() {
         let first = i;
@@ -529,6 +550,7 @@ fn tutorial_script(readme: &str) -> (String, Vec<Promise>) {
         let checked = lines[first].starts_with("curl ") || lines[first].starts_with("for ");
         match lines[i].split_once("  # ") {
             Some((_, comment)) if checked => {
+                script.push_str("settle\n");
                 script.push_str(&format!("printf '\\n@@promise {}\\n'\n", promises.len()));
                 script.push_str(&command);
                 script.push_str("\nprintf '\\n@@end\\n'\n");
@@ -645,6 +667,7 @@ async fn run_tutorial(script: &Path, limit: Duration) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_tutorial_runs_verbatim_twice_against_gatehouse_up_and_shows_what_it_promises() {
+    let _heavy = heavy().await;
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
         .expect("README.md");
     let (script, promises) = tutorial_script(&readme);

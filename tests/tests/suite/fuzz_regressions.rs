@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use gatehouse_tests::fuzzing::TARGETS;
+use gatehouse_tests::serial::timed_blocking;
 
 /// Runs every committed input of `target` through its fuzz target's body.
 fn replay(target: &str) {
@@ -61,6 +62,7 @@ fn snapshot_inputs_decode_and_compile_or_are_refused_without_a_panic() {
 
 #[test]
 fn http1_inputs_leave_the_proxy_answering() {
+    let _timed = timed_blocking();
     replay("http1");
 }
 

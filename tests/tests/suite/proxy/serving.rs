@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use gatehouse_proxy::RunningProxy;
+use gatehouse_tests::serial::timed;
 use gatehouse_tests::{
     client, config_version, eventually, http_proxy, id_of, mock, start_proxy, wait_for_version,
     ControlPlane, ScratchDatabase, Upstream,
@@ -219,6 +220,7 @@ async fn a_deployed_route_answers_through_the_proxy(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_redeploy_is_served_within_one_second_and_rollback_restores_the_old_one(pool: PgPool) {
+    let _timed = timed().await;
     let World {
         cp,
         proxy,
@@ -287,6 +289,7 @@ async fn a_redeploy_is_served_within_one_second_and_rollback_restores_the_old_on
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn the_proxy_keeps_serving_while_the_control_plane_is_stopped(pool: PgPool) {
+    let _timed = timed().await;
     let World {
         cp,
         proxy,
@@ -321,6 +324,7 @@ async fn the_proxy_keeps_serving_while_the_control_plane_is_stopped(pool: PgPool
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_restarted_proxy_serves_from_its_disk_cache_with_the_control_plane_down(pool: PgPool) {
+    let _timed = timed().await;
     let World {
         upstream: _upstream,
         cp,
@@ -392,6 +396,7 @@ async fn a_damaged_disk_cache_is_refused_not_served(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn upstream_failures_become_502_504_and_413(pool: PgPool) {
+    let _timed = timed().await;
     let upstream = Upstream::start().await;
     let cp = ControlPlane::start(pool.clone()).await;
     let data = tempfile::tempdir().expect("tempdir");

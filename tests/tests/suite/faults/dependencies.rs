@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gatehouse_tests::bench::{gatehouse_binary, spawn_control_plane, spawn_proxy, wait_until_ok};
+use gatehouse_tests::serial::{heavy, timed};
 use gatehouse_tests::{
     client, config_version, eventually, http_proxy, mock, start_proxy, wait_for_version, Admin,
     ControlPlane, Upstream,
@@ -231,6 +232,7 @@ async fn deploy_and_wait(admin: &Admin, api: &str, stage: &str) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_and_started_turns_readyz_503_and_back_and_proxies_serve_on() {
+    let _heavy = heavy().await;
     let mut pg = PrivatePostgres::start().await;
     let mut control_plane = spawn_control_plane(&pg.url, None);
     let cp = format!("http://{}", control_plane.addr);
@@ -393,6 +395,7 @@ async fn read_body(url: &str) -> (StatusCode, usize, Result<(), reqwest::Error>)
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn upstream_closing_mid_body_gives_the_client_a_broken_response_not_a_hang(pool: PgPool) {
+    let _timed = timed().await;
     let upstream = breaking_upstream().await;
     let cp = ControlPlane::start(pool.clone()).await;
     let data = tempfile::tempdir().expect("tempdir");
@@ -692,6 +695,7 @@ async fn redis_up_within(
 async fn redis_gone_or_hung_costs_keyed_requests_no_wait_and_the_quota_is_exact_when_back(
     pool: PgPool,
 ) {
+    let _heavy = heavy().await;
     const LIMIT: u64 = 1000;
     const CLIENTS: usize = 16;
     let mut redis = OwnRedis::start().await;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use gatehouse_tests::browser::Browser;
+use gatehouse_tests::serial::heavy;
 use gatehouse_tests::{
     client, config_version, start_proxy_tuned, wait_for_version, ControlPlane, Upstream,
     ADMIN_TOKEN,
@@ -345,6 +346,7 @@ async fn send(
 async fn an_admin_sets_up_deploys_an_api_and_sees_its_traffic_in_a_real_browser(
     pool: PgPool,
 ) -> anyhow::Result<()> {
+    let _heavy = heavy().await;
     let started = Instant::now();
     let cp = ControlPlane::start(pool).await;
     let upstream = Upstream::start().await;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use gatehouse_proxy::ProxyConfig;
 use gatehouse_tests::bench::{control_plane, free_port, proxy, wait_until_ok, Process};
+use gatehouse_tests::serial::heavy;
 use gatehouse_tests::{
     bench_database, client, http_proxy, id_of, Admin, Upstream, ADMIN_TOKEN, NODE_TOKEN,
 };
@@ -44,6 +45,7 @@ async fn stop(mut process: Process) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_appears_in_the_logs_of_a_full_run() {
+    let _heavy = heavy().await;
     let database = bench_database("secrets").await.expect("scratch database");
     let work = tempfile::tempdir().expect("tempdir");
     let log = work.path().join("gatehouse.log");

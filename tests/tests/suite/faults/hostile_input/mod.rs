@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use gatehouse_proxy::config::ClientLimits;
 use gatehouse_proxy::RunningProxy;
+use gatehouse_tests::serial::timed;
 use gatehouse_tests::{
     config_version, http_proxy, start_proxy_tuned, wait_for_version, ControlPlane, Upstream,
 };
@@ -17,7 +18,6 @@ use tokio::net::TcpStream;
 
 const MIGRATOR: &sqlx::migrate::Migrator = &gatehouse_control_plane::MIGRATOR;
 
-#[path = "hostile_input/routing.rs"]
 mod routing;
 
 /// Small limits, so that tests reach them quickly.
@@ -94,6 +94,7 @@ fn get(path: &str, extra_headers: &str) -> Vec<u8> {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn oversized_heads_get_431_and_long_uris_414_while_requests_within_pass(pool: PgPool) {
+    let _timed = timed().await;
     let (_cp, _upstream, proxy, _data) = edge_proxy(pool, small_limits()).await;
     let addr = proxy.addr;
 
@@ -165,6 +166,7 @@ async fn oversized_heads_get_431_and_long_uris_414_while_requests_within_pass(po
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn slow_clients_are_cut_off_a_slow_body_with_408(pool: PgPool) {
+    let _timed = timed().await;
     let (_cp, _upstream, proxy, _data) = edge_proxy(pool, small_limits()).await;
     let addr = proxy.addr;
 
@@ -337,6 +339,7 @@ async fn small_control_plane(pool: PgPool, header_timeout: Duration) -> ControlP
 async fn the_control_plane_closes_silent_and_idle_connections_after_its_header_timeout(
     pool: PgPool,
 ) {
+    let _timed = timed().await;
     let cp = small_control_plane(pool, Duration::from_secs(1)).await;
     // Silent from the start.
     let mut silent = TcpStream::connect(cp.addr).await.expect("connect");

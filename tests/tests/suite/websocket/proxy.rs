@@ -11,6 +11,7 @@ use axum::routing::post;
 use axum::Router;
 use futures_util::{SinkExt as _, StreamExt as _};
 use gatehouse_proxy::RunningProxy;
+use gatehouse_tests::serial::timed;
 use gatehouse_tests::{
     client, config_version, eventually, http_proxy, id_of, mock, start_proxy_tuned,
     wait_for_version, Admin, ControlPlane,
@@ -517,6 +518,7 @@ async fn disconnect_is_called_once_when_the_client_closes(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn idle_connections_are_closed_and_disconnected(pool: PgPool) {
+    let _timed = timed().await;
     let world = chat_world(&pool).await;
     let mut ws = open(&world.url("/chat/brief")).await;
     let id = world.backend.last_connection();

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use gatehouse_tests::serial::timed;
 use gatehouse_tests::{
     client, config_version, error_fields, eventually, id_of, mock, row_count, start_proxy_tuned,
     wait_for_version, ControlPlane,
@@ -208,6 +209,7 @@ async fn a_revoked_token_is_refused_at_once(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_rotated_token_keeps_working_until_its_overlap_ends(pool: PgPool) {
+    let _timed = timed().await;
     let cp = ControlPlane::start(pool.clone()).await;
     let issued = issue(&cp, "deploy-bot", "admin", json!({})).await;
     let old_id = id_of(&issued);
@@ -274,6 +276,7 @@ async fn a_rotated_token_keeps_working_until_its_overlap_ends(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn an_expired_token_is_refused(pool: PgPool) {
+    let _timed = timed().await;
     let cp = ControlPlane::start(pool).await;
     let issued = issue(&cp, "short", "viewer", json!({"expires_in_seconds": 1})).await;
     assert!(issued["expires_at"].is_string(), "{issued}");

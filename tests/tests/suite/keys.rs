@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use gatehouse_tests::serial::timed;
 use gatehouse_tests::{
     client, config_version, eventually, id_of, mock, start_proxy, wait_for_version, ControlPlane,
 };
@@ -523,6 +524,7 @@ async fn metered_key(cp: &ControlPlane, api: &str, limit: u64) -> (String, Strin
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn two_proxies_sharing_a_quota_through_redis_never_admit_more_than_the_limit(pool: PgPool) {
+    let _timed = timed().await;
     let cp = ControlPlane::start(pool.clone()).await;
     let (a_dir, b_dir) = (
         tempfile::tempdir().expect("tempdir"),
@@ -577,6 +579,7 @@ async fn two_proxies_sharing_a_quota_through_redis_never_admit_more_than_the_lim
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn without_redis_a_second_proxy_overruns_at_most_one_report_interval(pool: PgPool) {
+    let _timed = timed().await;
     let cp = ControlPlane::start(pool.clone()).await;
     let (a_dir, b_dir) = (
         tempfile::tempdir().expect("tempdir"),

@@ -5,6 +5,7 @@
 use gatehouse_control_plane::repo::users::Role;
 use gatehouse_control_plane::MIGRATOR;
 use gatehouse_tests::dashboard::{http, input_value, set_cookie, Dashboard, PASSWORD};
+use gatehouse_tests::serial::heavy;
 use std::time::Duration;
 
 use gatehouse_tests::{eventually, ControlPlane, ADMIN_TOKEN};
@@ -651,6 +652,7 @@ fn checked(statuses: &[StatusCode]) -> usize {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_burst_of_sign_ins_checks_no_more_passwords_than_the_limits(pool: PgPool) {
+    let _heavy = heavy().await;
     use gatehouse_control_plane::dashboard::signin::{
         MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_USER,
     };
