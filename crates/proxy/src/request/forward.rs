@@ -34,7 +34,7 @@ pub async fn forward(
         timeout,
         upgrade,
     } = upstream;
-    let shared = cx.shared.clone();
+    let shared = &*cx.shared;
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let declared_len = req
         .headers()
@@ -45,7 +45,7 @@ pub async fn forward(
         return Err(Reject::PayloadTooLarge);
     }
     let (mut parts, body) = req.into_parts();
-    rewrite_request_headers(&mut parts.headers, cx.peer.clone());
+    rewrite_request_headers(&mut parts.headers, &cx.peer);
     if let Some(upgrade) = &upgrade {
         passthrough::restore_upgrade(&mut parts.headers, upgrade.clone());
     }

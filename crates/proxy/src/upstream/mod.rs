@@ -137,7 +137,7 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 /// Prepares a client's headers for the upstream: hop-by-hop removed, `Host` replaced by
 /// the upstream's (set by the client from the URI), `X-Forwarded-*` set by us. A client's
 /// own `X-Forwarded-For` chain is kept (all its headers, joined) and extended.
-pub fn rewrite_request_headers(headers: &mut HeaderMap, peer: Peer) {
+pub fn rewrite_request_headers(headers: &mut HeaderMap, peer: &Peer) {
     let Peer {
         ip: client_ip,
         https,
@@ -154,12 +154,12 @@ pub fn rewrite_request_headers(headers: &mut HeaderMap, peer: Peer) {
             chain.extend_from_slice(b", ");
         }
         chain.extend_from_slice(client_ip.as_bytes());
-        HeaderValue::from_bytes(&chain).unwrap_or(client_ip)
+        HeaderValue::from_bytes(&chain).unwrap_or_else(|_| client_ip.clone())
     } else {
-        client_ip
+        client_ip.clone()
     };
     headers.insert(X_FORWARDED_FOR, forwarded_for);
-    let proto = if https { "https" } else { "http" };
+    let proto = if *https { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
 }
 
@@ -210,7 +210,7 @@ mod tests {
             ip: client_ip_header("127.0.0.1:5000".parse().expect("addr")),
             https: false,
         };
-        rewrite_request_headers(&mut h, peer);
+        rewrite_request_headers(&mut h, &peer);
         assert_eq!(h[X_FORWARDED_FOR], "10.1.1.1, 10.2.2.2, 127.0.0.1");
         assert_eq!(h.get_all(X_FORWARDED_FOR).iter().count(), 1);
         assert_eq!(h[X_FORWARDED_HOST], "api.example.com");
