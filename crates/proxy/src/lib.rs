@@ -6,7 +6,7 @@
 //! phases the route was compiled with, and either answers a mock or streams the request
 //! to the upstream over a pooled client. `docs/ARCHITECTURE.md` walks the modules:
 //!
-//! - [`request`]: the pipeline every request goes through, phase by phase;
+//! - `request`: the pipeline every request goes through, phase by phase;
 //! - `admission`: API keys, throttles, quotas and their `RateLimit` headers;
 //! - `snapshot`: the deployed configuration compiled for lookups;
 //! - `sync`: keeping that snapshot current (poller, control-plane client, disk cache);

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use gatehouse_tests::serial::timed;
 use gatehouse_tests::{
-    client, config_version, eventually, id_of, mock, start_proxy, wait_for_version, ControlPlane,
+    client, config_version, eventually, http_proxy, id_of, mock, start_proxy, wait_for_version,
+    ControlPlane,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -94,6 +95,54 @@ async fn status_with_key(url: &str, key: Option<&str>) -> StatusCode {
         request = request.header("x-api-key", key);
     }
     request.send().await.expect("proxy answers").status()
+}
+
+/// An admitted request spent its throttle token (and quota) whatever the upstream does:
+/// when the forward fails, the gateway's 502 still says where the key stands.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_keyed_request_whose_upstream_fails_still_gets_its_ratelimit_headers(pool: PgPool) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let proxy = start_proxy(&cp.url(), data.path()).await;
+    let admin = cp.admin();
+    let api = admin.create_api("shop").await;
+    // Nothing listens on the discard port: the connection is refused.
+    let refused = http_proxy("http://127.0.0.1:9/orders");
+    admin
+        .create(
+            &format!("/apis/{api}/routes"),
+            json!({"route_key": "GET /orders", "api_key_required": true, "integration": refused}),
+        )
+        .await;
+    let deployment = admin.deploy(&api, "").await;
+    admin
+        .create(
+            &format!("/apis/{api}/stages"),
+            json!({"name": "prod", "deployment_id": deployment}),
+        )
+        .await;
+    let plan = new_plan(&cp, &api, json!({"rate": 100, "burst": 50})).await;
+    let (key_id, key) = new_key(&cp, "mobile").await;
+    attach(&cp, &plan, &key_id).await;
+    let url = orders_once_served(&pool, &proxy).await;
+
+    let failed = client()
+        .get(&url)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        failed.headers()["ratelimit-policy"],
+        "\"throttle\";q=50;w=1"
+    );
+    assert_eq!(failed.headers()["ratelimit"], "\"throttle\";r=49;t=1");
+    assert_eq!(
+        status_with_key(&url, None).await,
+        StatusCode::FORBIDDEN,
+        "the key is still checked first"
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -129,8 +129,8 @@ impl SharedQuota {
     }
 }
 
-/// What is being admitted: a request to a route, a WebSocket connection (whose
-/// `$connect` route may be absent) or one of its messages (keyed when its connection was).
+/// What a WebSocket event asks to be admitted for: a connection (whose `$connect` route
+/// may be absent) or one of its messages (keyed when its connection was).
 #[derive(Debug, Clone, Copy)]
 pub struct Call {
     /// The route's index in its stage, for plans' route throttles.

@@ -1,6 +1,7 @@
 //! One request's state as it goes through the pipeline: who sent it, its id, its
-//! recording once its stage is known, and what admission decided for its response. Each
-//! phase reads and adds to it; none passes state to the next any other way.
+//! recording once its stage is known, and what admission decided for its response. What
+//! phases learn about the matched route while the snapshot is held (the key's plan) is
+//! on `resolve::Matched`, which borrows from the snapshot; everything else is here.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,12 +40,13 @@ pub struct RequestContext {
 
 impl RequestContext {
     pub fn new(shared: Arc<Shared>, peer: Peer) -> RequestContext {
+        let start = Instant::now();
         let request_id = shared.request_ids.next();
         RequestContext {
             shared,
             peer,
             request_id,
-            start: Instant::now(),
+            start,
             recording: None,
             records_itself: false,
             admitted: Admitted::default(),

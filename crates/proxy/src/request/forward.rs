@@ -13,11 +13,11 @@ use http_body_util::{Either, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use crate::admission::limiter::EverySecond;
-use crate::request::answer::Upstream;
 use crate::request::body_timeout::{BodyReadTimeout, IdleTimeout};
 use crate::request::client_body::{ClientBody, ClientBodyError};
 use crate::request::context::RequestContext;
 use crate::request::errors::{ProxyBody, Reject};
+use crate::request::prepare::Upstream;
 use crate::request::request_id::REQUEST_ID;
 use crate::traffic::recording::{micros, Counted};
 use crate::upstream::{rewrite_request_headers, strip_hop_by_hop};

@@ -3,21 +3,21 @@
 //!
 //! 1. screen ([`well_formed`]): refuse what a backend could read otherwise than the
 //!    gateway (target length, method case, `Host`, transfer codings);
-//! 2. resolve ([`resolve`]): normalise the path, find the stage and the route, start
-//!    measuring the request;
+//! 2. resolve ([`resolve`]): with the path normalised and the snapshot loaded, find the
+//!    stage and the route, and start measuring the request;
 //! 3. the route's phases ([`phases`]), chosen when the snapshot was compiled:
 //!    authenticate (the API key) and admit (throttles, quota);
-//! 4. rewrite ([`answer`]): decide the answer, rendering the upstream URI;
+//! 4. prepare ([`prepare`]): decide the answer, rendering the upstream URI;
 //! 5. the admit phase's network part: a quota shared through Redis;
 //! 6. answer: a mock, [`forward`] to the upstream, or a WebSocket API's handshake;
-//! 7. respond: the `RateLimit` headers of a keyed request;
+//! 7. respond: the `RateLimit` headers of a keyed request, whatever its answer;
 //! 8. record ([`RequestContext::finish`]): the request id, the status, the recording.
 //!
-//! Phases 1 to 4 run while the snapshot is held, and never await: the guard is gone
+//! Phases 2 to 4 run while the snapshot is held, and never await: the guard is gone
 //! before the first await, so a request never pins a snapshot while it waits on the
-//! network. A phase that refuses ends the pipeline with the gateway's own answer.
+//! network. A phase that refuses ends the pipeline with the gateway's own answer; once a
+//! request is admitted, a failed forward is still an answer, with its `RateLimit` headers.
 
-pub mod answer;
 pub mod body_timeout;
 pub mod client_body;
 pub mod context;
@@ -25,6 +25,7 @@ pub mod dot_segments;
 pub mod errors;
 pub mod forward;
 pub mod phases;
+pub mod prepare;
 pub mod request_id;
 pub mod resolve;
 pub mod well_formed;
@@ -36,9 +37,9 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::admission::{self, Refusal};
-use crate::request::answer::Answer;
 use crate::request::context::{RequestContext, ResponseBody};
 use crate::request::errors::{ProxyBody, Reject};
+use crate::request::prepare::Answer;
 use crate::request::resolve::Resolved;
 use crate::state::Shared;
 use crate::upstream::Peer;
@@ -110,7 +111,7 @@ async fn run(cx: &mut RequestContext, req: Request<Incoming>) -> Result<Response
                 for phase in matched.route().phases.iter() {
                     phase.run(cx, &mut matched, req.headers())?;
                 }
-                answer::prepare(&matched, &req)?
+                prepare::prepare(&matched, &req)?
             }
         }
     };
@@ -118,7 +119,13 @@ async fn run(cx: &mut RequestContext, req: Request<Incoming>) -> Result<Response
     let rate_headers = admission::take_shared_quota(&cx.shared, admitted).await?;
     let mut response = match answer {
         Answer::Mock(response) => response,
-        Answer::Forward(upstream) => forward::forward(cx, req, upstream).await?,
+        Answer::Forward(upstream) => match forward::forward(cx, req, upstream).await {
+            Ok(response) => response,
+            Err(reject) => {
+                cx.note_refusal(reject);
+                reject.response()
+            }
+        },
         Answer::WebSocket(stage, rest) => {
             cx.records_itself = true;
             let (shared, ip) = (cx.shared.clone(), cx.peer.ip.clone());

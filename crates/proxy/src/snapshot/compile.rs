@@ -1,7 +1,8 @@
 //! Compiling a snapshot for serving, in steps: plans, then stages with their routes (each
 //! route with the phases it needs), then which plans cover which stages, then keys with
-//! their throttle buckets. Throttle state and quota counters carry over from the config
-//! being served, so a config change does not hand out fresh bursts.
+//! their throttle buckets. Throttle state carries over from the config being served, so a
+//! config change does not hand out fresh bursts; quota counters live in the ledger, apart
+//! from any one config.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -187,18 +188,18 @@ fn attach_plans(
 ) {
     for plan in deployed {
         let index = plan_index[&plan.id];
-        let deployed = |covered: &PlanStage| {
+        let stage_name = |covered: &PlanStage| {
             stage_names
                 .get(&(covered.api_id, covered.stage.as_str()))
                 .cloned()
         };
-        for name in plan.stages.iter().filter_map(deployed) {
+        for name in plan.stages.iter().filter_map(stage_name) {
             if let Some(stage) = stages.get_mut(&name) {
                 stage.plans.push(index);
             }
         }
         for (slot, covered, route_key, throttle) in route_throttle_slots(plan) {
-            let Some(stage) = deployed(covered).and_then(|name| stages.get_mut(&name)) else {
+            let Some(stage) = stage_name(covered).and_then(|name| stages.get_mut(&name)) else {
                 continue;
             };
             let found = stage

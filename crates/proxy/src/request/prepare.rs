@@ -1,4 +1,4 @@
-//! The rewrite phase: what answers a matched request, decided while the snapshot is
+//! The prepare phase: what answers a matched request, decided while the snapshot is
 //! held. A mock's response is copied from the one prebuilt at compile; a forwarded
 //! request gets its upstream URI, rendered from the route's template with the request's
 //! path parameters and query, and refused when its values would build a dot segment.
