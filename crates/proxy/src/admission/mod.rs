@@ -150,11 +150,11 @@ pub fn admit_call(
     recording: &mut Option<Recording>,
 ) -> Result<Admitted, Refusal> {
     let membership = if call.key_required {
-        let key = api_key::find(config, headers, &shared.key_use).ok_or(Refusal::Forbidden)?;
-        if let Some(recording) = recording.as_mut() {
-            recording.key_id = Some(key.id);
+        let check = api_key::check(config, stage, headers, &shared.key_use);
+        if let (Some(recording), Some(key_id)) = (recording.as_mut(), check.key_id) {
+            recording.key_id = Some(key_id);
         }
-        Some(api_key::membership(key, stage).ok_or(Refusal::Forbidden)?)
+        Some(check.membership.ok_or(Refusal::Forbidden)?)
     } else {
         None
     };

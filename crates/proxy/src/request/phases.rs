@@ -46,11 +46,12 @@ impl Phase {
     ) -> Result<(), Refusal> {
         match self {
             Phase::ApiKey => {
-                let key = api_key::find(matched.config, headers, &cx.shared.key_use)
-                    .ok_or(Refusal::Forbidden)?;
-                cx.note_key(key.id);
-                matched.membership =
-                    Some(api_key::membership(key, matched.stage).ok_or(Refusal::Forbidden)?);
+                let check =
+                    api_key::check(matched.config, matched.stage, headers, &cx.shared.key_use);
+                if let Some(key_id) = check.key_id {
+                    cx.note_key(key_id);
+                }
+                matched.membership = Some(check.membership.ok_or(Refusal::Forbidden)?);
                 Ok(())
             }
             Phase::Admit => {
