@@ -112,12 +112,7 @@ impl Refusal {
         match self {
             Refusal::Page(page) => page,
             Refusal::Invalid(errors) => {
-                let detail = errors
-                    .fields
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let detail = errors.field_details();
                 let message = match (errors.summary, detail.is_empty()) {
                     (Some(summary), true) => summary,
                     (Some(summary), false) => format!("{summary}: {detail}"),

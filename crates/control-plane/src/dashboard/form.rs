@@ -71,6 +71,16 @@ pub struct Errors {
 }
 
 impl Errors {
+    /// Every field's error as `field: message`, joined with `; `: for pages that show the
+    /// errors of a form they do not hold.
+    pub fn field_details(&self) -> String {
+        self.fields
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// `aria-invalid` for `field`: "true" when it has an error.
     pub fn aria_invalid(&self, field: &str) -> &'static str {
         if self.get(field).is_some() {

@@ -62,12 +62,7 @@ async fn deploy_refused(
 fn stage_refusal(refusal: Refusal) -> (StatusCode, String) {
     match refusal {
         Refusal::Invalid(errors) => {
-            let detail = errors
-                .fields
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
-                .collect::<Vec<_>>()
-                .join("; ");
+            let detail = errors.field_details();
             let reason = if detail.is_empty() {
                 errors.summary.unwrap_or_default()
             } else {
