@@ -164,6 +164,13 @@ fn constraint_error(constraint: &str) -> Option<ApiError> {
         "routes_api_route_key_key" => {
             ApiError::conflict("route_key", "this API already has a route with this key")
         }
+        "authorizers_api_name_key" => {
+            ApiError::conflict("name", "this API already has an authorizer with this name")
+        }
+        "routes_authorizer_fkey" => ApiError::conflict(
+            "authorizer_id",
+            "no such authorizer in this API, or routes still use it",
+        ),
         "stages_pkey" => ApiError::conflict("name", "this API already has a stage with this name"),
         "stages_deployment_fkey" => ApiError::conflict(
             "deployment_id",

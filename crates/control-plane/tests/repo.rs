@@ -19,6 +19,7 @@ async fn new_api(pool: &PgPool, slug: &str) -> apis::Api {
         protocol: Protocol::Http,
         route_selection: None,
         description: String::new(),
+        cors: None,
     };
     apis::insert(pool, &new).await.expect("insert api")
 }
@@ -29,6 +30,7 @@ fn spec(key: &str) -> RouteSpec {
     RouteSpec {
         route_key: RouteKey::parse(key).expect("key"),
         api_key_required: false,
+        authorization: Default::default(),
         integration,
     }
 }
@@ -38,7 +40,17 @@ fn frozen(route: &routes::Route) -> DeployedRoute {
         id: route.id,
         route_key: RouteKey::try_from(route.route_key.clone()).expect("key"),
         api_key_required: route.api_key_required,
+        authorization: route.authorization(),
         integration: route.integration.0.clone(),
+    }
+}
+
+fn frozen_set(routes: &[DeployedRoute]) -> deployments::Frozen<'_> {
+    deployments::Frozen {
+        routes,
+        route_selection_expression: None,
+        authorizers: &[],
+        cors: None,
     }
 }
 
@@ -51,6 +63,7 @@ async fn a_taken_slug_is_a_conflict_on_the_slug_field(pool: PgPool) {
         protocol: Protocol::Http,
         route_selection: None,
         description: String::new(),
+        cors: None,
     };
     let error = ApiError::from(apis::insert(&pool, &again).await.expect_err("duplicate"));
     match error {
@@ -88,7 +101,7 @@ async fn a_deployment_keeps_the_routes_as_they_were(pool: PgPool) {
     let route = routes::insert(&pool, api.id, &spec("GET /a"))
         .await
         .expect("insert");
-    let deployment = deployments::insert(&pool, api.id, "v1", "tester", &[frozen(&route)], None)
+    let deployment = deployments::insert(&pool, api.id, "v1", "tester", &frozen_set(&[frozen(&route)]))
         .await
         .expect("deploy");
     routes::update(&pool, api.id, route.id, &spec("GET /b"))
@@ -106,7 +119,7 @@ async fn a_deployment_keeps_the_routes_as_they_were(pool: PgPool) {
 async fn the_schema_refuses_a_stage_on_another_apis_deployment(pool: PgPool) {
     let pets = new_api(&pool, "pets").await;
     let cats = new_api(&pool, "cats").await;
-    let cats_deployment = deployments::insert(&pool, cats.id, "", "tester", &[], None)
+    let cats_deployment = deployments::insert(&pool, cats.id, "", "tester", &frozen_set(&[]))
         .await
         .expect("deploy");
     let stage = NewStage {
@@ -132,7 +145,7 @@ async fn the_snapshot_holds_every_deployed_stage_at_the_current_version(pool: Pg
     let route = routes::insert(&pool, api.id, &spec("GET /a"))
         .await
         .expect("insert");
-    let deployment = deployments::insert(&pool, api.id, "", "tester", &[frozen(&route)], None)
+    let deployment = deployments::insert(&pool, api.id, "", "tester", &frozen_set(&[frozen(&route)]))
         .await
         .expect("deploy");
     let mut tx = pool.begin().await.expect("tx");

@@ -9,6 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::mapping::{RequestParameters, ResponseParameters};
 use crate::names::StageVariables;
 
 /// Default integration timeout, as AWS: 29 s.
@@ -39,6 +40,16 @@ pub struct HttpProxyIntegration {
     /// both directions streaming. Off unless asked for.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub websocket_upgrade: bool,
+    /// How the request is changed before it is forwarded (AWS's parameter mapping).
+    #[serde(default, skip_serializing_if = "RequestParameters::is_empty")]
+    #[schema(required = false, value_type = BTreeMap<String, String>,
+        example = json!({"overwrite:header.x-user-id": "$context.authorizer.claims.sub"}))]
+    pub request_parameters: RequestParameters,
+    /// How the upstream's answer is changed, per status code.
+    #[serde(default, skip_serializing_if = "ResponseParameters::is_empty")]
+    #[schema(required = false, value_type = BTreeMap<String, BTreeMap<String, String>>,
+        example = json!({"404": {"overwrite:statuscode": "200"}}))]
+    pub response_parameters: ResponseParameters,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +60,10 @@ struct RawHttpProxy {
     timeout_ms: u32,
     #[serde(default)]
     websocket_upgrade: bool,
+    #[serde(default)]
+    request_parameters: RequestParameters,
+    #[serde(default)]
+    response_parameters: ResponseParameters,
 }
 
 fn default_timeout() -> u32 {
@@ -67,6 +82,8 @@ impl TryFrom<RawHttpProxy> for HttpProxyIntegration {
             uri: raw.uri,
             timeout_ms: raw.timeout_ms,
             websocket_upgrade: raw.websocket_upgrade,
+            request_parameters: raw.request_parameters,
+            response_parameters: raw.response_parameters,
         })
     }
 }

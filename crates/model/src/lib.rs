@@ -4,7 +4,10 @@
 //! Both planes depend on this crate, so the control plane rejects at the admin API exactly
 //! what the proxy would fail to compile. Nothing here does I/O.
 
+pub mod authorizer;
+pub mod cors;
 pub mod integration;
+pub mod mapping;
 pub mod matcher;
 pub mod metrics;
 pub mod names;
@@ -15,6 +18,11 @@ pub mod snapshot;
 pub mod usage;
 pub mod websocket;
 
+pub use authorizer::{
+    AuthorizationType, AuthorizerSpec, AuthorizerType, DeployedAuthorizer, IdentitySource,
+    RouteAuthorization,
+};
+pub use cors::CorsConfiguration;
 pub use integration::{HttpProxyIntegration, Integration, MockIntegration, UriTemplate};
 pub use matcher::{CompileError, RouteMatch, RouteTable};
 pub use names::{ApiSlug, NameError, StageName, StageVariables};

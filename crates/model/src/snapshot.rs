@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::authorizer::{DeployedAuthorizer, RouteAuthorization};
+use crate::cors::CorsConfiguration;
 use crate::integration::Integration;
 use crate::names::{ApiSlug, StageName, StageVariables};
 use crate::route_key::RouteKey;
@@ -43,8 +45,12 @@ impl Protocol {
     }
 }
 
-/// The snapshot format this build writes and reads.
-pub const SCHEMA: u32 = 1;
+/// The snapshot format this build writes. Schema 2 added authorizers, CORS and parameter
+/// mapping: a proxy that ignored them would let unauthorized calls through, so schema-1
+/// proxies refuse it, while this build still reads a schema-1 snapshot from its disk cache.
+pub const SCHEMA: u32 = 2;
+/// The oldest snapshot format this build reads.
+pub const OLDEST_SCHEMA: u32 = 1;
 
 /// A route as frozen in a deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -53,6 +59,9 @@ pub struct DeployedRoute {
     pub route_key: RouteKey,
     #[serde(default)]
     pub api_key_required: bool,
+    /// Who may call it: nobody checked, a JWT authorizer or a REQUEST authorizer.
+    #[serde(flatten)]
+    pub authorization: RouteAuthorization,
     pub integration: Integration,
 }
 
@@ -88,6 +97,12 @@ pub struct DeployedStage {
     #[serde(default)]
     pub websocket: WebSocketLimits,
     pub routes: Vec<DeployedRoute>,
+    /// The API's authorizers, as frozen in the deployment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorizers: Vec<DeployedAuthorizer>,
+    /// The API's CORS configuration, as frozen in the deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsConfiguration>,
 }
 
 /// Everything a proxy serves, as one value.
@@ -169,7 +184,7 @@ impl ConfigSnapshot {
     /// Decodes a snapshot, checking its schema and that its content hashes to its hash.
     pub fn decode(bytes: &[u8]) -> Result<ConfigSnapshot, SnapshotError> {
         let envelope: Envelope<'_> = serde_json::from_slice(bytes)?;
-        if envelope.schema != SCHEMA {
+        if !(OLDEST_SCHEMA..=SCHEMA).contains(&envelope.schema) {
             return Err(SnapshotError::UnsupportedSchema(envelope.schema));
         }
         if hex::encode(Sha256::digest(envelope.content.get().as_bytes())) != envelope.hash {
@@ -255,11 +270,13 @@ mod tests {
             s
         );
         let newer = encoded
-            .replacen(r#""schema":1"#, r#""schema":2"#, 1)
+            .replacen(r#""schema":2"#, r#""schema":3"#, 1)
             .into_bytes();
         assert!(matches!(
             ConfigSnapshot::decode(&newer),
-            Err(SnapshotError::UnsupportedSchema(2))
+            Err(SnapshotError::UnsupportedSchema(3))
         ));
+        let older = encoded.replacen(r#""schema":2"#, r#""schema":1"#, 1).into_bytes();
+        assert!(ConfigSnapshot::decode(&older).is_ok());
     }
 }

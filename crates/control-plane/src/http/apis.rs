@@ -5,7 +5,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use gatehouse_model::{ApiSlug, Protocol, RouteSelection};
+use gatehouse_model::cors::CorsInput;
+use gatehouse_model::{ApiSlug, CorsConfiguration, Protocol, RouteSelection};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -40,6 +41,10 @@ pub(crate) struct CreateApi {
     /// WebSocket APIs: `$request.body.<field>`; `$request.body.action` when left out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) route_selection_expression: Option<String>,
+    /// HTTP APIs: which browser origins may call the API. The gateway answers their
+    /// preflight requests and sets the CORS headers of every answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cors_configuration: Option<CorsInput>,
 }
 
 fn http_protocol() -> String {
@@ -62,6 +67,42 @@ pub(crate) struct UpdateApi {
     /// WebSocket APIs only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) route_selection_expression: Option<String>,
+    /// HTTP APIs only; `null` removes it. Takes effect at the next deployment.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<CorsInput>, nullable)]
+    pub(crate) cors_configuration: Option<Option<CorsInput>>,
+}
+
+/// A field that may be `null` on purpose: `Some(None)`, while absent stays `None`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<CorsInput>>, D::Error> {
+    Option::<CorsInput>::deserialize(d).map(Some)
+}
+
+fn parse_cors(
+    protocol: Option<Protocol>,
+    input: Option<CorsInput>,
+    errors: &mut Vec<FieldError>,
+) -> Option<CorsConfiguration> {
+    let input = input?;
+    if protocol == Some(Protocol::Websocket) {
+        errors.push(FieldError::new(
+            "cors_configuration",
+            "only HTTP APIs answer browsers' cross-origin requests",
+        ));
+        return None;
+    }
+    CorsConfiguration::try_from(input)
+        .map_err(|e| {
+            errors.push(FieldError::new(
+                format!("cors_configuration.{}", e.field),
+                e.message,
+            ))
+        })
+        .ok()
 }
 
 fn parse_selection(raw: &str, errors: &mut Vec<FieldError>) -> Option<RouteSelection> {
@@ -114,6 +155,7 @@ pub(crate) async fn create(
         }
         (_, None) => None,
     };
+    let cors = parse_cors(protocol, body.cors_configuration, &mut errors);
     let (Some(slug), Some(protocol), true) = (slug, protocol, errors.is_empty()) else {
         return Err(ApiError::Invalid(errors));
     };
@@ -123,6 +165,7 @@ pub(crate) async fn create(
         protocol,
         route_selection,
         description: body.description,
+        cors,
     };
     let api = apis::insert(&state.pool, &new).await?;
     let location = format!("/api/v1/apis/{}", api.id);
@@ -216,15 +259,22 @@ pub(crate) async fn update(
     }
     let slug_changes = slug.is_some();
     let mut tx = state.pool.begin().await?;
-    if route_selection.is_some() {
+    let mut cors = None;
+    if route_selection.is_some() || body.cors_configuration.is_some() {
         let api = apis::get_for_update(&mut *tx, id)
             .await?
             .ok_or(ApiError::NotFound("API"))?;
-        if api.protocol() != Protocol::Websocket {
+        if route_selection.is_some() && api.protocol() != Protocol::Websocket {
             return Err(ApiError::invalid(
                 "route_selection_expression",
                 "only WEBSOCKET APIs route by expression",
             ));
+        }
+        if let Some(change) = body.cors_configuration {
+            cors = Some(parse_cors(Some(api.protocol()), change, &mut errors));
+            if !errors.is_empty() {
+                return Err(ApiError::Invalid(errors));
+            }
         }
     }
     let changes = ApiChanges {
@@ -232,6 +282,7 @@ pub(crate) async fn update(
         slug,
         description: body.description,
         route_selection,
+        cors,
     };
     let api = apis::update(&mut *tx, id, &changes)
         .await?

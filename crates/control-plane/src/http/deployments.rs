@@ -6,7 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use gatehouse_model::{DeployedRoute, Protocol, RouteKey, RouteTable};
+use gatehouse_model::{DeployedAuthorizer, DeployedRoute, Protocol, RouteKey, RouteTable};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -16,6 +16,7 @@ use crate::http::openapi::Description;
 use crate::http::{parse_id, Items, MAX_DESCRIPTION_LEN};
 use crate::json::JsonBody;
 use crate::repo::deployments::{self, Deployment, DeploymentDetail};
+use crate::repo::authorizers::{self, Authorizer};
 use crate::repo::{apis, routes, stages};
 use crate::AppState;
 
@@ -77,11 +78,13 @@ pub(crate) async fn create(
         .ok_or(ApiError::NotFound("API"))?;
     let mut frozen = Vec::new();
     for route in routes::list(&mut *tx, api_id).await? {
+        let authorization = route.authorization();
         frozen.push(DeployedRoute {
             id: route.id,
             route_key: RouteKey::try_from(route.route_key)
                 .map_err(|e| anyhow::anyhow!("stored route key: {e}"))?,
             api_key_required: route.api_key_required,
+            authorization,
             integration: route.integration.0,
         });
     }
@@ -91,13 +94,22 @@ pub(crate) async fn create(
         RouteTable::compile(frozen.iter().map(|r| (r.route_key.clone(), ())))
             .map_err(|e| ApiError::conflict("routes", e.to_string()))?;
     }
+    let frozen_authorizers: Vec<DeployedAuthorizer> = authorizers::list(&mut *tx, api_id)
+        .await?
+        .iter()
+        .map(Authorizer::deployed)
+        .collect();
     let deployment = deployments::insert(
         &mut *tx,
         api_id,
         &body.description,
         &admin.name,
-        &frozen,
-        api.route_selection_expression.as_deref(),
+        &deployments::Frozen {
+            routes: &frozen,
+            route_selection_expression: api.route_selection_expression.as_deref(),
+            authorizers: &frozen_authorizers,
+            cors: api.cors_configuration.as_ref().map(|c| &c.0),
+        },
     )
     .await?;
     tx.commit().await?;

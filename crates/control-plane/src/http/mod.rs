@@ -2,6 +2,7 @@
 
 pub mod apis;
 pub mod audit;
+pub mod authorizers;
 pub mod deployments;
 pub mod health;
 pub mod keys;
@@ -63,6 +64,7 @@ pub fn admin_router(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(apis::router())
         .merge(routes::router())
+        .merge(authorizers::router())
         .merge(deployments::router())
         .merge(stages::router())
         .merge(nodes::router())

@@ -23,7 +23,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
-use super::{apis, deployments, keys, metrics, nodes, plans, routes, stages, tokens};
+use super::{apis, authorizers, deployments, keys, metrics, nodes, plans, routes, stages, tokens};
 use super::{MAX_DESCRIPTION_LEN, MAX_NAME_LEN};
 use crate::error::ErrorBody;
 
@@ -52,6 +52,11 @@ const BEARER: &str = "bearer";
         routes::read,
         routes::update,
         routes::remove,
+        authorizers::list,
+        authorizers::create,
+        authorizers::read,
+        authorizers::update,
+        authorizers::remove,
         deployments::list,
         deployments::create,
         deployments::read,
@@ -87,6 +92,7 @@ const BEARER: &str = "bearer";
     tags(
         (name = "apis", description = "APIs: named sets of routes, HTTP or WebSocket"),
         (name = "routes", description = "Routes of an API and what they call"),
+        (name = "authorizers", description = "JWT and REQUEST authorizers routes name"),
         (name = "deployments", description = "Immutable snapshots of an API's routes"),
         (name = "stages", description = "Named environments pointing at a deployment"),
         (name = "keys", description = "API keys clients send in `x-api-key`"),

@@ -9,7 +9,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use gatehouse_model::{Integration, Protocol, RouteKey, RouteTable};
+use gatehouse_model::{
+    AuthorizationType, Integration, Protocol, RouteAuthorization, RouteKey, RouteTable,
+};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
@@ -19,7 +21,7 @@ use crate::auth::{Admin, Reader};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{parse_id, Items};
 use crate::json::JsonBody;
-use crate::repo::apis;
+use crate::repo::{apis, authorizers};
 use crate::repo::routes::{self, Route, RouteSpec};
 use crate::AppState;
 
@@ -43,6 +45,15 @@ pub(crate) struct CreateRoute {
     /// Whether clients must send an API key (on WebSocket APIs: `$connect` only).
     #[serde(default)]
     pub(crate) api_key_required: bool,
+    /// NONE (default), JWT or CUSTOM (a REQUEST authorizer); HTTP APIs only.
+    #[serde(default)]
+    pub(crate) authorization_type: AuthorizationType,
+    /// The API's authorizer, for JWT and CUSTOM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) authorizer_id: Option<Uuid>,
+    /// JWT: the token must grant one of these scopes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) authorization_scopes: Vec<String>,
     pub(crate) integration: Integration,
 }
 
@@ -54,6 +65,14 @@ pub(crate) struct UpdateRoute {
     pub(crate) route_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) api_key_required: Option<bool>,
+    /// A new type takes the `authorizer_id` and `authorization_scopes` sent with it (or
+    /// none); without one, either may change alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) authorization_type: Option<AuthorizationType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) authorizer_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) authorization_scopes: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) integration: Option<Integration>,
 }
@@ -86,10 +105,49 @@ fn check_spec(protocol: Protocol, spec: &RouteSpec) -> ApiResult<()> {
             ));
         }
     }
+    spec.authorization
+        .check()
+        .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    if protocol == Protocol::Websocket
+        && spec.authorization.authorization_type != AuthorizationType::None
+    {
+        return Err(ApiError::invalid(
+            "authorization_type",
+            "authorizers protect HTTP APIs; a WebSocket API checks an API key on `$connect`",
+        ));
+    }
     if protocol == Protocol::Websocket && spec.api_key_required && *key != RouteKey::Connect {
         return Err(ApiError::invalid(
             "api_key_required",
             "a WebSocket API checks the API key once, on `$connect`; its messages count against the key's plan",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that the authorizer `spec` names is one of the API's, of the kind its
+/// authorization type calls for.
+async fn check_authorizer(conn: &mut PgConnection, api_id: Uuid, spec: &RouteSpec) -> ApiResult<()> {
+    let (Some(id), Some(wanted)) = (
+        spec.authorization.authorizer_id,
+        spec.authorization.authorization_type.authorizer_type(),
+    ) else {
+        return Ok(());
+    };
+    let authorizer = authorizers::get(&mut *conn, api_id, id)
+        .await?
+        .ok_or_else(|| ApiError::invalid("authorizer_id", "no such authorizer in this API"))?;
+    let found = authorizer.definition.0.authorizer_type;
+    if found != wanted {
+        return Err(ApiError::invalid(
+            "authorizer_id",
+            format!(
+                "authorization_type {} needs a {} authorizer; `{}` is {}",
+                spec.authorization.authorization_type.as_str(),
+                wanted.as_str(),
+                authorizer.definition.0.name,
+                found.as_str()
+            ),
         ));
     }
     Ok(())
@@ -165,9 +223,15 @@ pub(crate) async fn create(
     let spec = RouteSpec {
         route_key: parse_key(protocol, &body.route_key)?,
         api_key_required: body.api_key_required,
+        authorization: RouteAuthorization {
+            authorization_type: body.authorization_type,
+            authorizer_id: body.authorizer_id,
+            authorization_scopes: body.authorization_scopes,
+        },
         integration: body.integration,
     };
     check_spec(protocol, &spec)?;
+    check_authorizer(&mut tx, api_id, &spec).await?;
     check_route_set(&mut tx, protocol, api_id, None, &spec).await?;
     let route = routes::insert(&mut *tx, api_id, &spec).await?;
     tx.commit().await?;
@@ -274,9 +338,27 @@ pub(crate) async fn update(
                 .map_err(|e| anyhow::anyhow!("stored route key: {e}"))?,
         },
         api_key_required: body.api_key_required.unwrap_or(current.api_key_required),
+        authorization: match body.authorization_type {
+            Some(authorization_type) => RouteAuthorization {
+                authorization_type,
+                authorizer_id: body.authorizer_id,
+                authorization_scopes: body.authorization_scopes.unwrap_or_default(),
+            },
+            None => {
+                let mut kept = current.authorization();
+                if let Some(id) = body.authorizer_id {
+                    kept.authorizer_id = Some(id);
+                }
+                if let Some(scopes) = body.authorization_scopes {
+                    kept.authorization_scopes = scopes;
+                }
+                kept
+            }
+        },
         integration: body.integration.unwrap_or(current.integration.0),
     };
     check_spec(protocol, &spec)?;
+    check_authorizer(&mut tx, api_id, &spec).await?;
     check_route_set(&mut tx, protocol, api_id, Some(route_id), &spec).await?;
     let route = routes::update(&mut *tx, api_id, route_id, &spec)
         .await?

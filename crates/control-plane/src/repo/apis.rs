@@ -1,8 +1,9 @@
 //! The `apis` table.
 
 use chrono::{DateTime, Utc};
-use gatehouse_model::{ApiSlug, Protocol, RouteSelection};
+use gatehouse_model::{ApiSlug, CorsConfiguration, Protocol, RouteSelection};
 use serde::Serialize;
+use sqlx::types::Json;
 use sqlx::PgExecutor;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -18,6 +19,9 @@ pub struct Api {
     /// WebSocket APIs only: how a message's route is chosen.
     pub route_selection_expression: Option<String>,
     pub description: String,
+    /// HTTP APIs only: which browser origins may call the API.
+    #[schema(value_type = Option<CorsConfiguration>)]
+    pub cors_configuration: Option<Json<CorsConfiguration>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -28,6 +32,7 @@ pub struct NewApi {
     pub protocol: Protocol,
     pub route_selection: Option<RouteSelection>,
     pub description: String,
+    pub cors: Option<CorsConfiguration>,
 }
 
 impl Api {
@@ -36,13 +41,14 @@ impl Api {
     }
 }
 
-const COLUMNS: &str =
-    "id, name, slug, protocol, route_selection_expression, description, created_at, updated_at";
+const COLUMNS: &str = "id, name, slug, protocol, route_selection_expression, description, \
+     cors_configuration, created_at, updated_at";
 
 pub async fn insert(db: impl PgExecutor<'_>, new: &NewApi) -> sqlx::Result<Api> {
     sqlx::query_as(&format!(
-        "INSERT INTO apis (id, name, slug, protocol, route_selection_expression, description)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+        "INSERT INTO apis (id, name, slug, protocol, route_selection_expression, description,
+                           cors_configuration)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
     ))
     .bind(Uuid::now_v7())
     .bind(&new.name)
@@ -50,6 +56,7 @@ pub async fn insert(db: impl PgExecutor<'_>, new: &NewApi) -> sqlx::Result<Api> 
     .bind(new.protocol.as_str())
     .bind(new.route_selection.as_ref().map(RouteSelection::as_str))
     .bind(&new.description)
+    .bind(new.cors.as_ref().map(Json))
     .fetch_one(db)
     .await
 }
@@ -84,6 +91,8 @@ pub struct ApiChanges {
     pub description: Option<String>,
     /// Only for WebSocket APIs (the table refuses it on others).
     pub route_selection: Option<RouteSelection>,
+    /// `Some(None)` removes the CORS configuration.
+    pub cors: Option<Option<CorsConfiguration>>,
 }
 
 pub async fn update(
@@ -95,6 +104,7 @@ pub async fn update(
         "UPDATE apis SET name = COALESCE($2, name), slug = COALESCE($3, slug),
                 description = COALESCE($4, description),
                 route_selection_expression = COALESCE($5, route_selection_expression),
+                cors_configuration = CASE WHEN $6 THEN $7 ELSE cors_configuration END,
                 updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     ))
@@ -103,6 +113,8 @@ pub async fn update(
     .bind(changes.slug.as_ref().map(ApiSlug::as_str))
     .bind(changes.description.as_deref())
     .bind(changes.route_selection.as_ref().map(RouteSelection::as_str))
+    .bind(changes.cors.is_some())
+    .bind(changes.cors.as_ref().and_then(|c| c.as_ref()).map(Json))
     .fetch_optional(db)
     .await
 }

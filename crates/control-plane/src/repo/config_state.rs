@@ -5,7 +5,7 @@
 //! `NOTIFY` goes out when, and only when, the transaction commits.
 
 use gatehouse_model::{
-    ApiSlug, ConfigSnapshot, DeployedKey, DeployedPlan, DeployedRoute, DeployedStage, Protocol,
+    ApiSlug, ConfigSnapshot, CorsConfiguration, DeployedAuthorizer, DeployedKey, DeployedPlan, DeployedRoute, DeployedStage, Protocol,
     RouteSelection, StageName, StageVariables, WebSocketLimits,
 };
 use sqlx::types::Json;
@@ -52,6 +52,8 @@ struct StageRow {
     ws_idle_timeout_seconds: i32,
     ws_max_connection_seconds: i32,
     routes: Json<Vec<DeployedRoute>>,
+    authorizers: Json<Vec<DeployedAuthorizer>>,
+    cors_configuration: Option<Json<CorsConfiguration>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -71,7 +73,7 @@ pub async fn load_snapshot(pool: &PgPool) -> anyhow::Result<ConfigSnapshot> {
     let version = current_version(&mut *tx).await?;
     let rows: Vec<StageRow> = sqlx::query_as(
         "SELECT a.id AS api_id, a.slug, a.protocol, s.name, s.deployment_id, s.variables, s.throttle_rate,
-                s.throttle_burst, s.access_log, d.routes,
+                s.throttle_burst, s.access_log, d.routes, d.authorizers, d.cors_configuration,
                 COALESCE(d.route_selection_expression, a.route_selection_expression) AS route_selection_expression,
                 s.ws_max_message_bytes, s.ws_max_frame_bytes, s.ws_idle_timeout_seconds,
                 s.ws_max_connection_seconds
@@ -116,6 +118,8 @@ pub async fn load_snapshot(pool: &PgPool) -> anyhow::Result<ConfigSnapshot> {
                 max_connection_seconds: limit(row.ws_max_connection_seconds),
             },
             routes: row.routes.0,
+            authorizers: row.authorizers.0,
+            cors: row.cors_configuration.map(|c| c.0),
         });
     }
     let keys = keys

@@ -1,7 +1,7 @@
 //! The `deployments` table: immutable snapshots of an API's routes.
 
 use chrono::{DateTime, Utc};
-use gatehouse_model::DeployedRoute;
+use gatehouse_model::{CorsConfiguration, DeployedAuthorizer, DeployedRoute};
 use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::PgExecutor;
@@ -21,7 +21,7 @@ pub struct Deployment {
     pub created_at: DateTime<Utc>,
 }
 
-/// A deployment with the routes it froze.
+/// A deployment with the routes, authorizers and CORS configuration it froze.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct DeploymentDetail {
     #[serde(flatten)]
@@ -29,7 +29,22 @@ pub struct DeploymentDetail {
     pub deployment: Deployment,
     #[schema(value_type = Vec<DeployedRoute>)]
     pub routes: Json<Vec<DeployedRoute>>,
+    #[schema(value_type = Vec<DeployedAuthorizer>)]
+    pub authorizers: Json<Vec<DeployedAuthorizer>>,
+    #[schema(value_type = Option<CorsConfiguration>)]
+    pub cors_configuration: Option<Json<CorsConfiguration>>,
 }
+
+/// What a deployment freezes of its API.
+pub struct Frozen<'a> {
+    pub routes: &'a [DeployedRoute],
+    /// WebSocket APIs.
+    pub route_selection_expression: Option<&'a str>,
+    pub authorizers: &'a [DeployedAuthorizer],
+    pub cors: Option<&'a CorsConfiguration>,
+}
+
+const DETAIL: &str = "routes, authorizers, cors_configuration";
 
 const COLUMNS: &str =
     "id, api_id, description, author, jsonb_array_length(routes) AS route_count, route_selection_expression, created_at";
@@ -39,20 +54,22 @@ pub async fn insert(
     api_id: Uuid,
     description: &str,
     author: &str,
-    routes: &[DeployedRoute],
-    route_selection_expression: Option<&str>,
+    frozen: &Frozen<'_>,
 ) -> sqlx::Result<DeploymentDetail> {
     sqlx::query_as(&format!(
-        "INSERT INTO deployments (id, api_id, description, author, routes, route_selection_expression)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         RETURNING {COLUMNS}, routes"
+        "INSERT INTO deployments (id, api_id, description, author, routes, route_selection_expression,
+                                  authorizers, cors_configuration)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         RETURNING {COLUMNS}, {DETAIL}"
     ))
     .bind(Uuid::now_v7())
     .bind(api_id)
     .bind(description)
     .bind(author)
-    .bind(Json(routes))
-    .bind(route_selection_expression)
+    .bind(Json(frozen.routes))
+    .bind(frozen.route_selection_expression)
+    .bind(Json(frozen.authorizers))
+    .bind(frozen.cors.map(Json))
     .fetch_one(db)
     .await
 }
@@ -72,7 +89,7 @@ pub async fn get(
     id: Uuid,
 ) -> sqlx::Result<Option<DeploymentDetail>> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS}, routes FROM deployments WHERE api_id = $1 AND id = $2"
+        "SELECT {COLUMNS}, {DETAIL} FROM deployments WHERE api_id = $1 AND id = $2"
     ))
     .bind(api_id)
     .bind(id)

@@ -4,6 +4,7 @@
 
 pub mod apis;
 pub mod audit;
+pub mod authorizers;
 pub mod config_state;
 pub mod deployments;
 pub mod keys;

@@ -82,6 +82,7 @@ pub(super) fn create_body(fields: &Fields) -> CreateApi {
         protocol: protocol.to_owned(),
         route_selection_expression: selection_of(fields, protocol),
         description: fields.trimmed("description").to_owned(),
+        cors_configuration: None,
     }
 }
 
@@ -92,6 +93,7 @@ pub(super) fn update_body(fields: &Fields, api: &Api) -> UpdateApi {
         slug: Some(fields.trimmed("slug").to_owned()),
         description: Some(fields.trimmed("description").to_owned()),
         route_selection_expression: selection_of(fields, &api.protocol),
+        cors_configuration: None,
     }
 }
 

@@ -91,6 +91,9 @@ pub(super) fn route_body(
         Ok(integration) => Ok(CreateRoute {
             route_key: route_key.to_owned(),
             api_key_required: fields.checked("api_key_required"),
+            authorization_type: Default::default(),
+            authorizer_id: None,
+            authorization_scopes: Vec::new(),
             integration,
         }),
         Err(mut errors) => {
@@ -107,6 +110,9 @@ pub(super) fn update_body(route: CreateRoute) -> UpdateRoute {
     UpdateRoute {
         route_key: Some(route.route_key),
         api_key_required: Some(route.api_key_required),
+        authorization_type: None,
+        authorizer_id: None,
+        authorization_scopes: None,
         integration: Some(route.integration),
     }
 }
@@ -128,6 +134,8 @@ fn integration(fields: &Fields) -> Result<Integration, Vec<FieldError>> {
                 uri,
                 timeout_ms,
                 websocket_upgrade: fields.checked("integration.websocket_upgrade"),
+                request_parameters: Default::default(),
+                response_parameters: Default::default(),
             }))
         }
         MOCK => {
