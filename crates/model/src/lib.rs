@@ -7,6 +7,7 @@
 pub mod authorizer;
 pub mod cors;
 pub mod integration;
+pub mod jwt;
 pub mod mapping;
 pub mod matcher;
 pub mod metrics;
