@@ -252,8 +252,14 @@ async fn run(pool: PgPool) -> anyhow::Result<()> {
     let compile_started = Instant::now();
     let snapshot = ConfigSnapshot::decode(&snapshot_bytes)?;
     let decoded = compile_started.elapsed();
-    let compiled = CompiledConfig::compile(&snapshot, None, &QuotaLedger::default(), None)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let compiled = CompiledConfig::compile(
+        &snapshot,
+        None,
+        &QuotaLedger::default(),
+        None,
+        &gatehouse_proxy::Authorizers::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let compile_total = compile_started.elapsed();
     assert_eq!(compiled.key_count(), KEYS as usize + 10);
     drop((compiled, snapshot));

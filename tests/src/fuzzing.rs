@@ -409,11 +409,19 @@ fn compile_snapshot(bytes: &[u8]) {
     };
     let ledger = QuotaLedger::default();
     let meters = MeterRegistry::default();
-    let Ok(first) = CompiledConfig::compile(&snapshot, None, &ledger, Some(&meters)) else {
+    let authorizers = gatehouse_proxy::Authorizers::default();
+    let Ok(first) = CompiledConfig::compile(&snapshot, None, &ledger, Some(&meters), &authorizers)
+    else {
         return;
     };
-    let second = CompiledConfig::compile(&snapshot, Some(&first), &ledger, Some(&meters))
-        .expect("a snapshot that compiled compiles again on top of itself");
+    let second = CompiledConfig::compile(
+        &snapshot,
+        Some(&first),
+        &ledger,
+        Some(&meters),
+        &authorizers,
+    )
+    .expect("a snapshot that compiled compiles again on top of itself");
     assert_eq!(
         (second.version, &second.hash),
         (snapshot.version, &snapshot.hash)

@@ -101,9 +101,15 @@ async fn a_deployment_keeps_the_routes_as_they_were(pool: PgPool) {
     let route = routes::insert(&pool, api.id, &spec("GET /a"))
         .await
         .expect("insert");
-    let deployment = deployments::insert(&pool, api.id, "v1", "tester", &frozen_set(&[frozen(&route)]))
-        .await
-        .expect("deploy");
+    let deployment = deployments::insert(
+        &pool,
+        api.id,
+        "v1",
+        "tester",
+        &frozen_set(&[frozen(&route)]),
+    )
+    .await
+    .expect("deploy");
     routes::update(&pool, api.id, route.id, &spec("GET /b"))
         .await
         .expect("update");
@@ -145,9 +151,10 @@ async fn the_snapshot_holds_every_deployed_stage_at_the_current_version(pool: Pg
     let route = routes::insert(&pool, api.id, &spec("GET /a"))
         .await
         .expect("insert");
-    let deployment = deployments::insert(&pool, api.id, "", "tester", &frozen_set(&[frozen(&route)]))
-        .await
-        .expect("deploy");
+    let deployment =
+        deployments::insert(&pool, api.id, "", "tester", &frozen_set(&[frozen(&route)]))
+            .await
+            .expect("deploy");
     let mut tx = pool.begin().await.expect("tx");
     let stage = NewStage {
         name: StageName::parse("prod").expect("name"),

@@ -127,7 +127,10 @@ impl IdentitySource {
             IdentitySource::StageVariable(name.to_owned())
         } else if let Some(name) = raw.strip_prefix("$context.") {
             IdentitySource::Context(ContextValue::parse(name).ok_or_else(|| {
-                format!("`$context.{}` is not a value the gateway knows", name.escape_default())
+                format!(
+                    "`$context.{}` is not a value the gateway knows",
+                    name.escape_default()
+                )
             })?)
         } else {
             return Err(format!(
@@ -235,11 +238,14 @@ impl From<&AuthorizerSpec> for AuthorizerInput {
             name: spec.name.clone(),
             authorizer_type: spec.authorizer_type,
             identity_source: Some(spec.identity_source.iter().map(|s| s.to_string()).collect()),
-            jwt_configuration: spec.jwt_configuration.as_ref().map(|j| JwtConfigurationInput {
-                issuer: j.issuer.clone(),
-                audience: j.audience.clone(),
-                jwks_uri: j.jwks_uri.clone(),
-            }),
+            jwt_configuration: spec
+                .jwt_configuration
+                .as_ref()
+                .map(|j| JwtConfigurationInput {
+                    issuer: j.issuer.clone(),
+                    audience: j.audience.clone(),
+                    jwks_uri: j.jwks_uri.clone(),
+                }),
             authorizer_uri: spec.authorizer_uri.clone(),
             authorizer_result_ttl_in_seconds: Some(spec.authorizer_result_ttl_in_seconds),
         }
@@ -286,7 +292,9 @@ pub fn check_outbound_url(url: &str, allow_http: bool) -> Result<http::Uri, Stri
         Some("https") => {}
         Some("http") if allow_http => {}
         Some("http") => {
-            return Err("must be https:// (http:// only to 127.0.0.1, [::1] or localhost)".to_owned())
+            return Err(
+                "must be https:// (http:// only to 127.0.0.1, [::1] or localhost)".to_owned(),
+            )
         }
         _ => return Err("must start with https://".to_owned()),
     }
@@ -294,7 +302,7 @@ pub fn check_outbound_url(url: &str, allow_http: bool) -> Result<http::Uri, Stri
 }
 
 /// Whether `url` is plain HTTP to this machine, which tests and sidecars may use.
-fn is_loopback_http(url: &str) -> bool {
+pub fn is_loopback_http(url: &str) -> bool {
     let Ok(uri) = url.parse::<http::Uri>() else {
         return false;
     };
@@ -323,16 +331,25 @@ impl TryFrom<AuthorizerInput> for AuthorizerSpec {
         for source in &sources {
             let parsed = IdentitySource::parse(source).map_err(|e| fail("identity_source", e))?;
             if identity_source.contains(&parsed) {
-                return Err(fail("identity_source", format!("`{parsed}` is named twice")));
+                return Err(fail(
+                    "identity_source",
+                    format!("`{parsed}` is named twice"),
+                ));
             }
             identity_source.push(parsed);
         }
         match raw.authorizer_type {
             AuthorizerType::Jwt => {
                 if raw.authorizer_uri.is_some() {
-                    return Err(fail("authorizer_uri", "only REQUEST authorizers call a URI"));
+                    return Err(fail(
+                        "authorizer_uri",
+                        "only REQUEST authorizers call a URI",
+                    ));
                 }
-                if raw.authorizer_result_ttl_in_seconds.is_some_and(|ttl| ttl != 0) {
+                if raw
+                    .authorizer_result_ttl_in_seconds
+                    .is_some_and(|ttl| ttl != 0)
+                {
                     return Err(fail(
                         "authorizer_result_ttl_in_seconds",
                         "only REQUEST authorizers have a result TTL; a JWT's result is kept until it expires",
@@ -350,7 +367,10 @@ impl TryFrom<AuthorizerInput> for AuthorizerSpec {
                     ));
                 }
                 let jwt = raw.jwt_configuration.ok_or_else(|| {
-                    fail("jwt_configuration", "a JWT authorizer needs an issuer and audiences")
+                    fail(
+                        "jwt_configuration",
+                        "a JWT authorizer needs an issuer and audiences",
+                    )
                 })?;
                 let issuer = jwt.issuer.trim_end_matches('/').to_owned();
                 check_outbound_url(&issuer, is_loopback_http(&issuer))
@@ -362,7 +382,10 @@ impl TryFrom<AuthorizerInput> for AuthorizerSpec {
                     ));
                 }
                 for audience in &jwt.audience {
-                    if audience.is_empty() || audience.len() > 256 || audience.chars().any(char::is_control) {
+                    if audience.is_empty()
+                        || audience.len() > 256
+                        || audience.chars().any(char::is_control)
+                    {
                         return Err(fail(
                             "jwt_configuration.audience",
                             "each audience is 1 to 256 characters, no control characters",
@@ -400,7 +423,10 @@ impl TryFrom<AuthorizerInput> for AuthorizerSpec {
                     ));
                 }
                 let uri = raw.authorizer_uri.ok_or_else(|| {
-                    fail("authorizer_uri", "a REQUEST authorizer needs the URI it calls")
+                    fail(
+                        "authorizer_uri",
+                        "a REQUEST authorizer needs the URI it calls",
+                    )
                 })?;
                 // Authorizers are the operator's own services: plain HTTP is allowed, as
                 // for integrations.
@@ -497,7 +523,8 @@ impl RouteAuthorization {
             }
             _ => {}
         }
-        if !self.authorization_scopes.is_empty() && self.authorization_type != AuthorizationType::Jwt
+        if !self.authorization_scopes.is_empty()
+            && self.authorization_type != AuthorizationType::Jwt
         {
             return Err(fail(
                 "authorization_scopes",
@@ -505,12 +532,17 @@ impl RouteAuthorization {
             ));
         }
         if self.authorization_scopes.len() > MAX_SCOPES {
-            return Err(fail("authorization_scopes", format!("at most {MAX_SCOPES}")));
+            return Err(fail(
+                "authorization_scopes",
+                format!("at most {MAX_SCOPES}"),
+            ));
         }
         for scope in &self.authorization_scopes {
             if scope.is_empty()
                 || scope.len() > 256
-                || !scope.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+                || !scope
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
             {
                 return Err(fail(
                     "authorization_scopes",
@@ -536,27 +568,57 @@ mod tests {
         let a = parse(json!({"name": "idp", "authorizer_type": "JWT",
             "jwt_configuration": {"issuer": "https://idp.example.com/", "audience": ["api"]}}))
         .expect("valid");
-        assert_eq!(a.identity_source, vec![IdentitySource::Header("authorization".into())]);
-        assert_eq!(a.jwt_configuration.expect("jwt").issuer, "https://idp.example.com");
+        assert_eq!(
+            a.identity_source,
+            vec![IdentitySource::Header("authorization".into())]
+        );
+        assert_eq!(
+            a.jwt_configuration.expect("jwt").issuer,
+            "https://idp.example.com"
+        );
     }
 
     #[test]
     fn bad_authorizers_are_refused_naming_the_field() {
         for (bad, field) in [
-            (json!({"name": "a", "authorizer_type": "JWT"}), "jwt_configuration"),
-            (json!({"name": "a", "authorizer_type": "JWT",
-                "jwt_configuration": {"issuer": "http://idp.example.com", "audience": ["x"]}}), "issuer"),
-            (json!({"name": "a", "authorizer_type": "JWT",
-                "jwt_configuration": {"issuer": "https://u:p@idp.example.com", "audience": ["x"]}}), "issuer"),
-            (json!({"name": "a", "authorizer_type": "JWT",
-                "jwt_configuration": {"issuer": "https://idp.example.com", "audience": []}}), "audience"),
-            (json!({"name": "a", "authorizer_type": "REQUEST", "authorizer_uri": "http://127.0.0.1:1/"}), "identity_source"),
-            (json!({"name": "a", "authorizer_type": "REQUEST", "identity_source": ["$request.header.X-Token"],
-                "authorizer_uri": "http://127.0.0.1:1/", "authorizer_result_ttl_in_seconds": 3601}), "ttl"),
-            (json!({"name": "a", "authorizer_type": "REQUEST", "identity_source": ["$request.body.x"],
-                "authorizer_uri": "http://127.0.0.1:1/"}), "identity_source"),
-            (json!({"name": "a", "authorizer_type": "REQUEST", "identity_source": ["$context.nope"],
-                "authorizer_uri": "http://127.0.0.1:1/"}), "identity_source"),
+            (
+                json!({"name": "a", "authorizer_type": "JWT"}),
+                "jwt_configuration",
+            ),
+            (
+                json!({"name": "a", "authorizer_type": "JWT",
+                "jwt_configuration": {"issuer": "http://idp.example.com", "audience": ["x"]}}),
+                "issuer",
+            ),
+            (
+                json!({"name": "a", "authorizer_type": "JWT",
+                "jwt_configuration": {"issuer": "https://u:p@idp.example.com", "audience": ["x"]}}),
+                "issuer",
+            ),
+            (
+                json!({"name": "a", "authorizer_type": "JWT",
+                "jwt_configuration": {"issuer": "https://idp.example.com", "audience": []}}),
+                "audience",
+            ),
+            (
+                json!({"name": "a", "authorizer_type": "REQUEST", "authorizer_uri": "http://127.0.0.1:1/"}),
+                "identity_source",
+            ),
+            (
+                json!({"name": "a", "authorizer_type": "REQUEST", "identity_source": ["$request.header.X-Token"],
+                "authorizer_uri": "http://127.0.0.1:1/", "authorizer_result_ttl_in_seconds": 3601}),
+                "ttl",
+            ),
+            (
+                json!({"name": "a", "authorizer_type": "REQUEST", "identity_source": ["$request.body.x"],
+                "authorizer_uri": "http://127.0.0.1:1/"}),
+                "identity_source",
+            ),
+            (
+                json!({"name": "a", "authorizer_type": "REQUEST", "identity_source": ["$context.nope"],
+                "authorizer_uri": "http://127.0.0.1:1/"}),
+                "identity_source",
+            ),
         ] {
             let err = parse(bad.clone()).expect_err(&bad.to_string());
             assert!(err.contains(field), "{bad}: {err}");
@@ -565,7 +627,12 @@ mod tests {
 
     #[test]
     fn identity_sources_read_back_as_written() {
-        for s in ["$request.header.x-token", "$request.querystring.token", "$stageVariables.env", "$context.identity.sourceIp"] {
+        for s in [
+            "$request.header.x-token",
+            "$request.querystring.token",
+            "$stageVariables.env",
+            "$context.identity.sourceIp",
+        ] {
             assert_eq!(IdentitySource::parse(s).expect(s).to_string(), s);
         }
     }
@@ -582,12 +649,18 @@ mod tests {
             authorization_type: AuthorizationType::Custom,
             ..jwt.clone()
         };
-        assert_eq!(custom_with_scopes.check().unwrap_err().field, "authorization_scopes");
+        assert_eq!(
+            custom_with_scopes.check().unwrap_err().field,
+            "authorization_scopes"
+        );
         let none_with_authorizer = RouteAuthorization {
             authorization_type: AuthorizationType::None,
             authorization_scopes: vec![],
             ..jwt
         };
-        assert_eq!(none_with_authorizer.check().unwrap_err().field, "authorizer_id");
+        assert_eq!(
+            none_with_authorizer.check().unwrap_err().field,
+            "authorizer_id"
+        );
     }
 }

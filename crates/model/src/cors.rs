@@ -190,7 +190,10 @@ mod tests {
             ..input(&["HTTPS://App.Example.com", "http://localhost:3000"])
         })
         .expect("valid");
-        assert_eq!(c.allow_origins, ["https://app.example.com", "http://localhost:3000"]);
+        assert_eq!(
+            c.allow_origins,
+            ["https://app.example.com", "http://localhost:3000"]
+        );
         assert_eq!(c.allow_methods, ["GET"]);
         assert_eq!(c.allow_headers, ["x-token"]);
     }
@@ -201,12 +204,48 @@ mod tests {
             (input(&[]), "allow_origins"),
             (input(&["https://a.example/path"]), "allow_origins"),
             (input(&["javascript:alert(1)"]), "allow_origins"),
-            (CorsInput { allow_credentials: true, ..input(&["*"]) }, "allow_credentials"),
-            (CorsInput { max_age: Some(86_401), ..input(&["*"]) }, "max_age"),
-            (CorsInput { max_age: Some(-2), ..input(&["*"]) }, "max_age"),
-            (CorsInput { allow_methods: vec!["BREW".into()], ..input(&["*"]) }, "allow_methods"),
-            (CorsInput { allow_headers: vec!["bad header".into()], ..input(&["*"]) }, "allow_headers"),
-            (CorsInput { allow_origins: vec!["https://a.example".into(); 65], ..input(&[]) }, "allow_origins"),
+            (
+                CorsInput {
+                    allow_credentials: true,
+                    ..input(&["*"])
+                },
+                "allow_credentials",
+            ),
+            (
+                CorsInput {
+                    max_age: Some(86_401),
+                    ..input(&["*"])
+                },
+                "max_age",
+            ),
+            (
+                CorsInput {
+                    max_age: Some(-2),
+                    ..input(&["*"])
+                },
+                "max_age",
+            ),
+            (
+                CorsInput {
+                    allow_methods: vec!["BREW".into()],
+                    ..input(&["*"])
+                },
+                "allow_methods",
+            ),
+            (
+                CorsInput {
+                    allow_headers: vec!["bad header".into()],
+                    ..input(&["*"])
+                },
+                "allow_headers",
+            ),
+            (
+                CorsInput {
+                    allow_origins: vec!["https://a.example".into(); 65],
+                    ..input(&[])
+                },
+                "allow_origins",
+            ),
         ];
         for (bad, field) in cases {
             assert_eq!(CorsConfiguration::try_from(bad).unwrap_err().field, field);

@@ -422,7 +422,10 @@ mod tests {
 
     fn issuer() -> Issuer {
         let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("key").as_ref().to_vec();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+            .expect("key")
+            .as_ref()
+            .to_vec();
         let public = Ed25519KeyPair::from_pkcs8(&pkcs8)
             .expect("parse")
             .public_key()
@@ -474,8 +477,8 @@ mod tests {
     #[test]
     fn a_good_token_is_verified_and_its_scopes_read() {
         let idp = issuer();
-        let verified = verify(&idp.token("k1", claims()), &idp.jwks("k1"), &config(), NOW)
-            .expect("verified");
+        let verified =
+            verify(&idp.token("k1", claims()), &idp.jwks("k1"), &config(), NOW).expect("verified");
         assert_eq!(verified.claim_text("sub").as_deref(), Some("u1"));
         assert!(verified.grants_any(&["write:pets".to_owned()]));
         assert!(!verified.grants_any(&["admin".to_owned()]));
@@ -518,18 +521,36 @@ mod tests {
         let good = idp.token("k1", claims());
         let (head, rest) = good.split_once('.').expect("parts");
         let (body, _sig) = rest.split_once('.').expect("parts");
-        let none = format!("{}.{body}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none","kid":"k1"}"#));
-        assert_eq!(verify(&none, &jwks, &config(), NOW).unwrap_err(), Refusal::Algorithm);
+        let none = format!(
+            "{}.{body}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none","kid":"k1"}"#)
+        );
+        assert_eq!(
+            verify(&none, &jwks, &config(), NOW).unwrap_err(),
+            Refusal::Algorithm
+        );
         let hmac = jsonwebtoken::encode(
-            &Header { kid: Some("k1".into()), ..Header::new(Algorithm::HS256) },
+            &Header {
+                kid: Some("k1".into()),
+                ..Header::new(Algorithm::HS256)
+            },
             &claims(),
             &EncodingKey::from_secret(&idp.public),
         )
         .expect("sign");
-        assert_eq!(verify(&hmac, &jwks, &config(), NOW).unwrap_err(), Refusal::Algorithm);
+        assert_eq!(
+            verify(&hmac, &jwks, &config(), NOW).unwrap_err(),
+            Refusal::Algorithm
+        );
         let tampered_body = URL_SAFE_NO_PAD.encode(with(json!({"sub": "admin"})).to_string());
-        let tampered = format!("{head}.{tampered_body}.{}", good.rsplit('.').next().expect("sig"));
-        assert_eq!(verify(&tampered, &jwks, &config(), NOW).unwrap_err(), Refusal::BadSignature);
+        let tampered = format!(
+            "{head}.{tampered_body}.{}",
+            good.rsplit('.').next().expect("sig")
+        );
+        assert_eq!(
+            verify(&tampered, &jwks, &config(), NOW).unwrap_err(),
+            Refusal::BadSignature
+        );
         let stranger = issuer();
         assert_eq!(
             verify(&stranger.token("k1", claims()), &jwks, &config(), NOW).unwrap_err(),
@@ -540,7 +561,11 @@ mod tests {
             Refusal::UnknownKey
         );
         for junk in ["", "a.b", "a.b.c", "...", &"x".repeat(MAX_TOKEN_BYTES + 1)] {
-            assert_eq!(verify(junk, &jwks, &config(), NOW).unwrap_err(), Refusal::Malformed, "{junk:.20}");
+            assert_eq!(
+                verify(junk, &jwks, &config(), NOW).unwrap_err(),
+                Refusal::Malformed,
+                "{junk:.20}"
+            );
         }
     }
 
@@ -566,7 +591,12 @@ mod tests {
             Err(JwksError::TooLarge)
         ));
         let with_encryption_key = json!({"keys": [good, {"kty": "OKP", "crv": "Ed25519", "kid": "e", "use": "enc", "x": x}]});
-        assert_eq!(Jwks::parse(with_encryption_key.to_string().as_bytes()).expect("parsed").len(), 1);
+        assert_eq!(
+            Jwks::parse(with_encryption_key.to_string().as_bytes())
+                .expect("parsed")
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -118,14 +118,22 @@ enum Side {
 }
 
 fn parse_key(key: &str, side: Side) -> Result<(Action, Target), String> {
-    let (action, target) = key
-        .split_once(':')
-        .ok_or_else(|| format!("`{}` must be `append:`, `overwrite:` or `remove:` and a target", key.escape_default()))?;
+    let (action, target) = key.split_once(':').ok_or_else(|| {
+        format!(
+            "`{}` must be `append:`, `overwrite:` or `remove:` and a target",
+            key.escape_default()
+        )
+    })?;
     let action = match action {
         "append" => Action::Append,
         "overwrite" => Action::Overwrite,
         "remove" => Action::Remove,
-        _ => return Err(format!("`{}`: the action is append, overwrite or remove", key.escape_default())),
+        _ => {
+            return Err(format!(
+                "`{}`: the action is append, overwrite or remove",
+                key.escape_default()
+            ))
+        }
     };
     let target = if let Some(name) = target.strip_prefix("header.") {
         check_param_name(name).map_err(|e| format!("`{}`: {e}", key.escape_default()))?;
@@ -136,7 +144,10 @@ fn parse_key(key: &str, side: Side) -> Result<(Action, Target), String> {
         Target::Header(name)
     } else if let Some(name) = target.strip_prefix("querystring.") {
         if side == Side::Response {
-            return Err(format!("`{}`: a response has no query string", key.escape_default()));
+            return Err(format!(
+                "`{}`: a response has no query string",
+                key.escape_default()
+            ));
         }
         check_param_name(name).map_err(|e| format!("`{}`: {e}", key.escape_default()))?;
         Target::QueryString(name.to_owned())
@@ -155,13 +166,21 @@ fn parse_key(key: &str, side: Side) -> Result<(Action, Target), String> {
         ));
     };
     if action != Action::Overwrite && matches!(target, Target::Path | Target::StatusCode) {
-        return Err(format!("`{}`: the path and status code can only be overwritten", key.escape_default()));
+        return Err(format!(
+            "`{}`: the path and status code can only be overwritten",
+            key.escape_default()
+        ));
     }
     Ok((action, target))
 }
 
 fn reference(expr: &str, side: Side) -> Result<Piece, String> {
-    let bad = || format!("`${}` is not a value the gateway knows", expr.escape_default());
+    let bad = || {
+        format!(
+            "`${}` is not a value the gateway knows",
+            expr.escape_default()
+        )
+    };
     let named = |rest: &str, make: fn(String) -> Piece| -> Result<Piece, String> {
         check_param_name(rest)?;
         Ok(make(rest.to_owned()))
@@ -199,7 +218,9 @@ fn reference(expr: &str, side: Side) -> Result<Piece, String> {
         if let Some(key) = rest.strip_prefix("authorizer.") {
             return named(key, Piece::AuthorizerValue);
         }
-        return ContextValue::parse(rest).map(Piece::Context).ok_or_else(bad);
+        return ContextValue::parse(rest)
+            .map(Piece::Context)
+            .ok_or_else(bad);
     }
     Err(bad())
 }
@@ -207,7 +228,9 @@ fn reference(expr: &str, side: Side) -> Result<Piece, String> {
 impl ValueTemplate {
     fn parse(raw: &str, side: Side) -> Result<ValueTemplate, String> {
         if raw.len() > MAX_MAPPING_VALUE_LEN {
-            return Err(format!("a value is at most {MAX_MAPPING_VALUE_LEN} characters"));
+            return Err(format!(
+                "a value is at most {MAX_MAPPING_VALUE_LEN} characters"
+            ));
         }
         if raw.chars().any(char::is_control) {
             return Err("a value holds no control characters".to_owned());
@@ -225,7 +248,9 @@ impl ValueTemplate {
                 (&braced[..end], &braced[end + 1..])
             } else {
                 let end = after
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~')))
+                    .find(|c: char| {
+                        !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~'))
+                    })
                     .unwrap_or(after.len());
                 (&after[..end], &after[end..])
             };
@@ -256,17 +281,15 @@ impl ValueTemplate {
     }
 }
 
-fn parse_rules(
-    map: &BTreeMap<String, String>,
-    side: Side,
-) -> Result<Vec<Mapping>, String> {
+fn parse_rules(map: &BTreeMap<String, String>, side: Side) -> Result<Vec<Mapping>, String> {
     if map.len() > MAX_MAPPINGS {
         return Err(format!("at most {MAX_MAPPINGS} rules"));
     }
     let mut rules = Vec::with_capacity(map.len());
     for (key, value) in map {
         let (action, target) = parse_key(key, side)?;
-        let value = ValueTemplate::parse(value, side).map_err(|e| format!("`{}`: {e}", key.escape_default()))?;
+        let value = ValueTemplate::parse(value, side)
+            .map_err(|e| format!("`{}`: {e}", key.escape_default()))?;
         if target == Target::StatusCode {
             let code = value.as_static().and_then(|v| v.parse::<u16>().ok());
             if !code.is_some_and(|c| (200..=599).contains(&c)) {
@@ -281,20 +304,29 @@ fn parse_rules(
             }
         }
         // Keys differing only in a header name's case are the same target.
-        if rules
-            .iter()
-            .any(|r: &Mapping| r.target == target && (r.action == action || action == Action::Overwrite || r.action == Action::Overwrite))
-        {
+        if rules.iter().any(|r: &Mapping| {
+            r.target == target
+                && (r.action == action
+                    || action == Action::Overwrite
+                    || r.action == Action::Overwrite)
+        }) {
             return Err(format!("`{}` is mapped twice", key.escape_default()));
         }
-        rules.push(Mapping { action, target, value });
+        rules.push(Mapping {
+            action,
+            target,
+            value,
+        });
     }
     Ok(rules)
 }
 
 /// The request rules of an integration, keyed as AWS writes them.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(try_from = "BTreeMap<String, String>", into = "BTreeMap<String, String>")]
+#[serde(
+    try_from = "BTreeMap<String, String>",
+    into = "BTreeMap<String, String>"
+)]
 pub struct RequestParameters {
     raw: BTreeMap<String, String>,
     rules: Vec<Mapping>,
@@ -361,8 +393,16 @@ impl TryFrom<BTreeMap<String, BTreeMap<String, String>>> for ResponseParameters 
                 .parse::<u16>()
                 .ok()
                 .filter(|c| (200..=599).contains(c))
-                .ok_or_else(|| format!("`{}` is not a status code from 200 to 599", status.escape_default()))?;
-            by_status.push((code, parse_rules(rules, Side::Response).map_err(|e| format!("{code}: {e}"))?));
+                .ok_or_else(|| {
+                    format!(
+                        "`{}` is not a status code from 200 to 599",
+                        status.escape_default()
+                    )
+                })?;
+            by_status.push((
+                code,
+                parse_rules(rules, Side::Response).map_err(|e| format!("{code}: {e}"))?,
+            ));
         }
         Ok(ResponseParameters { raw, by_status })
     }
@@ -399,8 +439,11 @@ mod tests {
 
     #[test]
     fn values_mix_text_and_references() {
-        let p = request(&[("overwrite:header.X-User", "user ${context.authorizer.claims.sub} via $request.header.Host!")])
-            .expect("valid");
+        let p = request(&[(
+            "overwrite:header.X-User",
+            "user ${context.authorizer.claims.sub} via $request.header.Host!",
+        )])
+        .expect("valid");
         let rule = &p.rules()[0];
         assert_eq!(rule.target, Target::Header("x-user".into()));
         assert_eq!(
@@ -433,7 +476,10 @@ mod tests {
             assert!(request(&bad).is_err(), "{bad:?}");
         }
         let mut response = BTreeMap::new();
-        response.insert("404".to_owned(), BTreeMap::from([("overwrite:statuscode".to_owned(), "999".to_owned())]));
+        response.insert(
+            "404".to_owned(),
+            BTreeMap::from([("overwrite:statuscode".to_owned(), "999".to_owned())]),
+        );
         assert!(ResponseParameters::try_from(response).is_err());
     }
 
@@ -450,7 +496,10 @@ mod tests {
             "404".to_owned(),
             BTreeMap::from([
                 ("overwrite:statuscode".to_owned(), "200".to_owned()),
-                ("append:header.x-was".to_owned(), "$response.header.x-upstream".to_owned()),
+                (
+                    "append:header.x-was".to_owned(),
+                    "$response.header.x-upstream".to_owned(),
+                ),
             ]),
         );
         let p = ResponseParameters::try_from(raw.clone()).expect("valid");

@@ -276,7 +276,9 @@ mod tests {
             ConfigSnapshot::decode(&newer),
             Err(SnapshotError::UnsupportedSchema(3))
         ));
-        let older = encoded.replacen(r#""schema":2"#, r#""schema":1"#, 1).into_bytes();
+        let older = encoded
+            .replacen(r#""schema":2"#, r#""schema":1"#, 1)
+            .into_bytes();
         assert!(ConfigSnapshot::decode(&older).is_ok());
     }
 }

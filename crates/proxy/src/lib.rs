@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod admission;
+mod authorizers;
 pub mod config;
 mod request;
 mod server;
@@ -37,6 +38,7 @@ pub use sync::cache;
 /// What the benchmarks and fuzzers drive directly: compiling a snapshot, and the checks
 /// that keep request paths from climbing out of their upstream's path.
 pub use admission::quota::QuotaLedger;
+pub use authorizers::Authorizers;
 pub use request::dot_segments::{has_dot_segment, makes_dot_segment};
 pub use snapshot::CompiledConfig;
 pub use traffic::meters::MeterRegistry;

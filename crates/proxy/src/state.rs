@@ -9,6 +9,7 @@ use arc_swap::ArcSwapOption;
 
 use crate::admission::quota::{KeyUse, QuotaLedger};
 use crate::admission::shared_quota::SharedCounters;
+use crate::authorizers::Authorizers;
 use crate::config::ProxyConfig;
 use crate::request::request_id::RequestIds;
 use crate::server::drain::Drain;
@@ -16,7 +17,7 @@ use crate::snapshot::CompiledConfig;
 use crate::traffic::access_log::AccessLog;
 use crate::traffic::meters::{key_events, KeyEvents, MeterRegistry, Unmatched};
 use crate::traffic::telemetry::Telemetry;
-use crate::upstream::{upstream_client, UpstreamClient};
+use crate::upstream::{event_client, upstream_client, EventClient, UpstreamClient};
 use crate::websocket::WebSockets;
 
 /// The proxy's state.
@@ -45,6 +46,10 @@ pub struct Shared {
     pub websockets: WebSockets,
     /// What shutdown waits for: client connections and WebSocket sessions.
     pub drain: Drain,
+    /// Authorizers' keys, verified tokens and cached answers, across snapshots.
+    pub authorizers: Authorizers,
+    /// The client issuers' keys are fetched and REQUEST authorizers called with.
+    pub auth_client: EventClient,
 }
 
 impl Shared {
@@ -73,6 +78,8 @@ impl Shared {
                 &telemetry,
             ),
             drain: Drain::default(),
+            authorizers: Authorizers::default(),
+            auth_client: event_client(config.connect_timeout, &telemetry),
             telemetry,
         }
     }

@@ -167,9 +167,10 @@ pub(crate) async fn update(
         .ok_or(ApiError::NotFound("authorizer"))?;
     let mut merged = serde_json::to_value(AuthorizerInput::from(&current.definition.0))
         .map_err(|e| anyhow::anyhow!("stored authorizer: {e}"))?;
-    if changes.get("authorizer_type").is_some_and(|t| {
-        Some(t) != merged.get("authorizer_type")
-    }) {
+    if changes
+        .get("authorizer_type")
+        .is_some_and(|t| Some(t) != merged.get("authorizer_type"))
+    {
         return Err(ApiError::invalid(
             "authorizer_type",
             "an authorizer's type cannot change; create another",

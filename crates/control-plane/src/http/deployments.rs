@@ -15,8 +15,8 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::openapi::Description;
 use crate::http::{parse_id, Items, MAX_DESCRIPTION_LEN};
 use crate::json::JsonBody;
-use crate::repo::deployments::{self, Deployment, DeploymentDetail};
 use crate::repo::authorizers::{self, Authorizer};
+use crate::repo::deployments::{self, Deployment, DeploymentDetail};
 use crate::repo::{apis, routes, stages};
 use crate::AppState;
 

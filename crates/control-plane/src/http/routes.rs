@@ -21,8 +21,8 @@ use crate::auth::{Admin, Reader};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{parse_id, Items};
 use crate::json::JsonBody;
-use crate::repo::{apis, authorizers};
 use crate::repo::routes::{self, Route, RouteSpec};
+use crate::repo::{apis, authorizers};
 use crate::AppState;
 
 /// Most routes one API may have.
@@ -127,7 +127,11 @@ fn check_spec(protocol: Protocol, spec: &RouteSpec) -> ApiResult<()> {
 
 /// Checks that the authorizer `spec` names is one of the API's, of the kind its
 /// authorization type calls for.
-async fn check_authorizer(conn: &mut PgConnection, api_id: Uuid, spec: &RouteSpec) -> ApiResult<()> {
+async fn check_authorizer(
+    conn: &mut PgConnection,
+    api_id: Uuid,
+    spec: &RouteSpec,
+) -> ApiResult<()> {
     let (Some(id), Some(wanted)) = (
         spec.authorization.authorizer_id,
         spec.authorization.authorization_type.authorizer_type(),

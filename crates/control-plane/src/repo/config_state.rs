@@ -5,8 +5,9 @@
 //! `NOTIFY` goes out when, and only when, the transaction commits.
 
 use gatehouse_model::{
-    ApiSlug, ConfigSnapshot, CorsConfiguration, DeployedAuthorizer, DeployedKey, DeployedPlan, DeployedRoute, DeployedStage, Protocol,
-    RouteSelection, StageName, StageVariables, WebSocketLimits,
+    ApiSlug, ConfigSnapshot, CorsConfiguration, DeployedAuthorizer, DeployedKey, DeployedPlan,
+    DeployedRoute, DeployedStage, Protocol, RouteSelection, StageName, StageVariables,
+    WebSocketLimits,
 };
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, PgPool};

@@ -49,7 +49,8 @@ pub struct RouteSpec {
     pub integration: Integration,
 }
 
-const COLUMNS: &str = "id, api_id, route_key, api_key_required, authorization_type, authorizer_id, \
+const COLUMNS: &str =
+    "id, api_id, route_key, api_key_required, authorization_type, authorizer_id, \
      authorization_scopes, integration, created_at, updated_at";
 
 pub async fn insert(

@@ -10,6 +10,8 @@ use http::{HeaderValue, Response};
 use uuid::Uuid;
 
 use crate::admission::Admitted;
+use crate::authorizers::{Decision, Fetched};
+use crate::request::cors::CorsAnswer;
 use crate::request::errors::{ProxyBody, Reject};
 use crate::request::request_id::REQUEST_ID;
 use crate::state::Shared;
@@ -36,6 +38,24 @@ pub struct RequestContext {
     /// and quota, and the quota still to take from the counter proxies share (Redis)
     /// once the snapshot is let go.
     pub admitted: Admitted,
+    /// Who the route's authorizer says the caller is.
+    pub auth: Option<Authorized>,
+    /// What an authorizer's errand brought back, for the phases' second run.
+    pub fetched: Option<Fetched>,
+    /// Why an authorizer refused, for the access log.
+    pub auth_refusal: Option<&'static str>,
+    /// How long this request waited for authorizer errands, in microseconds.
+    pub authorizer_us: Option<u64>,
+    /// The CORS headers of the answer, when the API has a CORS configuration.
+    pub cors: Option<CorsAnswer>,
+}
+
+/// What a route's authorizer established about the caller.
+pub enum Authorized {
+    /// A verified JWT, with its claims.
+    Jwt(Arc<gatehouse_model::jwt::Verified>),
+    /// A REQUEST authorizer's yes, with its context.
+    Custom(Arc<Decision>),
 }
 
 impl RequestContext {
@@ -50,6 +70,11 @@ impl RequestContext {
             recording: None,
             records_itself: false,
             admitted: Admitted::default(),
+            auth: None,
+            fetched: None,
+            auth_refusal: None,
+            authorizer_us: None,
+            cors: None,
         }
     }
 
@@ -71,6 +96,9 @@ impl RequestContext {
     /// (requests no stage took are counted apart), and the body carries the recording to
     /// its last byte.
     pub fn finish(mut self, mut response: Response<ProxyBody>) -> Response<ResponseBody> {
+        if let Some(cors) = self.cors.take() {
+            cors.apply(response.headers_mut());
+        }
         response
             .headers_mut()
             .insert(REQUEST_ID, self.request_id.clone());
@@ -82,7 +110,11 @@ impl RequestContext {
             }
             None => {}
         }
-        let recording = self.recording.take();
+        let mut recording = self.recording.take();
+        if let Some(recording) = recording.as_mut() {
+            recording.authorizer_us = self.authorizer_us;
+            recording.auth_error = self.auth_refusal;
+        }
         response.map(|body| Counted::new(body, recording))
     }
 }

@@ -24,8 +24,17 @@ pub enum Reject {
     NotImplemented,
     /// No route (and no `$default`) for this request, or no such API stage.
     NotFound,
-    /// The route requires an API key and none valid was sent.
+    /// The route requires an API key and none valid was sent, or its REQUEST authorizer
+    /// said no.
     Forbidden,
+    /// No token or identity where the route's authorizer looks for one.
+    Unauthorized,
+    /// A token the route's JWT authorizer refused.
+    InvalidToken,
+    /// A valid token without any of the route's scopes.
+    InsufficientScope,
+    /// The route's REQUEST authorizer failed, timed out or answered garbage.
+    InternalError,
     /// Over a throttle.
     TooManyRequests,
     /// Over a quota.
@@ -76,7 +85,9 @@ impl Reject {
             Reject::NotFound => reject!(NOT_FOUND, "Not Found"),
             Reject::MethodNotAllowed => reject!(METHOD_NOT_ALLOWED, "Method Not Allowed"),
             Reject::NotImplemented => reject!(NOT_IMPLEMENTED, "Not Implemented"),
-            Reject::Forbidden => reject!(FORBIDDEN, "Forbidden"),
+            Reject::Forbidden | Reject::InsufficientScope => reject!(FORBIDDEN, "Forbidden"),
+            Reject::Unauthorized | Reject::InvalidToken => reject!(UNAUTHORIZED, "Unauthorized"),
+            Reject::InternalError => reject!(INTERNAL_SERVER_ERROR, "Internal Server Error"),
             Reject::TooManyRequests => reject!(TOO_MANY_REQUESTS, "Too Many Requests"),
             Reject::LimitExceeded => reject!(TOO_MANY_REQUESTS, "Limit Exceeded"),
             Reject::PayloadTooLarge => reject!(PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
@@ -103,6 +114,19 @@ impl Reject {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        // RFC 6750: what a client should do about its bearer token.
+        let challenge = match self {
+            Reject::Unauthorized => Some("Bearer"),
+            Reject::InvalidToken => Some(r#"Bearer error="invalid_token""#),
+            Reject::InsufficientScope => Some(r#"Bearer error="insufficient_scope""#),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
         response
     }
 }

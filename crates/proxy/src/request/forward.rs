@@ -17,6 +17,7 @@ use crate::request::body_timeout::{BodyReadTimeout, IdleTimeout};
 use crate::request::client_body::{ClientBody, ClientBodyError};
 use crate::request::context::RequestContext;
 use crate::request::errors::{ProxyBody, Reject};
+use crate::request::mapping::map_response;
 use crate::request::prepare::Upstream;
 use crate::request::request_id::REQUEST_ID;
 use crate::traffic::recording::{micros, Counted};
@@ -33,6 +34,8 @@ pub async fn forward(
         uri,
         timeout,
         upgrade,
+        header_edits,
+        response_rules,
     } = upstream;
     let shared = &*cx.shared;
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
@@ -46,6 +49,7 @@ pub async fn forward(
     }
     let (mut parts, body) = req.into_parts();
     rewrite_request_headers(&mut parts.headers, &cx.peer);
+    header_edits.apply(&mut parts.headers)?;
     if let Some(upgrade) = &upgrade {
         passthrough::restore_upgrade(&mut parts.headers, upgrade.clone());
     }
@@ -91,6 +95,16 @@ pub async fn forward(
     let accepted = response.headers().get(header::UPGRADE).cloned();
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    if let Some(rules) = &response_rules {
+        let request_id = cx.request_id.to_str().unwrap_or("");
+        map_response(
+            rules,
+            &mut parts.status,
+            &mut parts.headers,
+            request_id,
+            cx.auth.as_ref(),
+        )?;
+    }
     // The client talks to the gateway, whatever version the upstream speaks.
     parts.version = Version::HTTP_11;
     if let (Some(client), Some(upstream), Some(accepted)) =

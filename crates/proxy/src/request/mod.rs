@@ -5,12 +5,18 @@
 //!    gateway (target length, method case, `Host`, transfer codings);
 //! 2. resolve ([`resolve`]): with the path normalised and the snapshot loaded, find the
 //!    stage and the route, and start measuring the request;
+//!    An API with CORS has its browsers' preflight requests answered here ([`cors`]);
 //! 3. the route's phases ([`phases`]), chosen when the snapshot was compiled:
-//!    authenticate (the API key) and admit (throttles, quota);
-//! 4. prepare ([`prepare`]): decide the answer, rendering the upstream URI;
+//!    authorize (a JWT or REQUEST authorizer), authenticate (the API key) and admit
+//!    (throttles, quota). A phase that needs the network (an issuer's keys, an
+//!    authorizer's answer) halts with an errand, run with the snapshot let go; then
+//!    phases 2 and 3 run again, the errand's result on the context;
+//! 4. prepare ([`prepare`]): decide the answer, rendering the upstream URI and applying
+//!    the integration's request parameter mapping ([`mapping`]);
 //! 5. the admit phase's network part: a quota shared through Redis;
 //! 6. answer: a mock, [`forward`] to the upstream, or a WebSocket API's handshake;
-//! 7. respond: the `RateLimit` headers of a keyed request, whatever its answer;
+//! 7. respond: the response parameter mapping, the `RateLimit` headers of a keyed
+//!    request whatever its answer, the API's CORS headers;
 //! 8. record ([`RequestContext::finish`]): the request id, the status, the recording.
 //!
 //! Phases 2 to 4 run while the snapshot is held, and never await: the guard is gone
@@ -21,9 +27,11 @@
 pub mod body_timeout;
 pub mod client_body;
 pub mod context;
+pub mod cors;
 pub mod dot_segments;
 pub mod errors;
 pub mod forward;
+pub mod mapping;
 pub mod phases;
 pub mod prepare;
 pub mod request_id;
@@ -37,11 +45,14 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::admission::{self, Refusal};
+use crate::authorizers::{Errand, Fetched};
 use crate::request::context::{RequestContext, ResponseBody};
 use crate::request::errors::{ProxyBody, Reject};
+use crate::request::phases::Halt;
 use crate::request::prepare::Answer;
 use crate::request::resolve::Resolved;
 use crate::state::Shared;
+use crate::traffic::recording::micros;
 use crate::upstream::Peer;
 use crate::websocket;
 
@@ -98,22 +109,39 @@ impl From<Refusal> for Stop {
     }
 }
 
+/// Most errands one request may run: a key fetch and an authorizer's answer.
+const MAX_ERRANDS: usize = 2;
+
 async fn run(cx: &mut RequestContext, req: Request<Incoming>) -> Result<Response<ProxyBody>, Stop> {
     well_formed::check(&req, cx.shared.max_uri_bytes)?;
-    let answer = {
-        // Routes are matched on the normalised path, and upstreams sent what matched.
-        let path = request_path::normalize(req.uri().path()).map_err(|_| Reject::BadRequest)?;
-        let guard = cx.shared.config.load();
-        let config = guard.as_ref().ok_or(Reject::NotReady)?;
-        match resolve::resolve(cx, config, &path, &req)? {
-            Resolved::WebSocket(stage, rest) => Answer::WebSocket(stage, rest),
-            Resolved::Route(mut matched) => {
-                for phase in matched.route().phases.iter() {
-                    phase.run(cx, &mut matched, req.headers())?;
+    // Routes are matched on the normalised path, and upstreams sent what matched.
+    let path = request_path::normalize(req.uri().path()).map_err(|_| Reject::BadRequest)?;
+    let mut errands = 0;
+    let answer = loop {
+        let errand = {
+            let guard = cx.shared.config.load();
+            let config = guard.as_ref().ok_or(Reject::NotReady)?;
+            match resolve::resolve(cx, config, &path, &req)? {
+                Resolved::WebSocket(stage, rest) => break Answer::WebSocket(stage, rest),
+                Resolved::Preflight(response) => break Answer::Mock(response),
+                Resolved::Route(mut matched) => {
+                    let phases = matched.route().phases.iter();
+                    match phases
+                        .map(|p| p.run(cx, &mut matched, &req))
+                        .find_map(Result::err)
+                    {
+                        None => break prepare::prepare(cx, &matched, &req)?,
+                        Some(Halt::Errand(errand)) if errands < MAX_ERRANDS => errand,
+                        Some(Halt::Errand(_)) => return Err(Reject::InternalError.into()),
+                        Some(Halt::Reject(reject)) => return Err(reject.into()),
+                        Some(Halt::Refused(refusal)) => return Err(refusal.into()),
+                    }
                 }
-                prepare::prepare(&matched, &req)?
             }
-        }
+        };
+        errands += 1;
+        let fetched = run_errand(cx, errand).await;
+        cx.fetched = Some(fetched);
     };
     let admitted = std::mem::take(&mut cx.admitted);
     let rate_headers = admission::take_shared_quota(&cx.shared, admitted).await?;
@@ -136,4 +164,31 @@ async fn run(cx: &mut RequestContext, req: Request<Incoming>) -> Result<Response
     };
     rate_headers.apply(response.headers_mut());
     Ok(response)
+}
+
+/// Runs an authorizer's network work, with the snapshot let go, timing it for the
+/// access log and the authorizer's latency metric.
+async fn run_errand(cx: &mut RequestContext, errand: Errand) -> Fetched {
+    let started = std::time::Instant::now();
+    let shared = cx.shared.clone();
+    let fetched = match errand {
+        Errand::FetchKeys(authorizer) => {
+            authorizer
+                .fetch_keys(&shared.auth_client, &shared.telemetry.auth)
+                .await;
+            Fetched::Keys(authorizer)
+        }
+        Errand::Ask(authorizer, question) => {
+            let answer = authorizer.ask(&shared.auth_client, question).await;
+            shared
+                .telemetry
+                .auth
+                .latency
+                .with_label_values(&["request"])
+                .observe(started.elapsed().as_secs_f64());
+            Fetched::Answer(authorizer, answer)
+        }
+    };
+    cx.authorizer_us = Some(cx.authorizer_us.unwrap_or(0) + micros(started.elapsed()));
+    fetched
 }

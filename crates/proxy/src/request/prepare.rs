@@ -9,8 +9,10 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 
+use crate::request::context::RequestContext;
 use crate::request::dot_segments::makes_dot_segment;
 use crate::request::errors::{ProxyBody, Reject};
+use crate::request::mapping::{map_request, HeaderEdits, ResponseRules, Sources};
 use crate::request::resolve::Matched;
 use crate::snapshot::Action;
 use crate::websocket::passthrough;
@@ -30,10 +32,18 @@ pub struct Upstream {
     pub timeout: Duration,
     /// The `Upgrade` header of a WebSocket upgrade the route passes through.
     pub upgrade: Option<HeaderValue>,
+    /// Header changes of the request parameter mapping.
+    pub header_edits: HeaderEdits,
+    /// The response parameter mapping, when the integration has one.
+    pub response_rules: Option<ResponseRules>,
 }
 
 /// How `matched` answers `req`.
-pub fn prepare<B>(matched: &Matched<'_, '_>, req: &Request<B>) -> Result<Answer, Reject> {
+pub fn prepare<B>(
+    cx: &RequestContext,
+    matched: &Matched<'_, '_>,
+    req: &Request<B>,
+) -> Result<Answer, Reject> {
     let route = matched.route();
     match &route.action {
         Action::Mock {
@@ -45,23 +55,67 @@ pub fn prepare<B>(matched: &Matched<'_, '_>, req: &Request<B>) -> Result<Answer,
             uri,
             timeout,
             websocket_upgrade,
+            request_rules,
+            response_rules,
         } => {
             let upgrade = websocket_upgrade
                 .then(|| passthrough::websocket_upgrade(req.headers()))
                 .flatten();
             match uri.render(|i| matched.found.param(i), req.uri().query()) {
                 Ok(upstream) if makes_dot_segment(uri, &upstream) => Err(Reject::BadRequest),
-                Ok(uri) => Ok(Answer::Forward(Upstream {
-                    uri,
-                    timeout: *timeout,
-                    upgrade,
-                })),
+                Ok(mut upstream_uri) => {
+                    let header_edits = if request_rules.is_empty() {
+                        HeaderEdits::default()
+                    } else {
+                        let params: Vec<(&str, &str)> = route
+                            .param_names
+                            .iter()
+                            .enumerate()
+                            .map(|(i, name)| (&**name, matched.found.param(i)))
+                            .collect();
+                        let sources = sources(cx, matched, req, &params);
+                        map_request(request_rules, &sources, &mut upstream_uri)?
+                    };
+                    Ok(Answer::Forward(Upstream {
+                        uri: upstream_uri,
+                        timeout: *timeout,
+                        upgrade,
+                        header_edits,
+                        response_rules: response_rules.as_ref().map(|rules| ResponseRules {
+                            rules: rules.clone(),
+                            stage: matched.stage.info.clone(),
+                        }),
+                    }))
+                }
                 Err(e) => {
                     tracing::warn!(route = %route.route_key, error = %e, "integration URI invalid for this request");
                     Err(Reject::BadGateway)
                 }
             }
         }
+    }
+}
+
+/// What a request's mapping values are rendered from.
+fn sources<'a, B>(
+    cx: &'a RequestContext,
+    matched: &'a Matched<'_, '_>,
+    req: &'a Request<B>,
+    params: &'a [(&'a str, &'a str)],
+) -> Sources<'a> {
+    Sources {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        headers: req.headers(),
+        route_key: &matched.route().route_key,
+        params,
+        stage: &matched.stage.info.name,
+        api_id: matched.stage.info.api_id,
+        variables: &matched.stage.info.variables,
+        request_id: cx.request_id.to_str().unwrap_or(""),
+        source_ip: cx.peer.ip.to_str().unwrap_or(""),
+        auth: cx.auth.as_ref(),
     }
 }
 

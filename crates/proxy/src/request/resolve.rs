@@ -10,7 +10,8 @@ use gatehouse_model::RouteMatch;
 use http::{header, Request};
 
 use crate::request::context::RequestContext;
-use crate::request::errors::Reject;
+use crate::request::cors::CorsAnswer;
+use crate::request::errors::{ProxyBody, Reject};
 use crate::snapshot::{split_stage, CompiledConfig, CompiledRoute, CompiledStage, Membership};
 use crate::traffic::recording::{LogDraft, Recording};
 
@@ -18,6 +19,8 @@ use crate::traffic::recording::{LogDraft, Recording};
 pub enum Resolved<'c, 'p> {
     /// A route of an HTTP API's stage.
     Route(Matched<'c, 'p>),
+    /// A browser's preflight request to an API with CORS, answered by the gateway.
+    Preflight(http::Response<ProxyBody>),
     /// A WebSocket API's stage (`slug/stage`) and the rest of the path: the stage's own
     /// handshake, or its `@connections` API.
     WebSocket(Box<str>, String),
@@ -56,7 +59,8 @@ pub fn resolve<'c, 'p, B>(
         Some(found) => found.value.meter.as_ref(),
         None => stage.unrouted.as_ref(),
     };
-    if let Some(meter) = meter {
+    // A second run (after an authorizer's errand) is the same request: recorded once.
+    if let (Some(meter), None) = (meter, &cx.recording) {
         let log = stage
             .access_log
             .then(|| log_draft(cx, req, found.as_ref().map(|f| &f.value.route_key)));
@@ -66,6 +70,14 @@ pub fn resolve<'c, 'p, B>(
             cx.start,
             log,
         ));
+    }
+    if let Some(cors) = &stage.cors {
+        if cx.cors.is_none() {
+            cx.cors = Some(CorsAnswer::new(cors, req.headers().get(header::ORIGIN)));
+        }
+        if let Some(preflight) = cors.preflight(req.method(), req.headers()) {
+            return Ok(Resolved::Preflight(preflight));
+        }
     }
     let found = found.ok_or(Reject::NotFound)?;
     Ok(Resolved::Route(Matched {

@@ -165,8 +165,13 @@ async fn load_cache(config: &ProxyConfig, shared: &Shared) -> Option<(i64, Strin
     let dir = config.data_dir.as_ref()?;
     match cache::load(dir).await {
         Ok(Some(snapshot)) => {
-            match CompiledConfig::compile(&snapshot, None, &shared.quotas, shared.meter_registry())
-            {
+            match CompiledConfig::compile(
+                &snapshot,
+                None,
+                &shared.quotas,
+                shared.meter_registry(),
+                &shared.authorizers,
+            ) {
                 Ok(compiled) => {
                     let version = compiled.version;
                     let hash = compiled.hash.clone();

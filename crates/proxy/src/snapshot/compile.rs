@@ -11,19 +11,21 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatehouse_model::{
-    ConfigSnapshot, DeployedKey, DeployedPlan, DeployedRoute, DeployedStage, Integration,
-    PlanStage, Protocol, RouteKey, RouteTable, Throttle,
+    AuthorizationType, ConfigSnapshot, DeployedKey, DeployedPlan, DeployedRoute, DeployedStage,
+    Integration, PlanStage, Protocol, RouteKey, RouteTable, Throttle,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use uuid::Uuid;
 
 use super::{
     Action, CompiledConfig, CompiledKey, CompiledPlan, CompiledRoute, CompiledStage, Membership,
-    RouteOverride, StageTable, WsStage,
+    RouteOverride, StageInfo, StageTable, WsStage,
 };
 use crate::admission::limiter::{now_ns, Bucket, Rate};
 use crate::admission::quota::QuotaLedger;
 use crate::admission::rate_headers::{quota_policy, throttle_policy};
+use crate::authorizers::{Authorizers, Live};
+use crate::request::cors::CompiledCors;
 use crate::request::phases::Phase;
 use crate::traffic::meters::{MeterKey, MeterRegistry, RouteMeter};
 
@@ -56,10 +58,12 @@ impl CompiledConfig {
         previous: Option<&CompiledConfig>,
         ledger: &QuotaLedger,
         meters: Option<&MeterRegistry>,
+        authorizers: &Authorizers,
     ) -> Result<CompiledConfig, CompileFailure> {
         let now = now_ns();
         let (plans, plan_index) = compile_plans(&snapshot.plans)?;
-        let (mut stages, stage_names) = compile_stages(&snapshot.stages, previous, meters, now)?;
+        let (mut stages, stage_names) =
+            compile_stages(&snapshot.stages, previous, meters, authorizers, now)?;
         attach_plans(&snapshot.plans, &plan_index, &stage_names, &mut stages);
         let mut keys = HashMap::with_capacity(snapshot.keys.len());
         for key in &snapshot.keys {
@@ -125,6 +129,7 @@ fn compile_stages<'s>(
     deployed: &'s [DeployedStage],
     previous: Option<&CompiledConfig>,
     meters: Option<&MeterRegistry>,
+    authorizers: &Authorizers,
     now: u64,
 ) -> Result<(Stages, StageNames<'s>), CompileFailure> {
     let mut stages = HashMap::with_capacity(deployed.len());
@@ -142,7 +147,7 @@ fn compile_stages<'s>(
             })
         };
         let (routes, websocket) = match stage.protocol {
-            Protocol::Http => (compile_http_routes(stage, &meter), None),
+            Protocol::Http => (compile_http_routes(stage, &meter, authorizers), None),
             Protocol::Websocket => (
                 RouteTable::compile(Vec::new()).map_err(|e| e.to_string()),
                 Some(compile_ws_stage(stage, &meter)),
@@ -157,7 +162,20 @@ fn compile_stages<'s>(
             .and_then(|p| p.stages.get(&name))
             .map(|s| &s.bucket);
         let rate = Rate::new(stage.throttle);
+        let cors = stage
+            .cors
+            .as_ref()
+            .map(CompiledCors::compile)
+            .transpose()
+            .map_err(|e| failure(format!("stage {name}"), e))?
+            .map(Arc::new);
         let compiled = CompiledStage {
+            info: Arc::new(StageInfo {
+                api_id: stage.api_id,
+                name: stage.stage.as_str().into(),
+                variables: stage.variables.clone(),
+            }),
+            cors,
             routes,
             bucket: Bucket::resume(previous_bucket, Some(&rate), now),
             rate,
@@ -305,11 +323,46 @@ fn route_throttle_slots(
 
 type MeterOf<'a> = &'a dyn Fn(Option<Uuid>) -> Option<Arc<RouteMeter>>;
 
-fn compile_http_routes(stage: &DeployedStage, meter: MeterOf<'_>) -> Result<StageTable, String> {
+fn compile_http_routes(
+    stage: &DeployedStage,
+    meter: MeterOf<'_>,
+    authorizers: &Authorizers,
+) -> Result<StageTable, String> {
     let mut routes = Vec::with_capacity(stage.routes.len());
     for route in &stage.routes {
         let index = u32::try_from(routes.len()).map_err(|_| "too many routes".to_owned())?;
-        let compiled = compile_route(stage, route, index, meter)?;
+        let authorizer = match route.authorization.authorizer_id {
+            None => None,
+            Some(id) => {
+                let deployed = stage
+                    .authorizers
+                    .iter()
+                    .find(|a| a.id == id)
+                    .ok_or_else(|| {
+                        format!(
+                            "route `{}` names authorizer {id}, which is not deployed",
+                            route.route_key
+                        )
+                    })?;
+                let wanted = route.authorization.authorization_type.authorizer_type();
+                if wanted != Some(deployed.spec.authorizer_type) {
+                    return Err(format!(
+                        "route `{}`: authorizer {id} is not of the kind its authorization needs",
+                        route.route_key
+                    ));
+                }
+                Some(
+                    authorizers
+                        .get(deployed)
+                        .map_err(|e| format!("authorizer {id}: {e}"))?,
+                )
+            }
+        };
+        if route.authorization.authorization_type != AuthorizationType::None && authorizer.is_none()
+        {
+            return Err(format!("route `{}` needs an authorizer", route.route_key));
+        }
+        let compiled = compile_route(stage, route, index, meter, authorizer)?;
         routes.push((route.route_key.clone(), compiled));
     }
     RouteTable::compile(routes).map_err(|e| e.to_string())
@@ -331,7 +384,7 @@ fn compile_ws_stage(stage: &DeployedStage, meter: MeterOf<'_>) -> Result<WsStage
     }
     for (index, route) in stage.routes.iter().enumerate() {
         let index = u32::try_from(index).map_err(|_| "too many routes".to_owned())?;
-        let compiled = compile_route(stage, route, index, meter)?;
+        let compiled = compile_route(stage, route, index, meter, None)?;
         let slot = match &route.route_key {
             RouteKey::Connect => &mut ws.connect,
             RouteKey::Disconnect => &mut ws.disconnect,
@@ -361,6 +414,7 @@ fn compile_route(
     route: &DeployedRoute,
     index: u32,
     meter: MeterOf<'_>,
+    authorizer: Option<Live>,
 ) -> Result<CompiledRoute, String> {
     let action = match &route.integration {
         Integration::HttpProxy(proxy) => {
@@ -373,6 +427,9 @@ fn compile_route(
                 uri,
                 timeout: Duration::from_millis(u64::from(proxy.timeout_ms)),
                 websocket_upgrade: proxy.websocket_upgrade,
+                request_rules: proxy.request_parameters.rules().into(),
+                response_rules: (!proxy.response_parameters.is_empty())
+                    .then(|| Arc::new(proxy.response_parameters.clone())),
             }
         }
         Integration::Mock(mock) => {
@@ -396,7 +453,13 @@ fn compile_route(
     Ok(CompiledRoute {
         route_key: route.route_key.to_string().into(),
         index,
-        phases: Phase::for_route(route),
+        phases: Phase::for_route(route, authorizer),
+        param_names: route
+            .route_key
+            .param_names()
+            .into_iter()
+            .map(Into::into)
+            .collect(),
         action,
         meter: meter(Some(route.id)),
     })

@@ -12,12 +12,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatehouse_model::integration::BoundUri;
-use gatehouse_model::{Quota, RouteSelection, RouteTable, WebSocketLimits};
+use gatehouse_model::mapping::{Mapping, ResponseParameters};
+use gatehouse_model::{Quota, RouteSelection, RouteTable, StageVariables, WebSocketLimits};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use uuid::Uuid;
 
 use crate::admission::limiter::{Bucket, Rate};
 use crate::admission::quota::QuotaCounter;
+use crate::request::cors::CompiledCors;
 use crate::request::phases::Phase;
 use crate::traffic::meters::RouteMeter;
 
@@ -29,6 +31,10 @@ pub enum Action {
         timeout: Duration,
         /// A WebSocket upgrade is passed through to the upstream (HTTP APIs).
         websocket_upgrade: bool,
+        /// Parameter mapping of the request (none for most routes).
+        request_rules: Box<[Mapping]>,
+        /// Parameter mapping of the answer, by status.
+        response_rules: Option<Arc<ResponseParameters>>,
     },
     Mock {
         status: StatusCode,
@@ -44,6 +50,8 @@ pub struct CompiledRoute {
     pub index: u32,
     /// What its requests go through between resolve and answer, in order.
     pub phases: Box<[Phase]>,
+    /// The names of its path parameters, in the order they are matched.
+    pub param_names: Box<[Box<str>]>,
     pub action: Action,
     /// Where the route's traffic is counted; `None` when metrics are off.
     pub meter: Option<Arc<RouteMeter>>,
@@ -51,9 +59,21 @@ pub struct CompiledRoute {
 
 pub type StageTable = RouteTable<CompiledRoute>;
 
+/// What a stage is, for authorizers and parameter mapping.
+#[derive(Debug)]
+pub struct StageInfo {
+    pub api_id: Uuid,
+    /// The stage's name.
+    pub name: Box<str>,
+    pub variables: StageVariables,
+}
+
 /// A deployed stage, ready to serve.
 #[derive(Debug)]
 pub struct CompiledStage {
+    pub info: Arc<StageInfo>,
+    /// The API's CORS configuration, as deployed.
+    pub cors: Option<Arc<CompiledCors>>,
     pub routes: StageTable,
     /// Throttle of all the stage's traffic.
     pub rate: Rate,
@@ -104,7 +124,7 @@ impl WsStage {
 impl CompiledRoute {
     /// Whether its requests must name an API key.
     pub fn requires_key(&self) -> bool {
-        self.phases.contains(&Phase::ApiKey)
+        self.phases.iter().any(|p| matches!(p, Phase::ApiKey))
     }
 }
 
@@ -230,6 +250,7 @@ mod tests {
             None,
             &QuotaLedger::default(),
             None,
+            &crate::authorizers::Authorizers::default(),
         )
     }
 

@@ -169,6 +169,7 @@ impl Poller {
                 previous.as_deref(),
                 &shared.quotas,
                 shared.meter_registry(),
+                &shared.authorizers,
             )
             .map_err(|e| (Some(version), e.to_string()))?;
             Ok::<_, (Option<i64>, String)>((compiled, body))
@@ -180,6 +181,7 @@ impl Poller {
                 let hash = compiled.hash.clone();
                 let stages = compiled.stage_count();
                 self.shared.config.store(Some(Arc::new(compiled)));
+                self.shared.authorizers.retain_used();
                 self.shared.telemetry.applied(version);
                 self.received = Some(version);
                 self.active = Some(version);

@@ -38,6 +38,10 @@ pub struct AccessLogLine {
     pub stage: Arc<str>,
     pub key_id: Option<Uuid>,
     pub error: Option<&'static str>,
+    /// Time spent fetching keys or asking an authorizer, when the request did.
+    pub authorizer_us: Option<u64>,
+    /// Why an authorizer refused (`expired`, `bad_signature`, `denied`, ...).
+    pub auth_error: Option<&'static str>,
     pub outcome: Outcome,
 }
 
@@ -245,6 +249,20 @@ fn write_line(
         Some(agent) => serde_json::to_writer(&mut *out, agent)?,
         None => out.write_all(b"null")?,
     }
+    out.write_all(b",\"authorizerLatency\":")?;
+    match line.authorizer_us {
+        Some(us) => milliseconds(out, us)?,
+        None => out.write_all(b"null")?,
+    }
+    out.write_all(b",\"authorizerError\":")?;
+    match line.auth_error {
+        Some(reason) => {
+            out.write_all(b"\"")?;
+            out.write_all(reason.as_bytes())?;
+            out.write_all(b"\"")?;
+        }
+        None => out.write_all(b"null")?,
+    }
     out.write_all(b",\"errorMessage\":")?;
     match line.error {
         Some(message) => {
@@ -320,6 +338,8 @@ mod tests {
             stage: "prod".into(),
             key_id: Some(Uuid::nil()),
             error: Some("Bad Gateway"),
+            authorizer_us: None,
+            auth_error: None,
             outcome: Outcome {
                 status: 502,
                 latency_us: 1_234_567,

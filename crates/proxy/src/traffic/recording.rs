@@ -52,6 +52,9 @@ pub struct Recording {
     bytes_out: u64,
     /// Why the gateway answered itself, for the access log.
     pub error: Option<&'static str>,
+    /// How long authorizer errands took, and why an authorizer refused.
+    pub authorizer_us: Option<u64>,
+    pub auth_error: Option<&'static str>,
     log: Option<LogDraft>,
 }
 
@@ -68,6 +71,8 @@ impl Recording {
             start,
             status: CLIENT_CLOSED,
             integration_us: None,
+            authorizer_us: None,
+            auth_error: None,
             key_id: None,
             bytes_in: None,
             bytes_out: 0,
@@ -103,6 +108,8 @@ impl Drop for Recording {
                 stage: self.meter.key.stage.clone(),
                 key_id: self.key_id,
                 error: self.error,
+                authorizer_us: self.authorizer_us,
+                auth_error: self.auth_error,
                 outcome,
             });
         }

@@ -15,6 +15,7 @@ use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry, TextEncoder};
 
 use crate::admission::shared_quota::RedisMetrics;
+use crate::authorizers::metrics::AuthMetrics;
 use crate::state::Shared;
 use crate::traffic::meters::RouteMeter;
 
@@ -41,6 +42,8 @@ pub struct Telemetry {
     pub connections_refused: IntCounter,
     /// Redis, when quotas are shared through it: up or down, fallbacks, probes.
     pub redis: RedisMetrics,
+    /// Authorizers: refusals by reason, answers, key fetches, latency.
+    pub auth: AuthMetrics,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -138,6 +141,7 @@ impl Default for Telemetry {
                 "Client connections refused because the proxy held its most connections.",
             ),
             redis: RedisMetrics::registered(r),
+            auth: AuthMetrics::new(r),
             registry,
         }
     }
