@@ -9,6 +9,7 @@ pub mod accounts;
 mod apis;
 mod assets;
 mod audit;
+mod authorizers;
 pub mod chart;
 pub mod charts;
 mod deployments;
@@ -48,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .merge(charts::router())
         .merge(apis::router())
         .merge(routes::router())
+        .merge(authorizers::router())
         .merge(stages::router())
         .merge(deployments::router())
         .merge(keys::router())

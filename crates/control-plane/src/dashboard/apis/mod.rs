@@ -1,10 +1,11 @@
 //! APIs in the dashboard: the list ([`list`]), the forms that create, edit and delete an
 //! API (their handlers here, their fields and requests in [`form`]), and an API's own
-//! page ([`page`]: its routes, its stages with their invoke URLs, recent deployments, the
-//! Deploy form, the form that adds a stage on an existing deployment, and its traffic),
-//! which the other API pages link back to. Also the helpers those pages share: finding
+//! page ([`page`]: its routes, its authorizers, its CORS form ([`cors`]), its stages with
+//! their invoke URLs, recent deployments, the Deploy form, the form that adds a stage on
+//! an existing deployment, and its traffic), which the other API pages link back to. Also the helpers those pages share: finding
 //! the API a path names, short ids, and error summaries that name fields a form hides.
 
+mod cors;
 mod form;
 mod list;
 mod page;
@@ -32,6 +33,8 @@ pub fn router() -> Router<AppState> {
         .route("/apis/{api_id}", get(page::show))
         .route("/apis/{api_id}/edit", get(edit_form).post(save))
         .route("/apis/{api_id}/delete", post(delete))
+        .route("/apis/{api_id}/cors", post(cors::save))
+        .route("/apis/{api_id}/cors/delete", post(cors::remove))
 }
 
 /// The API `raw_id` names, or the friendly 404 (for a malformed id too).

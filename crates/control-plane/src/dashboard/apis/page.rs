@@ -1,12 +1,14 @@
-//! An API's own page: its routes, its stages with their invoke URLs, its recent
-//! deployments, the Deploy form, the form that adds a stage on an existing deployment,
-//! and its traffic. The deploy and new stage handlers show it again with their form as
-//! typed when the admin API refuses it ([`ApiForms`]).
+//! An API's own page: its routes with who may call them, its authorizers and CORS form
+//! (HTTP APIs), its stages with their invoke URLs, its recent deployments, the Deploy
+//! form, the form that adds a stage on an existing deployment, and its traffic. The
+//! deploy, new stage and CORS handlers show it again with their form as typed when the
+//! admin API refuses it ([`ApiForms`]).
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use gatehouse_model::Protocol;
 
+use super::super::authorizers::{self as api_authorizers, AuthorizerRow};
 use super::super::charts::{Range, RangeQuery, Traffic};
 use super::super::deployments::DeploymentRow;
 use super::super::form::{Errors, Fields};
@@ -14,9 +16,9 @@ use super::super::invoke;
 use super::super::render::{self, Failure, Frame, PageResult, Section};
 use super::super::routes::RouteRow;
 use super::super::session::SignedIn;
-use super::{find_api, short_id};
+use super::{cors, find_api, short_id};
 use crate::repo::apis::Api;
-use crate::repo::{deployments, routes, stages};
+use crate::repo::{authorizers, deployments, routes, stages};
 use crate::AppState;
 
 /// Deployments the API's page lists; the rest are in the history.
@@ -47,6 +49,8 @@ pub(in crate::dashboard) struct ApiForms {
     pub deploy: Option<(Fields, Errors)>,
     /// The form that adds a stage on an existing deployment (fields `new.*`).
     pub new_stage: Option<(Fields, Errors)>,
+    /// The CORS form (fields `cors_configuration.*`).
+    pub cors: Option<(Fields, Errors)>,
 }
 
 /// The API's page; the Deploy form shows `deploy` and `errors` (after a refused deploy).
@@ -56,6 +60,12 @@ pub(in crate::dashboard) struct ApiPage {
     frame: Frame,
     api: Api,
     routes: Vec<RouteRow>,
+    /// HTTP APIs: their authorizers, by name.
+    authorizers: Vec<AuthorizerRow>,
+    /// Whether the API has a CORS configuration (else the form shows empty).
+    has_cors: bool,
+    cors: Fields,
+    cors_errors: Errors,
     stages: Vec<StageRow>,
     /// The newest deployments, at most [`RECENT_DEPLOYMENTS`].
     deployments: Vec<DeploymentRow>,
@@ -79,11 +89,17 @@ pub(in crate::dashboard) async fn api_page(
     forms: ApiForms,
     range: Range,
 ) -> Result<ApiPage, Failure> {
+    let api_authorizers = authorizers::list(&state.pool, api.id).await?;
+    let names = api_authorizers::names(&api_authorizers);
     let route_rows = routes::list(&state.pool, api.id)
         .await?
         .iter()
-        .map(RouteRow::new)
+        .map(|route| RouteRow::new(route, &names))
         .collect();
+    let stored_cors = api.cors_configuration.as_ref().map(|c| &c.0);
+    let (cors, cors_errors) = forms
+        .cors
+        .unwrap_or_else(|| (cors::fields_of(stored_cors), Errors::default()));
     let stage_list = stages::list(&state.pool, api.id).await?;
     let all_deployments = deployments::list(&state.pool, api.id).await?;
     let base = invoke::base_url(state).await?;
@@ -140,6 +156,10 @@ pub(in crate::dashboard) async fn api_page(
     Ok(ApiPage {
         frame: user.frame(Section::Apis),
         routes: route_rows,
+        authorizers: api_authorizers.iter().map(AuthorizerRow::new).collect(),
+        has_cors: stored_cors.is_some(),
+        cors,
+        cors_errors,
         stages: stage_rows,
         deployment_count: all_deployments.len(),
         deployments: DeploymentRow::list(

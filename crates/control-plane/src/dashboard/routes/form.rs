@@ -1,6 +1,8 @@
 //! The route form's fields and the admin API request they make: the route key, whether a
-//! key is required, and the integration, built as the model's `Integration`. Numbers,
-//! header lines and anything the model refuses are caught here, next to their field.
+//! key is required, its authorization ([`authorization`]), and the integration, built as
+//! the model's `Integration` with its parameter mapping ([`mapping`]). Numbers, header
+//! lines, rule lines and anything the model refuses are caught here, next to their field.
+//! Every field of a stored route is on the form, so saving it unchanged changes nothing.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +14,7 @@ use gatehouse_model::{
 use super::super::field_map::FieldMap;
 use super::super::form::Fields;
 use super::super::model_rules;
+use super::{authorization, mapping};
 use crate::error::FieldError;
 use crate::http::routes::{CreateRoute, UpdateRoute};
 use crate::repo::routes::Route;
@@ -20,13 +23,18 @@ pub(super) const HTTP_PROXY: &str = "HTTP_PROXY";
 pub(super) const MOCK: &str = "MOCK";
 
 /// The fields of the route form the page shows errors next to.
-pub(super) const FORM_FIELDS: [&str; 9] = [
+pub(super) const FORM_FIELDS: [&str; 14] = [
     "route_key",
     "api_key_required",
+    "authorization_type",
+    "authorizer_id",
+    "authorization_scopes",
     "integration.type",
     "integration.uri",
     "integration.timeout_ms",
     "integration.websocket_upgrade",
+    "integration.request_parameters",
+    "integration.response_parameters",
     "integration.status",
     "integration.headers",
     "integration.body",
@@ -47,7 +55,8 @@ pub(super) fn defaults() -> Fields {
 
 /// The fields of the form for an existing route.
 pub(super) fn fields_of(route: &Route) -> Fields {
-    let mut fields = defaults().with("route_key", route.route_key.clone());
+    let mut fields =
+        authorization::fields_of(defaults(), route).with("route_key", route.route_key.clone());
     if route.api_key_required {
         fields = fields.with("api_key_required", "on");
     }
@@ -56,7 +65,15 @@ pub(super) fn fields_of(route: &Route) -> Fields {
             let fields = fields
                 .with("integration.type", HTTP_PROXY)
                 .with("integration.uri", proxy.uri.to_string())
-                .with("integration.timeout_ms", proxy.timeout_ms.to_string());
+                .with("integration.timeout_ms", proxy.timeout_ms.to_string())
+                .with(
+                    "integration.request_parameters",
+                    mapping::request_lines(&proxy.request_parameters),
+                )
+                .with(
+                    "integration.response_parameters",
+                    mapping::response_lines(&proxy.response_parameters),
+                );
             if proxy.websocket_upgrade {
                 fields.with("integration.websocket_upgrade", "on")
             } else {
@@ -87,19 +104,22 @@ pub(super) fn route_body(
     protocol: Protocol,
 ) -> Result<CreateRoute, Vec<FieldError>> {
     let route_key = fields.trimmed("route_key");
-    match integration(fields) {
-        Ok(integration) => Ok(CreateRoute {
+    match (authorization::parse(fields), integration(fields)) {
+        (Ok(authorization), Ok(integration)) => Ok(CreateRoute {
             route_key: route_key.to_owned(),
             api_key_required: fields.checked("api_key_required"),
-            authorization_type: Default::default(),
-            authorizer_id: None,
-            authorization_scopes: Vec::new(),
+            authorization_type: authorization.authorization_type,
+            authorizer_id: authorization.authorizer_id,
+            authorization_scopes: authorization.authorization_scopes,
             integration,
         }),
-        Err(mut errors) => {
+        (authorization, integration) => {
+            let mut errors = Vec::new();
             if let Err(e) = RouteKey::parse_for(protocol, route_key) {
-                errors.insert(0, FieldError::new("route_key", e.to_string()));
+                errors.push(FieldError::new("route_key", e.to_string()));
             }
+            errors.extend(authorization.err().into_iter().flatten());
+            errors.extend(integration.err().into_iter().flatten());
             Err(errors)
         }
     }
@@ -110,9 +130,9 @@ pub(super) fn update_body(route: CreateRoute) -> UpdateRoute {
     UpdateRoute {
         route_key: Some(route.route_key),
         api_key_required: Some(route.api_key_required),
-        authorization_type: None,
-        authorizer_id: None,
-        authorization_scopes: None,
+        authorization_type: Some(route.authorization_type),
+        authorizer_id: route.authorizer_id,
+        authorization_scopes: Some(route.authorization_scopes),
         integration: Some(route.integration),
     }
 }
@@ -127,15 +147,25 @@ fn integration(fields: &Fields) -> Result<Integration, Vec<FieldError>> {
             let timeout_ms = parse_timeout(fields.trimmed("integration.timeout_ms"))
                 .map_err(|e| errors.push(FieldError::new("integration.timeout_ms", e)))
                 .ok();
-            let (Some(uri), Some(timeout_ms)) = (uri, timeout_ms) else {
+            let request_parameters =
+                mapping::parse_request(fields.get("integration.request_parameters"))
+                    .map_err(|e| errors.push(FieldError::new("integration.request_parameters", e)))
+                    .ok();
+            let response_parameters =
+                mapping::parse_response(fields.get("integration.response_parameters"))
+                    .map_err(|e| errors.push(FieldError::new("integration.response_parameters", e)))
+                    .ok();
+            let (Some(uri), Some(timeout_ms), Some(request_parameters), Some(response_parameters)) =
+                (uri, timeout_ms, request_parameters, response_parameters)
+            else {
                 return Err(errors);
             };
             Ok(Integration::HttpProxy(HttpProxyIntegration {
                 uri,
                 timeout_ms,
                 websocket_upgrade: fields.checked("integration.websocket_upgrade"),
-                request_parameters: Default::default(),
-                response_parameters: Default::default(),
+                request_parameters,
+                response_parameters,
             }))
         }
         MOCK => {
@@ -256,6 +286,7 @@ mod tests {
         assert_eq!(
             json_of(&body),
             json!({"route_key": "GET /pets/{id}", "api_key_required": true,
+                   "authorization_type": "NONE",
                    "integration": {"type": "HTTP_PROXY", "uri": "http://pets/{id}",
                                    "timeout_ms": DEFAULT_TIMEOUT_MS, "websocket_upgrade": true}})
         );
@@ -355,6 +386,74 @@ mod tests {
         assert_eq!(
             fields_of(route_body(&bad_header, Protocol::Http).expect_err("bad")),
             ["integration.headers"]
+        );
+    }
+
+    #[test]
+    fn a_stored_route_saved_unchanged_keeps_its_authorization_and_mapping() {
+        let integration: Integration = serde_json::from_value(json!({
+            "type": "HTTP_PROXY", "uri": "http://pets/{id}", "timeout_ms": 1500,
+            "request_parameters": {
+                "overwrite:header.x-user-id": "$context.authorizer.claims.sub",
+                "append:querystring.v": "a=b",
+                "remove:header.x-debug": ""},
+            "response_parameters": {
+                "404": {"overwrite:statuscode": "200", "append:header.x-was": "404"},
+                "500": {"overwrite:header.retry-after": "5"}}
+        }))
+        .expect("integration");
+        let now = chrono::Utc::now();
+        let authorizer = uuid::Uuid::now_v7();
+        let route = Route {
+            id: uuid::Uuid::now_v7(),
+            api_id: uuid::Uuid::now_v7(),
+            route_key: "GET /pets/{id}".to_owned(),
+            api_key_required: true,
+            authorization_type: "JWT".to_owned(),
+            authorizer_id: Some(authorizer),
+            authorization_scopes: vec!["read:pets".to_owned(), "admin".to_owned()],
+            integration: sqlx::types::Json(integration.clone()),
+            created_at: now,
+            updated_at: now,
+        };
+        let sent = route_body(&fields_of(&route), Protocol::Http).expect("valid");
+        assert_eq!(sent.integration, integration);
+        assert_eq!(sent.authorizer_id, Some(authorizer));
+        assert_eq!(sent.authorization_scopes, ["read:pets", "admin"]);
+        let update = serde_json::to_value(update_body(sent)).expect("json");
+        assert_eq!(update["authorization_type"], json!("JWT"));
+        assert_eq!(update["api_key_required"], json!(true));
+    }
+
+    #[test]
+    fn mapping_and_authorization_errors_name_their_field() {
+        let bad = form(&[
+            ("route_key", "GET /a"),
+            ("authorization_type", "JWT"),
+            ("authorizer_id", "not an id"),
+            ("integration.type", "HTTP_PROXY"),
+            ("integration.uri", "http://a/"),
+            (
+                "integration.request_parameters",
+                "overwrite:header.host = x",
+            ),
+            (
+                "integration.response_parameters",
+                "overwrite:statuscode = 200",
+            ),
+        ]);
+        let fields: Vec<String> = route_body(&bad, Protocol::Http)
+            .expect_err("bad")
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "authorizer_id",
+                "integration.request_parameters",
+                "integration.response_parameters"
+            ]
         );
     }
 

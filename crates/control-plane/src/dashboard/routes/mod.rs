@@ -1,11 +1,15 @@
-//! An API's routes in the dashboard: the forms that add, edit and delete a route and its
-//! integration, and the one-line summary of an integration other pages show.
+//! An API's routes in the dashboard: the forms that add, edit and delete a route, its
+//! authorization and its integration, and the one-line summaries other pages show.
 //!
 //! The form holds the fields of both integration types at once (no script needed); the
 //! chosen type decides which are sent ([`form`]). What the form cannot build is shown at
 //! once; everything else is the admin API's to judge.
 
+mod authorization;
 mod form;
+mod mapping;
+
+use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -13,17 +17,19 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::Router;
-use gatehouse_model::Integration;
+use gatehouse_model::{Integration, Protocol};
 use uuid::Uuid;
 
 use self::form::{defaults, fields_of, route_body, update_body, FIELD_MAP, FORM_FIELDS, MOCK};
 use super::apis::{explain, find_api};
+use super::authorizers::{self as api_authorizers, AuthorizerChoice};
 use super::charts::{Range, RangeQuery, Traffic};
 use super::dispatch::{self, Refusal};
 use super::form::{AdminPosted, Errors, Fields};
 use super::render::{self, page_with, Frame, PageResult, Section};
 use super::session::SignedIn;
 use crate::repo::apis::Api;
+use crate::repo::authorizers;
 use crate::repo::routes::{self, Route};
 use crate::AppState;
 
@@ -40,15 +46,21 @@ pub(super) struct RouteRow {
     pub route_key: String,
     pub integration: String,
     pub api_key_required: bool,
+    /// Who may call it: `JWT idp (read:pets)`, or empty for anyone.
+    pub authorization: String,
 }
 
 impl RouteRow {
-    pub(super) fn new(route: &Route) -> RouteRow {
+    /// The row of `route`; `authorizer_names` names the API's authorizers by id.
+    pub(super) fn new(route: &Route, authorizer_names: &HashMap<Uuid, String>) -> RouteRow {
         RouteRow {
             id: route.id.to_string(),
             route_key: route.route_key.clone(),
             integration: summary(&route.integration.0),
             api_key_required: route.api_key_required,
+            authorization: authorization::summary(&route.authorization(), |id| {
+                authorizer_names.get(&id).cloned()
+            }),
         }
     }
 }
@@ -81,6 +93,10 @@ struct RouteFormPage {
     route_id: Option<String>,
     /// What a viewer sees instead of the form.
     summary: String,
+    /// Who may call the route, for a viewer.
+    authorization: String,
+    /// The API's authorizers, for the authorization's choice.
+    authorizers: Vec<AuthorizerChoice>,
     fields: Fields,
     errors: Errors,
     traffic: Option<Traffic>,
@@ -96,6 +112,22 @@ impl RouteFormPage {
 
     fn is_mock(&self) -> bool {
         self.fields.get("integration.type") == MOCK
+    }
+
+    /// Whether the form offers authorization (HTTP APIs), or the route has one to keep.
+    fn shows_authorization(&self) -> bool {
+        self.api.protocol() == Protocol::Http
+            || !matches!(self.fields.get("authorization_type"), "" | "NONE")
+    }
+
+    /// Whether the form offers parameter mapping (HTTP APIs), or the route has some to keep.
+    fn shows_mapping(&self) -> bool {
+        self.api.protocol() == Protocol::Http
+            || !self.fields.get("integration.request_parameters").is_empty()
+            || !self
+                .fields
+                .get("integration.response_parameters")
+                .is_empty()
     }
 }
 
@@ -113,23 +145,30 @@ async fn find_route(
         .ok_or_else(not_found)
 }
 
-fn form_page(
+async fn form_page(
+    state: &AppState,
     user: &SignedIn,
     api: Api,
     route: Option<&Route>,
     fields: Fields,
     errors: Errors,
     traffic: Option<Traffic>,
-) -> RouteFormPage {
-    RouteFormPage {
+) -> Result<RouteFormPage, render::Failure> {
+    let api_authorizers = authorizers::list(&state.pool, api.id).await?;
+    let names = api_authorizers::names(&api_authorizers);
+    Ok(RouteFormPage {
         frame: user.frame(Section::Apis),
-        api,
         route_id: route.map(|r| r.id.to_string()),
         summary: route.map_or_else(String::new, |r| summary(&r.integration.0)),
+        authorization: route.map_or_else(String::new, |r| {
+            authorization::summary(&r.authorization(), |id| names.get(&id).cloned())
+        }),
+        authorizers: api_authorizers::choices(&api_authorizers),
+        api,
         fields,
         errors,
         traffic,
-    }
+    })
 }
 
 async fn new_form(
@@ -141,7 +180,16 @@ async fn new_form(
     if !user.is_admin() {
         return Ok(render::viewer_denied(&user));
     }
-    let page = form_page(&user, api, None, defaults(), Errors::default(), None);
+    let page = form_page(
+        &state,
+        &user,
+        api,
+        None,
+        defaults(),
+        Errors::default(),
+        None,
+    )
+    .await?;
     Ok(render::page(&page))
 }
 
@@ -198,7 +246,7 @@ async fn submit(
             let traffic = route
                 .as_ref()
                 .map(|route| route_traffic(&api, route, Range::default()));
-            let page = form_page(user, api, route.as_ref(), fields, errors, traffic);
+            let page = form_page(state, user, api, route.as_ref(), fields, errors, traffic).await?;
             Ok(page_with(StatusCode::UNPROCESSABLE_ENTITY, &page))
         }
         Err(Refusal::Page(page)) => Ok(page),
@@ -225,13 +273,15 @@ async fn show(
     let traffic = route_traffic(&api, &route, query.range());
     let fields = fields_of(&route);
     let page = form_page(
+        &state,
         &user,
         api,
         Some(&route),
         fields,
         Errors::default(),
         Some(traffic),
-    );
+    )
+    .await?;
     Ok(render::page(&page))
 }
 
