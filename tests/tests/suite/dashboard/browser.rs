@@ -31,7 +31,7 @@ const MIN_PNG_BYTES: usize = 5_000;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-fn screenshots() -> PathBuf {
+pub(super) fn screenshots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots")
 }
 
@@ -88,22 +88,23 @@ const SIDEWAYS_OVERFLOW: &str = "
     return document.documentElement.scrollWidth - document.documentElement.clientWidth;
 ";
 
-/// The browser on one control plane, with the screenshots taken so far.
-struct Dashboard {
-    browser: Browser,
-    base: String,
-    shots: Vec<(String, PathBuf)>,
+/// The browser on one control plane, with the screenshots taken so far; the other
+/// browser tests drive it too.
+pub(super) struct Dashboard {
+    pub(super) browser: Browser,
+    pub(super) base: String,
+    pub(super) shots: Vec<(String, PathBuf)>,
     /// Pages that scroll sideways: (screenshot, pixels).
-    overflowing: Vec<(String, i64)>,
+    pub(super) overflowing: Vec<(String, i64)>,
 }
 
 impl Dashboard {
-    async fn open(&self, path: &str) -> anyhow::Result<()> {
+    pub(super) async fn open(&self, path: &str) -> anyhow::Result<()> {
         self.browser.goto(&format!("{}{path}", self.base)).await
     }
 
     /// The current page's path (and query).
-    async fn path(&self) -> anyhow::Result<String> {
+    pub(super) async fn path(&self) -> anyhow::Result<String> {
         let url = self
             .browser
             .client()
@@ -117,7 +118,7 @@ impl Dashboard {
     }
 
     /// Waits until the page at a path `expected` accepts has loaded; returns the path.
-    async fn wait_for_path(
+    pub(super) async fn wait_for_path(
         &self,
         what: &str,
         expected: impl Fn(&str) -> bool,
@@ -142,7 +143,7 @@ impl Dashboard {
 
     /// Clicks the submit button `css`, then waits for the next page, at a path `expected`
     /// accepts (the same path as before, reloaded, will do).
-    async fn submit(
+    pub(super) async fn submit(
         &self,
         css: &str,
         what: &str,
@@ -168,7 +169,7 @@ impl Dashboard {
     }
 
     /// Waits for a `h1` containing `text`.
-    async fn expect_h1(&self, text: &str) -> anyhow::Result<()> {
+    pub(super) async fn expect_h1(&self, text: &str) -> anyhow::Result<()> {
         let start = Instant::now();
         loop {
             let h1 = self.h1().await?;
@@ -185,7 +186,7 @@ impl Dashboard {
         }
     }
 
-    async fn attr(&self, css: &str, name: &str) -> anyhow::Result<String> {
+    pub(super) async fn attr(&self, css: &str, name: &str) -> anyhow::Result<String> {
         self.browser
             .wait_for(css)
             .await?
@@ -195,7 +196,7 @@ impl Dashboard {
             .with_context(|| format!("`{css}` has no {name}"))
     }
 
-    async fn select(&self, css: &str, value: &str) -> anyhow::Result<()> {
+    pub(super) async fn select(&self, css: &str, value: &str) -> anyhow::Result<()> {
         self.browser
             .wait_for(css)
             .await?
@@ -266,7 +267,7 @@ impl Dashboard {
 
     /// Saves a screenshot of the whole page (the window grown to its height for the
     /// moment), checks it is a real PNG, and measures whether the page scrolls sideways.
-    async fn shot(&mut self, name: &str) -> anyhow::Result<()> {
+    pub(super) async fn shot(&mut self, name: &str) -> anyhow::Result<()> {
         let overflow = self.browser.execute(SIDEWAYS_OVERFLOW, vec![]).await?;
         let overflow = overflow.as_i64().unwrap_or_default();
         if overflow > 0 {
@@ -811,14 +812,16 @@ async fn add_route(
 ) -> anyhow::Result<()> {
     ui.open(&format!("/apis/{api_id}/routes/new")).await?;
     ui.browser.fill("input[name=route_key]", route_key).await?;
+    // Ticked before the fields below it scroll the page: scrolled to the top of the
+    // window, the box would be under the sticky top bar.
+    if key_required {
+        ui.browser.click("input[name=api_key_required]").await?;
+    }
     ui.browser
         .click("input[name='integration.type'][value=HTTP_PROXY]")
         .await?;
     ui.browser
         .fill("input[name='integration.uri']", uri)
         .await?;
-    if key_required {
-        ui.browser.click("input[name=api_key_required]").await?;
-    }
     Ok(())
 }

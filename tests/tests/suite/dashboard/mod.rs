@@ -1,7 +1,8 @@
-//! The dashboard, over HTTP with a browser-like client page by page, and once in a real
-//! browser from a fresh install to traffic on its charts.
+//! The dashboard, over HTTP with a browser-like client page by page, and in a real browser:
+//! once from a fresh install to traffic on its charts, and securing an API.
 
 mod apis;
+mod authorizers;
 mod browser;
 mod front_door;
 mod keys;
