@@ -38,6 +38,10 @@ test:
         python3 -m pip install --quiet botocore \
             || { echo "the SigV4 test needs AWS's botocore: pip install botocore" >&2; exit 1; }
     fi
+    if ! python3 -c "import jwt, cryptography" >/dev/null 2>&1; then
+        python3 -m pip install --quiet pyjwt cryptography \
+            || { echo "the JWT tests mint tokens with PyJWT: pip install pyjwt cryptography" >&2; exit 1; }
+    fi
     mkdir -p target
     # The test binaries, and with them target/debug/gatehouse (it starts the private
     # PostgreSQL, and the fault tests run it as separate processes), in one build with

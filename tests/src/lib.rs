@@ -8,6 +8,7 @@ pub mod bench;
 pub mod browser;
 pub mod dashboard;
 pub mod fuzzing;
+pub mod identity;
 pub mod serial;
 
 use std::future::Future;
@@ -187,6 +188,22 @@ pub async fn row_count(pool: &PgPool, table: &str) -> i64 {
 
 /// The value of the unlabelled sample `name` in the Prometheus text of
 /// `http://<status>/metrics` (a proxy's status port); `None` when absent or unreachable.
+/// The sum of every labelled series of `name` on the proxy's status port (0 when none).
+pub async fn proxy_metric_total(status: SocketAddr, name: &str) -> f64 {
+    let text = client()
+        .get(format!("http://{status}/metrics"))
+        .send()
+        .await
+        .expect("status port answers")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 pub async fn proxy_metric(status: SocketAddr, name: &str) -> Option<f64> {
     let text = client()
         .get(format!("http://{status}/metrics"))

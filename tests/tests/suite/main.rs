@@ -9,6 +9,7 @@
 //! measure time hold a guard of `gatehouse_tests::serial`.
 
 mod admin_api;
+mod authorizers;
 mod dashboard;
 mod faults;
 mod fuzz_regressions;

@@ -46,9 +46,12 @@ pub enum Fetched {
 /// definition starts afresh.
 #[derive(Default)]
 pub struct Authorizers {
-    jwt: Mutex<HashMap<(Uuid, [u8; 32]), Arc<JwtAuthorizer>>>,
-    request: Mutex<HashMap<(Uuid, [u8; 32]), Arc<RequestAuthorizer>>>,
+    jwt: ByDefinition<JwtAuthorizer>,
+    request: ByDefinition<RequestAuthorizer>,
 }
+
+/// Authorizers' state by id and the fingerprint of their definition.
+type ByDefinition<T> = Mutex<HashMap<(Uuid, [u8; 32]), Arc<T>>>;
 
 /// One authorizer's state, of its kind.
 #[derive(Clone)]

@@ -134,7 +134,7 @@ async fn run(cx: &mut RequestContext, req: Request<Incoming>) -> Result<Response
                         Some(Halt::Errand(errand)) if errands < MAX_ERRANDS => errand,
                         Some(Halt::Errand(_)) => return Err(Reject::InternalError.into()),
                         Some(Halt::Reject(reject)) => return Err(reject.into()),
-                        Some(Halt::Refused(refusal)) => return Err(refusal.into()),
+                        Some(Halt::Refused(refusal)) => return Err((*refusal).into()),
                     }
                 }
             }

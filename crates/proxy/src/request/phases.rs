@@ -52,14 +52,16 @@ impl std::fmt::Debug for Phase {
 /// Why the phases stopped.
 pub enum Halt {
     Reject(Reject),
-    Refused(Refusal),
+    /// Boxed: admission's refusals carry their headers, and this is on every phase's
+    /// return path.
+    Refused(Box<Refusal>),
     /// Network work to do before the phases can decide.
     Errand(Errand),
 }
 
 impl From<Refusal> for Halt {
     fn from(refusal: Refusal) -> Halt {
-        Halt::Refused(refusal)
+        Halt::Refused(Box::new(refusal))
     }
 }
 

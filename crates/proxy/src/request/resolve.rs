@@ -76,6 +76,8 @@ pub fn resolve<'c, 'p, B>(
             cx.cors = Some(CorsAnswer::new(cors, req.headers().get(header::ORIGIN)));
         }
         if let Some(preflight) = cors.preflight(req.method(), req.headers()) {
+            // The preflight's headers are the whole answer: nothing to replace.
+            cx.cors = None;
             return Ok(Resolved::Preflight(preflight));
         }
     }
