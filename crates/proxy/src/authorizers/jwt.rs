@@ -163,10 +163,12 @@ impl JwtAuthorizer {
 
     /// Whether the keys are old enough to refresh in the background; claims the refresh.
     pub fn claim_background_refresh(&self) -> bool {
-        let Some(keys) = self.keys.load_full() else {
-            return false;
-        };
-        if keys.fetched.elapsed() < KEYS_MAX_AGE {
+        // A guard, not an `Arc`: this runs on every request of the route.
+        let keys = self.keys.load();
+        if keys
+            .as_ref()
+            .is_none_or(|k| k.fetched.elapsed() < KEYS_MAX_AGE)
+        {
             return false;
         }
         let mut started = self

@@ -168,19 +168,6 @@ fn authorize_jwt<B>(
                     Reject::InsufficientScope,
                 ));
             }
-            cx.shared
-                .telemetry
-                .auth
-                .allowed
-                .with_label_values(&[
-                    "jwt",
-                    if just_fetched {
-                        "check"
-                    } else {
-                        "cache_or_check"
-                    },
-                ])
-                .inc();
             if authorizer.claim_background_refresh() {
                 let (shared, authorizer) = (cx.shared.clone(), authorizer.clone());
                 tokio::spawn(async move {
@@ -243,15 +230,7 @@ fn authorize_custom<B>(
                 stage_variables: matched.stage.info.variables.as_map(),
             };
             match authorizer.check(&asking) {
-                request::Check::Answered(decision) => {
-                    cx.shared
-                        .telemetry
-                        .auth
-                        .allowed
-                        .with_label_values(&["request", "cache"])
-                        .inc();
-                    decision
-                }
+                request::Check::Answered(decision) => decision,
                 request::Check::MissingIdentity => {
                     return Err(refuse(cx, "request", "missing", Reject::Unauthorized))
                 }
