@@ -155,6 +155,7 @@ bench *ARGS:
         exit 0
     fi
     cargo bench --locked -p gatehouse-tests --bench proxy
+    cargo bench --locked -p gatehouse-tests --bench auth
     cargo bench --locked -p gatehouse-tests --bench keys
     cargo bench --locked -p gatehouse-tests --bench metrics
     cargo bench --locked -p gatehouse-tests --bench websocket

@@ -292,6 +292,23 @@ pub fn wrk_with(
     for header in headers {
         command.arg("-H").arg(header);
     }
+    run_wrk(command, url, connections, seconds)
+}
+
+/// Like [`wrk_with`], each request made by the Lua `script` (say, to vary a header).
+pub fn wrk_scripted(
+    url: &str,
+    script: &Path,
+    connections: u32,
+    seconds: u64,
+    cpu: Option<usize>,
+) -> Load {
+    let mut command = pinned(cpu, "wrk");
+    command.arg("-s").arg(script);
+    run_wrk(command, url, connections, seconds)
+}
+
+fn run_wrk(mut command: Command, url: &str, connections: u32, seconds: u64) -> Load {
     let output = command
         .args([
             "-t1",
