@@ -3,14 +3,18 @@
 //! gives a route JWT authorization with scopes and a parameter mapping, turns CORS on,
 //! then saves the route, the authorizer and the API unchanged; the admin API must report
 //! exactly what it did before. Deleting an authorizer a route uses shows the admin API's
-//! refusal, and nothing is deleted.
+//! refusal, and nothing is deleted. Tokens pasted into a JWT authorizer's test, against a
+//! real issuer, get the proxy's verdict (valid with the claims, or the check that
+//! failed), and the page never shows the token back.
 
 use std::time::Instant;
 
 use anyhow::{ensure, Context};
 use gatehouse_control_plane::dashboard::accounts;
 use gatehouse_control_plane::repo::users::Role;
+use gatehouse_model::jwt::Refusal;
 use gatehouse_tests::browser::Browser;
+use gatehouse_tests::identity::{Issuer, JwksMode, SigningKey};
 use gatehouse_tests::serial::heavy;
 use gatehouse_tests::{http_proxy, id_of, Admin, ControlPlane};
 use reqwest::StatusCode;
@@ -396,6 +400,136 @@ async fn deleting_an_authorizer_a_route_uses_shows_why_not_in_a_real_browser(
     .await?;
     let (status, _) = admin.get(&authorizer_path).await;
     ensure!(status == StatusCode::NOT_FOUND, "not deleted: {status}");
+    ui.browser.close().await?;
+    Ok(())
+}
+
+/// Pastes `token` (and `scopes`) into the authorizer's test at `path`; returns the
+/// verdict's text, after checking the page's source does not hold the token.
+async fn test_token(
+    ui: &Dashboard,
+    path: &str,
+    token: &str,
+    scopes: &str,
+) -> anyhow::Result<String> {
+    ui.open(path).await?;
+    ui.browser.fill("textarea[name=token]", token).await?;
+    ui.browser.fill("input[name=scopes]", scopes).await?;
+    let test = format!("{path}/test");
+    ui.submit(
+        &format!("form[action='{test}'] button[type=submit]"),
+        "the authorizer's page with the verdict",
+        |p| p == test,
+    )
+    .await?;
+    let verdict = ui.browser.text_of(".token-verdict").await?;
+    let source = ui.browser.client().source().await?;
+    let raw = token.trim_start_matches("Bearer ");
+    let payload = raw.split('.').nth(1).unwrap_or(raw);
+    ensure!(
+        !source.contains(raw) && !source.contains(payload),
+        "the page shows the token back"
+    );
+    let kept = ui.browser.text_of("textarea[name=token]").await?;
+    ensure!(
+        kept.is_empty(),
+        "the token field was filled again: {kept:?}"
+    );
+    Ok(verdict)
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_pasted_token_is_tested_against_the_real_issuer_and_the_failed_check_is_named(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let _heavy = heavy().await;
+    let issuer = Issuer::start().await;
+    let key = SigningKey::es256("k1");
+    issuer.publish(vec![key.jwk.clone()]);
+    let cp = ControlPlane::start(pool).await;
+    let admin = cp.admin();
+    let api = admin.create_api("pets").await;
+    let authorizer = id_of(
+        &admin
+            .create(
+                &format!("/apis/{api}/authorizers"),
+                json!({"name": "idp", "authorizer_type": "JWT",
+                       "jwt_configuration": {"issuer": issuer.url, "audience": ["pets-api"]}}),
+            )
+            .await,
+    );
+    let mut ui = signed_in(&cp).await?;
+    let path = format!("/apis/{api}/authorizers/{authorizer}");
+
+    // A good token: valid, with its claims; the scope asked for is granted.
+    let good = key.sign(&issuer.claims(
+        "pets-api",
+        json!({"sub": "alice<b>", "scope": "read:pets write:pets"}),
+    ));
+    let verdict = test_token(&ui, &path, &format!("Bearer {good}"), "read:pets").await?;
+    ensure!(
+        verdict.contains("valid")
+            && !verdict.contains("refused")
+            && verdict.contains("alice<b>")
+            && verdict.contains(&issuer.url)
+            && verdict.contains("pets-api")
+            && verdict.contains("UTC")
+            && verdict.contains("read:pets write:pets"),
+        "good token: {verdict}"
+    );
+    let source = ui.browser.client().source().await?;
+    ensure!(
+        source.contains("alice&lt;b&gt;") || source.contains("alice&#60;b&#62;"),
+        "the sub is not escaped in the source"
+    );
+    let scopes = ui.attr("input[name=scopes]", "value").await?;
+    ensure!(scopes == "read:pets", "the scopes asked for: {scopes:?}");
+    ui.shot("authorizer-test-valid").await?;
+    ensure!(
+        issuer.discovery_fetches() >= 1 && issuer.jwks_fetches() >= 1,
+        "the keys were not fetched through discovery"
+    );
+
+    // The same token without the scope asked for: refused for its scopes, claims shown.
+    let verdict = test_token(&ui, &path, &good, "admin").await?;
+    ensure!(
+        verdict.contains(Refusal::Scope.explain()) && verdict.contains("alice<b>"),
+        "scope: {verdict}"
+    );
+
+    // Expired an hour ago.
+    let now = chrono::Utc::now().timestamp();
+    let expired =
+        key.sign(&issuer.claims("pets-api", json!({"iat": now - 7200, "exp": now - 3600})));
+    let verdict = test_token(&ui, &path, &expired, "").await?;
+    ensure!(
+        verdict.contains("refused")
+            && verdict.contains(Refusal::Expired.as_str())
+            && verdict.contains(Refusal::Expired.explain()),
+        "expired: {verdict}"
+    );
+    ui.shot("authorizer-test-expired").await?;
+
+    // Signed by another key that claims the same kid.
+    let impostor = SigningKey::es256("k1");
+    let forged = impostor.sign(&issuer.claims("pets-api", json!({})));
+    let verdict = test_token(&ui, &path, &forged, "").await?;
+    ensure!(
+        verdict.contains(Refusal::BadSignature.as_str())
+            && verdict.contains(Refusal::BadSignature.explain()),
+        "bad signature: {verdict}"
+    );
+
+    // Keys the issuer fails to serve: said with the URL, not an error page.
+    issuer.set_mode(JwksMode::Fail);
+    let verdict = test_token(&ui, &path, &good, "").await?;
+    ensure!(
+        verdict.contains("could not be fetched")
+            && verdict.contains(&format!("{}/jwks", issuer.url))
+            && verdict.contains("500"),
+        "keys unavailable: {verdict}"
+    );
+    ui.shot("authorizer-test-no-keys").await?;
     ui.browser.close().await?;
     Ok(())
 }

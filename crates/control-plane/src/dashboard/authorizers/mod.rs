@@ -1,9 +1,11 @@
 //! An HTTP API's authorizers in the dashboard: the forms that add, edit and delete a JWT
 //! or REQUEST authorizer (their fields and requests in [`form`]), the rows the API's page
 //! lists, and the choices the route form offers. Deleting one that routes use is the
-//! admin API's to refuse; its reason shows on the authorizer's page.
+//! admin API's to refuse; its reason shows on the authorizer's page. A JWT authorizer's
+//! page also tests a pasted token ([`test_token`]).
 
 mod form;
+mod test_token;
 
 use std::collections::HashMap;
 
@@ -17,9 +19,10 @@ use gatehouse_model::{AuthorizerSpec, AuthorizerType};
 use uuid::Uuid;
 
 use self::form::{defaults, field_map, fields_of, input, FORM_FIELDS, REQUEST};
+use self::test_token::{Outcome, TokenTest};
 use super::apis::{explain, find_api};
 use super::dispatch::{self, Refusal};
-use super::form::{AdminPosted, Errors, Fields};
+use super::form::{AdminPosted, Errors, Fields, Posted};
 use super::render::{self, page_with, Failure, Frame, PageResult, Section};
 use super::session::SignedIn;
 use crate::repo::apis::Api;
@@ -36,6 +39,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/apis/{api_id}/authorizers/{authorizer_id}/delete",
             post(delete),
+        )
+        .route(
+            "/apis/{api_id}/authorizers/{authorizer_id}/test",
+            get(back_to_page).post(test),
         )
 }
 
@@ -108,6 +115,8 @@ struct AuthorizerFormPage {
     used_by: Vec<String>,
     fields: Fields,
     errors: Errors,
+    /// The result of testing a pasted token, after a test.
+    test: Option<TokenTest>,
 }
 
 impl AuthorizerFormPage {
@@ -157,6 +166,7 @@ async fn form_page(
         used_by,
         fields,
         errors,
+        test: None,
     })
 }
 
@@ -271,6 +281,48 @@ async fn delete(
             Ok(page_with(StatusCode::CONFLICT, &page))
         }
         Err(Refusal::Page(page)) => Ok(page),
+    }
+}
+
+/// Tests a pasted token against a JWT authorizer; its page follows with the verdict. Any
+/// signed-in user may: it changes nothing.
+async fn test(
+    State(state): State<AppState>,
+    Path((api_id, authorizer_id)): Path<(String, String)>,
+    posted: Posted,
+) -> PageResult {
+    let Posted { user, fields } = posted;
+    let api = find_api(&state, &user, &api_id).await?;
+    let authorizer = find_authorizer(&state, &user, &api, &authorizer_id).await?;
+    let spec = &authorizer.definition.0;
+    let Some(config) = spec.jwt_configuration.as_ref() else {
+        return Ok(render::problem(
+            StatusCode::BAD_REQUEST,
+            Some(&user),
+            "Not a JWT authorizer",
+            "Only a JWT authorizer checks tokens; a REQUEST authorizer asks its own endpoint.",
+        ));
+    };
+    let result = test_token::run(config, fields.get("token"), fields.get("scopes")).await;
+    let fields = fields_of(spec);
+    let mut page = form_page(
+        &state,
+        &user,
+        api,
+        Some(&authorizer),
+        fields,
+        Errors::default(),
+    )
+    .await?;
+    page.test = Some(result);
+    Ok(render::page(&page))
+}
+
+/// The test's address opened (or reloaded) without a form: the authorizer's page.
+async fn back_to_page(Path((api_id, authorizer_id)): Path<(String, String)>) -> Redirect {
+    match (Uuid::parse_str(&api_id), Uuid::parse_str(&authorizer_id)) {
+        (Ok(api), Ok(authorizer)) => Redirect::to(&format!("/apis/{api}/authorizers/{authorizer}")),
+        _ => Redirect::to("/apis"),
     }
 }
 
