@@ -583,6 +583,73 @@ async fn the_diff_page_shows_an_added_and_a_changed_route(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn a_change_of_a_routes_authorization_alone_shows_on_the_diff_page_with_the_frozen_authorizers_and_cors(
+    pool: PgPool,
+) {
+    let cp = ControlPlane::start(pool.clone()).await;
+    let admin = cp.admin();
+    let dash = Dashboard::sign_in_new(&cp, "ada", Role::Admin).await;
+    let api = admin.create_api("pets").await;
+    let route = admin.add_route(&api, "GET /pets", mock("pets")).await;
+    let authorizer = admin
+        .create(
+            &format!("/apis/{api}/authorizers"),
+            json!({"name": "idp", "authorizer_type": "JWT",
+                   "jwt_configuration": {"issuer": "https://idp.example.com",
+                                         "audience": ["pets-api"]}}),
+        )
+        .await;
+    let authorizer = authorizer["id"].as_str().expect("id").to_owned();
+    let open = admin.deploy(&api, "open").await;
+
+    // Only the authorization changes (and CORS is turned on).
+    let (status, body) = admin
+        .patch(
+            &format!("/apis/{api}/routes/{route}"),
+            json!({"authorization_type": "JWT", "authorizer_id": authorizer,
+                   "authorization_scopes": ["read:pets"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = admin
+        .patch(
+            &format!("/apis/{api}"),
+            json!({"cors_configuration": {"allow_origins": ["https://app.example.com"],
+                                          "allow_methods": ["GET"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let secured = admin.deploy(&api, "secured").await;
+
+    let page = dash
+        .get(&format!("/apis/{api}/deployments/{secured}"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    page.expect_text("<td class=\"changed\">changed</td>")
+        .expect_text("<code>GET /pets</code>")
+        .expect_text("MOCK 200 · JWT idp (read:pets)</td>")
+        .expect_text("The CORS configuration changed")
+        .expect_text("Authorizers in this deployment")
+        .expect_text("https://idp.example.com")
+        .expect_text("audiences: pets-api")
+        .expect_text("CORS in this deployment")
+        .expect_text("https://app.example.com");
+    assert!(
+        !page.html.contains("No route changed") && !page.html.contains("The authorizers changed"),
+        "the authorization change was shown as no change, or the authorizers as changed"
+    );
+
+    // The first deployment froze the authorizer too, but no CORS.
+    let first = dash.get(&format!("/apis/{api}/deployments/{open}")).await;
+    assert_eq!(first.status, StatusCode::OK);
+    first
+        .expect_text("Authorizers in this deployment")
+        .expect_text("CORS is off")
+        .expect_text("<span class=\"muted\">none</span>");
+    cp.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn a_deployment_no_stage_serves_is_deleted_from_the_history_or_its_page(pool: PgPool) {
     let cp = ControlPlane::start(pool.clone()).await;
     let admin = cp.admin();

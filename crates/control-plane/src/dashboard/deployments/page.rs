@@ -1,20 +1,22 @@
-//! One deployment's page: its frozen routes, what changed against the deployment before
-//! it (or any other the reader picks), and deleting it, which shows the page again with
-//! the admin API's reason when a stage still serves it.
+//! One deployment's page: its frozen routes, authorizers and CORS configuration, what
+//! changed against the deployment before it (or any other the reader picks), and
+//! deleting it, which shows the page again with the admin API's reason when a stage
+//! still serves it.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
+use gatehouse_model::{AuthorizerType, CorsConfiguration, DeployedAuthorizer};
 use serde::Deserialize;
 
 use super::super::apis::find_api;
 use super::super::dispatch::{self, Refusal};
 use super::super::form::AdminPosted;
 use super::super::render::{self, page_with, Failure, Frame, PageResult, Section};
-use super::super::routes::summary;
+use super::super::routes::{authorization_summary, summary};
 use super::super::session::SignedIn;
-use super::diff::{diff, DiffRow};
+use super::diff::{authorizer_names, diff, DiffRow};
 use super::{find_deployment, DeploymentRow};
 use crate::repo::apis::Api;
 use crate::repo::deployments::{self, DeploymentDetail};
@@ -26,6 +28,48 @@ struct FrozenRow {
     route_key: String,
     integration: String,
     api_key_required: bool,
+    /// Who may call it: `JWT idp (read:pets)`, or empty for anyone.
+    authorization: String,
+}
+
+/// A frozen authorizer.
+struct FrozenAuthorizer {
+    name: String,
+    /// `JWT` or `REQUEST`.
+    kind: &'static str,
+    /// A JWT authorizer's issuer, a REQUEST authorizer's URI.
+    target: String,
+    /// A JWT authorizer's audiences, a REQUEST authorizer's identity sources.
+    detail: String,
+}
+
+impl FrozenAuthorizer {
+    fn new(authorizer: &DeployedAuthorizer) -> FrozenAuthorizer {
+        let spec = &authorizer.spec;
+        let (target, detail) = match (spec.authorizer_type, &spec.jwt_configuration) {
+            (AuthorizerType::Jwt, Some(jwt)) => (
+                jwt.issuer.clone(),
+                format!("audiences: {}", jwt.audience.join(", ")),
+            ),
+            _ => (
+                spec.authorizer_uri.clone().unwrap_or_default(),
+                format!(
+                    "identity: {}",
+                    spec.identity_source
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        };
+        FrozenAuthorizer {
+            name: spec.name.clone(),
+            kind: spec.authorizer_type.as_str(),
+            target,
+            detail,
+        }
+    }
 }
 
 #[derive(Template)]
@@ -35,6 +79,12 @@ struct DeploymentPage {
     api: Api,
     deployment: DeploymentRow,
     routes: Vec<FrozenRow>,
+    authorizers: Vec<FrozenAuthorizer>,
+    /// The frozen CORS configuration; `None` when the gateway does not answer CORS.
+    cors: Option<CorsConfiguration>,
+    /// Against the other deployment: whether its authorizers, or its CORS, differ.
+    authorizers_changed: bool,
+    cors_changed: bool,
     /// What the changes are measured against; `None` for the API's first deployment.
     against: Option<DeploymentRow>,
     /// Whether `against` is the deployment just before this one.
@@ -88,10 +138,25 @@ async fn deployment_page(
         None => None,
     };
     let old_routes = against.as_ref().map_or(&[][..], |d| d.routes.0.as_slice());
+    let old_authorizers = against
+        .as_ref()
+        .map_or(&[][..], |d| d.authorizers.0.as_slice());
+    let (old_names, names) = (
+        authorizer_names(old_authorizers),
+        authorizer_names(&this.authorizers.0),
+    );
     let changes = diff(old_routes, &this.routes.0)
         .iter()
-        .map(DiffRow::new)
+        .map(|change| DiffRow::new(change, &old_names, &names))
         .collect();
+    let cors = this.cors_configuration.map(|c| c.0);
+    let (authorizers_changed, cors_changed) = match &against {
+        Some(other) => (
+            other.authorizers.0 != this.authorizers.0,
+            other.cors_configuration.as_ref().map(|c| &c.0) != cors.as_ref(),
+        ),
+        None => (false, false),
+    };
     let routes = this
         .routes
         .0
@@ -100,7 +165,14 @@ async fn deployment_page(
             route_key: r.route_key.to_string(),
             integration: summary(&r.integration),
             api_key_required: r.api_key_required,
+            authorization: authorization_summary(&r.authorization, |id| names.get(&id).cloned()),
         })
+        .collect();
+    let authorizers = this
+        .authorizers
+        .0
+        .iter()
+        .map(FrozenAuthorizer::new)
         .collect();
     let others = all
         .iter()
@@ -111,6 +183,10 @@ async fn deployment_page(
         frame: user.frame(Section::Apis),
         deployment: DeploymentRow::new(&this.deployment, &stage_list),
         routes,
+        authorizers,
+        cors,
+        authorizers_changed,
+        cors_changed,
         against_previous: against_id.is_some() && against_id == previous,
         against: against.map(|d| DeploymentRow::new(&d.deployment, &stage_list)),
         changes,

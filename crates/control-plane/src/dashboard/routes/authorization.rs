@@ -74,7 +74,7 @@ pub(super) fn parse(fields: &Fields) -> Result<RouteAuthorization, Vec<FieldErro
 
 /// One line that says who may call a route: `JWT idp (read:pets)`, `CUSTOM gate`, or
 /// empty for anyone; `name_of` names an authorizer by id.
-pub(super) fn summary(
+pub(in crate::dashboard) fn summary(
     authorization: &RouteAuthorization,
     name_of: impl Fn(Uuid) -> Option<String>,
 ) -> String {

@@ -20,6 +20,7 @@ use axum::Router;
 use gatehouse_model::{Integration, Protocol};
 use uuid::Uuid;
 
+pub(super) use self::authorization::summary as authorization_summary;
 use self::form::{defaults, fields_of, route_body, update_body, FIELD_MAP, FORM_FIELDS, MOCK};
 use super::apis::{explain, find_api};
 use super::authorizers::{self as api_authorizers, AuthorizerChoice};
