@@ -278,8 +278,8 @@ async fn run(database_url: &str, quick: bool) -> anyhow::Result<()> {
     let mut failed = 0;
     for round in 0..=rounds {
         let seconds = if round == 0 { 1 } else { seconds };
-        let mut open = (0.0, 0.0);
-        for (i, c) in contestants.iter().enumerate() {
+        let mut measured = Vec::with_capacity(contestants.len());
+        for c in &contestants {
             let before = cpu_seconds(c.pid);
             let load = match &c.load {
                 Load::Header(headers) => {
@@ -292,20 +292,19 @@ async fn run(database_url: &str, quick: bool) -> anyhow::Result<()> {
             let used = cpu_seconds(c.pid) - before;
             anyhow::ensure!(load.requests > 0, "wrk sent nothing to {}", c.url);
             failed += load.errors;
-            if round == 0 {
-                continue;
-            }
-            let cpu_us = used * 1e6 / load.requests as f64;
-            if c.name == "open" {
-                open = (load.per_second, cpu_us);
-            }
-            let t = &mut throughput[i];
-            t.rps.push(load.per_second);
+            measured.push((load.per_second, used * 1e6 / load.requests as f64));
+        }
+        if round == 0 {
+            // Warms pools, caches and the issuer's keys up; not counted.
+            continue;
+        }
+        // Each contestant over `open` in the same round.
+        let open = measured[1];
+        for (t, (rps, cpu_us)) in throughput.iter_mut().zip(measured) {
+            t.rps.push(rps);
             t.cpu_us_per_request.push(cpu_us);
-            if open.0 > 0.0 {
-                t.rps_over_open.push(load.per_second / open.0);
-                t.cpu_over_open.push(cpu_us / open.1);
-            }
+            t.rps_over_open.push(rps / open.0);
+            t.cpu_over_open.push(cpu_us / open.1);
         }
     }
     anyhow::ensure!(failed == 0, "{failed} requests failed");

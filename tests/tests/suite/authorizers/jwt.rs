@@ -376,4 +376,7 @@ async fn a_route_cannot_name_another_apis_authorizer_or_one_of_the_wrong_kind(po
             "{bad}: {body}"
         );
     }
+    // Deleting the API takes its routes and authorizers with it, in use or not.
+    let (status, body) = admin.delete(&format!("/apis/{}", gw.api)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 }
